@@ -1,0 +1,67 @@
+# Shared by scripts/up, scripts/down and scripts/test. Source it; do not run it.
+# Installs what siphon needs where it is missing and starts Redis and RabbitMQ if they are down.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+VAR="$ROOT/var"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() {  # port, seconds
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
+  return 1
+}
+
+ensure_system_packages() {
+  local missing=()
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} (apt-get)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_venv() {
+  local stamp="$VENV/.siphon-installed" want
+  want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+  [ -x "$VENV/bin/python" ] || { say "creating $VENV"; python3 -m venv "$VENV"; }
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing siphon and its test tools into the venv"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
+    echo "$want" >"$stamp"
+  fi
+}
+
+ensure_redis() {
+  port_open 6379 && return 0
+  say "starting redis-server on 127.0.0.1:6379"
+  mkdir -p "$VAR/redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir "$VAR/redis" --logfile "$VAR/redis/redis.log"
+  wait_for_port 6379 20 || { echo "redis did not start; see $VAR/redis/redis.log" >&2; exit 1; }
+}
+
+ensure_rabbitmq() {
+  port_open 5672 && return 0
+  say "starting rabbitmq-server on 127.0.0.1:5672"
+  $SUDO rabbitmq-server -detached
+  wait_for_port 5672 90 || { echo "rabbitmq did not start; see /var/log/rabbitmq" >&2; exit 1; }
+  sleep 2  # the port opens a moment before the broker accepts logins
+}
+
+ensure_everything() {
+  ensure_system_packages
+  ensure_venv
+  ensure_redis
+  ensure_rabbitmq
+}

@@ -1,0 +1,146 @@
+"""Probing an input with ffprobe, confined to the local file and to real media containers.
+
+FFmpeg's HLS, concat and similar demuxers open further URLs named inside the file; a playlist
+named ``.mp4`` has been used to read server files and reach internal hosts (CVE-2016-1898,
+HackerOne #242831). So every FFmpeg process here gets ``-protocol_whitelist file`` and
+``-format_whitelist`` with :data:`ALLOWED_DEMUXERS` (FFmpeg's formats documentation, "format_whitelist").
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.conversion import media_codes as codes
+from services.conversion.sniff import has_encryption_boxes, walk_top_level_boxes
+from shared.errors import MediaError
+from shared.jobs import MediaFacts
+
+ALLOWED_DEMUXERS = (
+    # video containers
+    "mov", "matroska", "avi", "flv", "mpegts", "mpeg", "asf", "ogg",
+    # audio-only formats
+    "mp3", "aac", "loas", "wav", "w64", "flac", "ac3", "eac3", "dts", "truehd", "aiff", "caf",
+    "amr", "ape", "au", "wv", "tta", "mpc", "mpc8", "dsf",
+)
+"""FFmpeg demuxer names a job may use; anything else (hls, concat, image2, ...) is refused."""
+
+PROBE_TIMEOUT_SECONDS = 60
+"""Wall-clock limit of one ffprobe run, seconds."""
+
+
+def confinement_options() -> list[str]:
+    """FFmpeg input options that allow only local files and the allowed demuxers."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(ALLOWED_DEMUXERS)]
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    """One audio stream: ``index`` among all streams, ``codec`` None when FFmpeg has no decoder."""
+
+    index: int
+    codec: str | None
+    sample_rate_hz: int | None
+    channels: int | None
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What ffprobe found: the demuxer (``format_name``), duration in seconds, the audio streams."""
+
+    format_name: str
+    duration_seconds: float | None
+    audio_streams: tuple[AudioStream, ...]
+
+    @property
+    def demuxer(self) -> str:
+        """The demuxer name to force with ``-f`` (the first of ``format_name``'s aliases)."""
+        return self.format_name.split(",")[0]
+
+    def default_audio(self) -> AudioStream:
+        """The stream to convert: the first decodable one marked default, else the first decodable.
+
+        Raises:
+            MediaError: ``no_audio_stream`` or ``unsupported_codec``.
+        """
+        if not self.audio_streams:
+            raise MediaError("The file has no audio stream.", code=codes.NO_AUDIO_STREAM)
+        decodable = [s for s in self.audio_streams if s.codec]
+        if not decodable:
+            raise MediaError("The audio stream uses a codec FFmpeg cannot decode.", code=codes.UNSUPPORTED_CODEC)
+        return next((s for s in decodable if s.is_default), decodable[0])
+
+    def facts(self, stream: AudioStream | None = None) -> MediaFacts:
+        """The media facts recorded on the job."""
+        return MediaFacts(
+            container=self.format_name,
+            audio_codec=stream.codec if stream else None,
+            duration_seconds=self.duration_seconds,
+            sample_rate_hz=stream.sample_rate_hz if stream else None,
+            channels=stream.channels if stream else None,
+        )
+
+
+def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
+    """Probe ``path`` with ffprobe.
+
+    Raises:
+        MediaError: the file is empty, not media, in a refused format, encrypted, truncated,
+            corrupt, or ffprobe did not finish within :data:`PROBE_TIMEOUT_SECONDS`.
+    """
+    if path.stat().st_size == 0:
+        raise MediaError("The file is empty.", code=codes.EMPTY_FILE)
+    command = [
+        ffprobe, "-v", "error", *confinement_options(),
+        "-show_entries", "format=format_name,duration:stream=index,codec_type,codec_name,sample_rate,channels"
+        ":stream_disposition=default",
+        "-of", "json", f"file:{path}",
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise MediaError("Reading the file's structure took too long.", code=codes.TIMEOUT) from None
+    stderr = done.stderr.decode(errors="replace")
+    if done.returncode != 0:
+        raise explain_unreadable(path, stderr)
+    result = _parse(json.loads(done.stdout or b"{}"))
+    if result.format_name.startswith("mov") and has_encryption_boxes(path):
+        raise MediaError("The file is encrypted (DRM); it cannot be converted.", code=codes.ENCRYPTED)
+    if not result.audio_streams and walk_top_level_boxes(path).truncated:
+        raise MediaError("The file is cut short: its structure ends before its media.", code=codes.TRUNCATED)
+    return result
+
+
+def _parse(data: dict) -> ProbeResult:
+    fmt = data.get("format", {})
+    streams = tuple(
+        AudioStream(
+            index=int(s["index"]),
+            codec=s.get("codec_name"),
+            sample_rate_hz=int(s["sample_rate"]) if s.get("sample_rate") else None,
+            channels=int(s["channels"]) if s.get("channels") else None,
+            is_default=bool(s.get("disposition", {}).get("default")),
+        )
+        for s in data.get("streams", [])
+        if s.get("codec_type") == "audio"
+    )
+    duration = float(fmt["duration"]) if fmt.get("duration") not in (None, "N/A") else None
+    return ProbeResult(format_name=fmt.get("format_name", ""), duration_seconds=duration, audio_streams=streams)
+
+
+def explain_unreadable(path: Path, stderr: str) -> MediaError:
+    """The :class:`MediaError` for a file ffprobe or ffmpeg could not open, judged from its bytes."""
+    if "not on whitelist" in stderr:
+        return MediaError("The file is not in a supported media container.", code=codes.UNSUPPORTED_FORMAT)
+    if "encryption" in stderr or has_encryption_boxes(path):
+        return MediaError("The file is encrypted (DRM); it cannot be converted.", code=codes.ENCRYPTED)
+    boxes = walk_top_level_boxes(path)
+    if boxes.truncated:
+        return MediaError("The file is cut short: it ends in the middle of its structure.", code=codes.TRUNCATED)
+    if boxes.is_bmff:
+        return MediaError("The file looks like MP4 but its structure is broken (no usable moov box).",
+                          code=codes.CORRUPT)
+    return MediaError("The file is not a video or audio file.", code=codes.NOT_MEDIA)

@@ -1,0 +1,156 @@
+"""Handling one conversion task, from message body to outcome, independent of pika.
+
+Per task: publish ``processing``; fetch the input into a fresh temp dir; probe; encode; store the
+MP3; publish ``completed`` (or ``failed`` with a stable code); remove the temp dir. The worker
+settles the message with the returned :class:`Outcome` only after all of that.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from services.conversion import media_codes as codes
+from services.conversion.converter import Converter
+from services.conversion.encode import ConversionInterrupted
+from services.conversion.probe import ProbeResult
+from shared.config import Settings
+from shared.errors import MediaError, MessageError, ObjectNotFound, StorageUnavailable
+from shared.jobs import JOB_ID_PATTERN, JobErrorInfo, JobStatus, MediaFacts
+from shared.logs import job_context
+from shared.messages import ConversionTask, JobEvent
+from shared.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+class Disposition(Enum):
+    """How the worker settles a message."""
+
+    ACK = "ack"                    # done (completed, or failed for good and recorded)
+    REQUEUE = "requeue"            # try again (interrupted; the attempt counter grows)
+    DEAD_LETTER = "dead_letter"    # poison: park it in the dead-letter queue with the reason
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The disposition of a task and, for failures, the error code and reason."""
+
+    disposition: Disposition
+    code: str = ""
+    reason: str = ""
+
+
+ACK = Outcome(Disposition.ACK)
+
+
+class TaskRunner:
+    """Runs conversion tasks; ``publish`` sends a job event and returns once it is confirmed."""
+
+    def __init__(self, s: Settings, storage: Storage, converter: Converter, publish: Callable[[JobEvent], None]):
+        self.settings = s
+        self.storage = storage
+        self.converter = converter
+        self.publish = publish
+        self.retrying = Retrying(
+            stop=stop_after_attempt(s.storage_retries),
+            wait=wait_exponential(multiplier=0.5, max=5),
+            retry=retry_if_exception_type(StorageUnavailable),
+            reraise=True,
+        )
+
+    def handle(self, body: bytes, attempt: int) -> Outcome:
+        """Process one message body delivered for the ``attempt``-th time (1-based)."""
+        try:
+            task = ConversionTask.decode(body)
+        except MessageError as exc:
+            return self._refuse_malformed(body, attempt, exc)
+        with job_context(task.job_id):
+            if attempt > self.settings.max_attempts:
+                message = f"The conversion was interrupted {attempt - 1} times; giving up."
+                return self._fail(task.job_id, attempt, codes.TOO_MANY_ATTEMPTS, message, dead_letter=True)
+            self.publish(JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt))
+            self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self.settings.work_dir, prefix=f"{task.job_id}-") as tmp:
+                return self._run(task, attempt, Path(tmp))
+
+    def _run(self, task: ConversionTask, attempt: int, tmp: Path) -> Outcome:
+        probe: ProbeResult | None = None
+        try:
+            source, target = tmp / "input", tmp / "output.mp3"
+            self.retrying(self.storage.download, task.input_key, source)
+            probe = self.converter.probe(source)
+            result = self.converter.to_mp3(probe, source, target)
+            self.retrying(self.storage.put_file, task.output_key, target)
+        except MediaError as exc:
+            return self._fail(task.job_id, attempt, exc.code, exc.message, probe)
+        except StorageUnavailable as exc:
+            log.warning("storage unavailable after %d tries: %s", self.settings.storage_retries, exc)
+            return self._fail(task.job_id, attempt, codes.STORAGE_UNAVAILABLE,
+                              "Object storage is unavailable; the job can be retried later.", probe)
+        except ObjectNotFound:
+            return self._fail(task.job_id, attempt, codes.INPUT_MISSING, "The uploaded file no longer exists.",
+                              probe, dead_letter=True)
+        except ConversionInterrupted as exc:
+            return self._interrupted(task, attempt, exc, probe)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            return self._fail(task.job_id, attempt, codes.DISK_FULL,
+                              "The conversion worker ran out of disk space; the job can be retried later.", probe)
+        self.publish(JobEvent(
+            job_id=task.job_id, status=JobStatus.COMPLETED, attempt=attempt, media=_facts(probe),
+            output_size=result.size_bytes, output_duration_seconds=round(result.duration_seconds, 3),
+        ))
+        log.info("converted %.2f s of audio into %d bytes", result.duration_seconds, result.size_bytes)
+        return ACK
+
+    def _interrupted(self, task: ConversionTask, attempt: int, exc: ConversionInterrupted,
+                     probe: ProbeResult | None) -> Outcome:
+        if attempt >= self.settings.max_attempts:
+            message = f"FFmpeg stopped abnormally on every one of {attempt} attempts ({exc})."
+            return self._fail(task.job_id, attempt, codes.DECODE_FAILED, message, probe, dead_letter=True)
+        log.warning("conversion interrupted (%s); requeueing", exc)
+        return Outcome(Disposition.REQUEUE, reason=str(exc))
+
+    def _fail(self, job_id: str, attempt: int, code: str, message: str, probe: ProbeResult | None = None,
+              *, dead_letter: bool = False) -> Outcome:
+        log.info("job failed: %s: %s", code, message)
+        self.publish(JobEvent(job_id=job_id, status=JobStatus.FAILED, attempt=attempt, media=_facts(probe),
+                              error=JobErrorInfo(code=code, message=message)))
+        return Outcome(Disposition.DEAD_LETTER if dead_letter else Disposition.ACK, code, message)
+
+    def _refuse_malformed(self, body: bytes, attempt: int, exc: MessageError) -> Outcome:
+        job_id = _job_id_in(body)
+        if job_id is None:
+            log.error("dead-lettering a malformed task: %s", exc)
+            return Outcome(Disposition.DEAD_LETTER, codes.INVALID_TASK, exc.message)
+        with job_context(job_id):
+            return self._fail(job_id, attempt, codes.INVALID_TASK, f"The conversion task is malformed: {exc.message}",
+                              dead_letter=True)
+
+
+def _facts(probe: ProbeResult | None) -> MediaFacts | None:
+    if probe is None:
+        return None
+    try:
+        return probe.facts(probe.default_audio())
+    except MediaError:
+        return probe.facts()
+
+
+def _job_id_in(body: bytes) -> str | None:
+    """The job id of a task that fails validation, if one can be read from it."""
+    try:
+        job_id = json.loads(body).get("job_id")
+    except (ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) and JOB_ID_PATTERN.fullmatch(job_id) else None

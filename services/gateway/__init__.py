@@ -1,0 +1,1 @@
+"""Gateway: the public HTTP API (/convert, /status, /download)."""

@@ -1,0 +1,52 @@
+"""Passing ``POST /convert`` on to the upload service as a stream, never whole in memory.
+
+The body is forwarded as it arrives (chunked transfer encoding), unparsed: the upload service is
+the one place that parses multipart. The gateway only counts bytes, so an oversized body is cut
+off here with a 413 instead of travelling on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import requests
+
+from shared.errors import RequestRejected, Unavailable
+
+FORWARD_CHUNK_BYTES = 1024 * 1024
+"""Size of the reads from the client and the chunks sent upstream, bytes."""
+
+
+def limited_chunks(stream: BinaryIO, limit: int) -> Iterator[bytes]:
+    """Yield ``stream``'s bytes in chunks; raise 413 ``file_too_large`` past ``limit`` bytes."""
+    total = 0
+    while chunk := stream.read(FORWARD_CHUNK_BYTES):
+        total += len(chunk)
+        if total > limit:
+            raise RequestRejected(f"The upload is larger than the {limit}-byte limit.", code="file_too_large",
+                                  status=413)
+        yield chunk
+
+
+class UploadService:
+    """Client of the upload service's ``POST /convert``."""
+
+    def __init__(self, base_url: str, connect_timeout: float, read_timeout: float):
+        self.url = base_url.rstrip("/") + "/convert"
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+
+    def forward(self, body: Iterator[bytes], content_type: str) -> requests.Response:
+        """Send ``body`` with ``content_type``; return the upload service's response.
+
+        Raises:
+            Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).
+            RequestRejected: raised by ``body`` itself (the size limit) passes through.
+        """
+        try:
+            return self.session.post(self.url, data=body, headers={"Content-Type": content_type},
+                                     timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise Unavailable(f"The upload service is unavailable ({exc.__class__.__name__}).",
+                              code="upload_unavailable") from exc

@@ -1,0 +1,1 @@
+"""Metadata service: the only writer of job state (Redis cache + durable manifests)."""

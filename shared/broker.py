@@ -1,0 +1,239 @@
+"""RabbitMQ adapter: topology, connections, confirmed publishing and a reconnecting consumer.
+
+Topology (every name starts with ``AMQP_PREFIX``)::
+
+    upload ──> <p>.tasks (direct) ──"conversion"──> <p>.conversion (quorum queue, prefetch 1)
+                                                        │ rejected / over the delivery limit
+                                                        v
+                                   <p>.dead-letter (fanout) ──> <p>.dead-letter (queue)
+    conversion ──> <p>.events (topic) ──"job.*"──> <p>.metadata.events (quorum queue)
+
+Quorum queues count deliveries (``x-delivery-count``), which is how a worker knows the attempt
+number of a task redelivered after its previous worker died. pika's exceptions stop here and come
+out as :class:`~shared.errors.BrokerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+
+from shared.config import Settings
+from shared.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+PERSISTENT = pika.DeliveryMode.Persistent
+CONVERSION_ROUTING_KEY = "conversion"
+DEAD_LETTER_REASON_HEADER = "x-siphon-reason"
+DEAD_LETTER_CODE_HEADER = "x-siphon-code"
+
+CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
+"""What a dropped or refused broker connection raises inside pika."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Exchange and queue names under one prefix, and how to declare them."""
+
+    prefix: str
+    delivery_limit: int = 10
+
+    @property
+    def tasks_exchange(self) -> str:
+        return f"{self.prefix}.tasks"
+
+    @property
+    def conversion_queue(self) -> str:
+        return f"{self.prefix}.conversion"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}.dead-letter"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}.dead-letter"
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def metadata_queue(self) -> str:
+        return f"{self.prefix}.metadata.events"
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Topology:
+        # The broker's own limit is a backstop; workers dead-letter after MAX_ATTEMPTS themselves.
+        return cls(prefix=s.amqp_prefix, delivery_limit=2 * s.max_attempts + 2)
+
+    def declare(self, channel) -> None:
+        """Declare every exchange, queue and binding (idempotent)."""
+        channel.exchange_declare(self.tasks_exchange, "direct", durable=True)
+        channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True)
+        channel.exchange_declare(self.events_exchange, "topic", durable=True)
+        channel.queue_declare(self.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange)
+        channel.queue_declare(
+            self.conversion_queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                "x-delivery-limit": self.delivery_limit,
+            },
+        )
+        channel.queue_bind(self.conversion_queue, self.tasks_exchange, CONVERSION_ROUTING_KEY)
+        channel.queue_declare(self.metadata_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(self.metadata_queue, self.events_exchange, "job.*")
+
+
+def delivery_attempt(properties: pika.BasicProperties) -> int:
+    """1 for a first delivery, n+1 after n earlier deliveries (quorum queues' ``x-delivery-count``)."""
+    headers = properties.headers or {}
+    return int(headers.get("x-delivery-count", 0)) + 1
+
+
+def connect(s: Settings, *, heartbeat: int | None = None) -> pika.BlockingConnection:
+    """Open a blocking connection to ``AMQP_URL``.
+
+    Raises:
+        BrokerUnavailable: the broker refused or did not answer.
+    """
+    params = pika.URLParameters(s.amqp_url)
+    params.heartbeat = s.amqp_heartbeat_seconds if heartbeat is None else heartbeat
+    params.blocked_connection_timeout = 30
+    params.socket_timeout = 5
+    params.connection_attempts = 1
+    try:
+        return pika.BlockingConnection(params)
+    except CONNECTION_ERRORS as exc:
+        raise BrokerUnavailable(f"RabbitMQ unreachable: {exc!r}") from exc
+
+
+class ConfirmingPublisher:
+    """Publishes persistent messages and returns only once the broker confirmed them.
+
+    Holds one connection per thread (pika connections are not thread-safe) and reconnects once
+    when a publish finds its connection dead (idle connections are dropped by heartbeats).
+    """
+
+    def __init__(self, s: Settings, topology: Topology):
+        self.settings = s
+        self.topology = topology
+        self._local = threading.local()
+
+    def _channel(self):
+        channel = getattr(self._local, "channel", None)
+        if channel is None or channel.is_closed:
+            connection = connect(self.settings)
+            channel = connection.channel()
+            channel.confirm_delivery()
+            self.topology.declare(channel)
+            self._local.connection, self._local.channel = connection, channel
+        return channel
+
+    def _drop(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = self._local.channel = None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except CONNECTION_ERRORS:
+                pass
+
+    def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None) -> None:
+        """Publish ``body`` (JSON) persistently with ``mandatory`` set; block until confirmed.
+
+        Raises:
+            BrokerUnavailable: no connection, the message was unroutable, or not confirmed.
+        """
+        props = pika.BasicProperties(content_type="application/json", delivery_mode=PERSISTENT, headers=headers)
+        for attempt in (1, 2):
+            try:
+                self._channel().basic_publish(exchange, routing_key, body, props, mandatory=True)
+                return
+            except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+                raise BrokerUnavailable(f"RabbitMQ did not accept the message: {exc!r}") from exc
+            except CONNECTION_ERRORS as exc:
+                self._drop()
+                if attempt == 2:
+                    raise BrokerUnavailable(f"RabbitMQ publish failed: {exc!r}") from exc
+
+    def close(self) -> None:
+        """Close this thread's connection, if any."""
+        self._drop()
+
+
+class ReconnectingConsumer:
+    """Runs ``setup(channel)`` on a fresh connection and consumes until :meth:`stop`.
+
+    When the connection drops (broker restart, network), it reconnects with exponential backoff
+    from ``min_backoff`` to ``max_backoff`` seconds, without a process restart.
+    """
+
+    def __init__(self, s: Settings, topology: Topology, setup: Callable, name: str,
+                 min_backoff: float = 0.5, max_backoff: float = 15.0):
+        self.settings = s
+        self.topology = topology
+        self.setup = setup
+        self.name = name
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.connection: pika.BlockingConnection | None = None
+        self._stopping = threading.Event()
+
+    def run(self, on_disconnect: Callable[[], None] = lambda: None,
+            on_stopping: Callable[[object], None] = lambda channel: None,
+            linger: Callable[[], bool] = lambda: False) -> None:
+        """Consume until :meth:`stop` is called.
+
+        Args:
+            on_disconnect: runs after each lost connection, before the reconnect.
+            on_stopping: runs once in the I/O thread when a stop is noticed (e.g. cancel consuming).
+            linger: after a stop, I/O goes on while this returns True (e.g. to ack in-flight work).
+        """
+        backoff = self.min_backoff
+        while not self._stopping.is_set():
+            try:
+                self.connection = connect(self.settings)
+                channel = self.connection.channel()
+                self.topology.declare(channel)
+                self.setup(channel)
+                log.info("%s consuming", self.name)
+                backoff = self.min_backoff
+                while not self._stopping.is_set():
+                    self.connection.process_data_events(time_limit=0.5)
+                on_stopping(channel)
+                while linger():
+                    self.connection.process_data_events(time_limit=0.2)
+            except (BrokerUnavailable, *CONNECTION_ERRORS) as exc:
+                log.warning("%s lost RabbitMQ (%r); reconnecting in %.1f s", self.name, exc, backoff)
+                on_disconnect()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            finally:
+                self._close()
+
+    def _close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except CONNECTION_ERRORS:
+                pass
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current event loop turn (≤ 0.5 s)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+

@@ -1,0 +1,113 @@
+"""Siphon's one exception tree. Library exceptions (boto3, pika, redis, requests) stop at the
+adapter that met them and come out as one of these, chained with ``raise ... from exc``.
+
+    SiphonError                       .code: stable machine-readable code, .status: HTTP status
+    ├── ConfigError                   a setting is missing or malformed (start-up only)
+    ├── Unavailable                   503: a dependency cannot be reached right now; retry later
+    │   ├── StorageUnavailable        object storage (S3 endpoint or local directory)
+    │   ├── BrokerUnavailable         RabbitMQ
+    │   └── JobStoreUnavailable       Redis, or the metadata service in front of it
+    ├── ObjectNotFound                404: no object under that storage key
+    ├── JobNotFound                   404: no job with that id
+    ├── RequestRejected               4xx: the client's request is wrong (.status, .code set per case)
+    ├── MessageError                  a queue message does not match its schema (poison)
+    └── MediaError                    the file cannot become audio (.code e.g. ``no_audio_stream``)
+
+The gateway maps codes to HTTP status in one table (``services/gateway/errors.py``); the other
+services answer with ``.status`` and ``.code`` directly.
+"""
+
+from __future__ import annotations
+
+
+class SiphonError(Exception):
+    """Base of every siphon error.
+
+    Attributes:
+        code: stable snake_case code, part of the public API (JSON ``error.code``).
+        status: HTTP status an API answers with when this error ends a request.
+    """
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON error body's inner object: ``{"code": ..., "message": ...}``."""
+        return {"code": self.code, "message": self.message}
+
+
+class ConfigError(SiphonError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+    code = "config_error"
+
+
+class Unavailable(SiphonError):
+    """A dependency cannot be reached; the operation may succeed later (HTTP 503)."""
+
+    code = "service_unavailable"
+    status = 503
+
+
+class StorageUnavailable(Unavailable):
+    """Object storage did not answer, or answered with a server-side error."""
+
+    code = "storage_unavailable"
+
+
+class BrokerUnavailable(Unavailable):
+    """RabbitMQ refused the connection, dropped it, or did not confirm a publish."""
+
+    code = "broker_unavailable"
+
+
+class JobStoreUnavailable(Unavailable):
+    """Redis, or the metadata service that owns it, cannot be reached."""
+
+    code = "metadata_unavailable"
+
+
+class ObjectNotFound(SiphonError):
+    """No object is stored under the requested key."""
+
+    code = "object_not_found"
+    status = 404
+
+
+class JobNotFound(SiphonError):
+    """No job exists with the requested id."""
+
+    code = "job_not_found"
+    status = 404
+
+
+class RequestRejected(SiphonError):
+    """The client's request is wrong; ``status`` and ``code`` say how (400, 413, 415, ...)."""
+
+    code = "bad_request"
+    status = 400
+
+
+class MessageError(SiphonError):
+    """A RabbitMQ message body is not valid JSON or does not match its schema."""
+
+    code = "invalid_message"
+
+
+class MediaError(SiphonError):
+    """The uploaded file cannot be converted; never retried.
+
+    ``code`` is one of the media codes listed in ``services/conversion/README.md``
+    (``empty_file``, ``not_media``, ``no_audio_stream``, ...).
+    """
+
+    code = "media_error"
+    status = 422

@@ -1,0 +1,265 @@
+"""Object storage behind one small interface, with two backends.
+
+* :class:`LocalStorage` — a directory; the embedded default ``./scripts/up`` uses.
+* :class:`S3Storage` — any S3-compatible endpoint through boto3 (AWS, MinIO, Ceph, moto).
+
+Keys are ``/``-separated relative paths made by siphon itself (``shared.jobs``). boto3 and OS
+errors stop here: callers see :class:`~shared.errors.StorageUnavailable` (try again later) or
+:class:`~shared.errors.ObjectNotFound`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from shared.config import Settings
+from shared.errors import ObjectNotFound, StorageUnavailable
+
+CHUNK_BYTES = 256 * 1024
+"""Read size when streaming an object out, bytes."""
+
+
+class Storage(Protocol):
+    """What siphon needs of object storage. Sizes are bytes; ranges are inclusive-exclusive."""
+
+    def put_stream(self, key: str, stream: BinaryIO) -> int:
+        """Store everything ``stream`` yields under ``key``; return the bytes stored."""
+
+    def put_file(self, key: str, path: Path) -> int:
+        """Store the file at ``path`` under ``key``; return its size."""
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store a small object (a job manifest)."""
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read a small object whole."""
+
+    def download(self, key: str, path: Path) -> int:
+        """Copy the object to the local file ``path``; return its size."""
+
+    def stream(self, key: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        """Yield bytes ``[start, stop)`` of the object in chunks of at most :data:`CHUNK_BYTES`."""
+
+    def size(self, key: str) -> int:
+        """The object's size."""
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object whose key starts with ``prefix``; absent keys are not an error."""
+
+    def check(self) -> None:
+        """Raise :class:`StorageUnavailable` unless the backend answers."""
+
+
+def _safe_parts(key: str) -> list[str]:
+    parts = key.split("/")
+    if any(part in ("", ".", "..") or "\0" in part for part in parts):
+        raise ValueError(f"invalid storage key {key!r}")
+    return parts
+
+
+class LocalStorage:
+    """Objects as files under ``root``; writes go to a temp file then ``os.replace`` (atomic)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*_safe_parts(key.rstrip("/")))
+
+    def _write(self, key: str, copy) -> int:
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    copy(out)
+                    size = out.tell()
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
+        return size
+
+    def put_stream(self, key: str, stream: BinaryIO) -> int:
+        return self._write(key, lambda out: shutil.copyfileobj(stream, out, CHUNK_BYTES))
+
+    def put_file(self, key: str, path: Path) -> int:
+        def copy(out):
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, out, CHUNK_BYTES)
+
+        return self._write(key, copy)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._write(key, lambda out: out.write(data))
+
+    def _open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object {key!r}") from None
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._open(key) as src:
+            return src.read()
+
+    def download(self, key: str, path: Path) -> int:
+        with self._open(key) as src:
+            try:
+                with open(path, "wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK_BYTES)
+                    return out.tell()
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise  # the caller's disk, not storage: let the worker report disk_full
+                raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
+
+    def stream(self, key: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        src = self._open(key)
+
+        def chunks() -> Iterator[bytes]:
+            with src:
+                src.seek(start)
+                remaining = None if stop is None else stop - start
+                while remaining is None or remaining > 0:
+                    chunk = src.read(CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining))
+                    if not chunk:
+                        return
+                    if remaining is not None:
+                        remaining -= len(chunk)
+                    yield chunk
+
+        return chunks()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object {key!r}") from None
+
+    def delete_prefix(self, prefix: str) -> None:
+        path = self._path(prefix)
+        if prefix.endswith("/"):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK):
+                raise StorageUnavailable(f"local storage: {self.root} is not writable")
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
+
+
+class S3Storage:
+    """Objects in one S3 bucket. Multipart uploads stream (boto3's transfer manager)."""
+
+    def __init__(self, client, bucket: str):
+        self.client = client
+        self.bucket = bucket
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> S3Storage:
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=s.s3_endpoint_url,
+            region_name=s.s3_region,
+            aws_access_key_id=s.aws_access_key_id,
+            aws_secret_access_key=s.aws_secret_access_key,
+            config=Config(
+                connect_timeout=s.s3_timeout_seconds,
+                read_timeout=s.s3_timeout_seconds,
+                retries={"max_attempts": 2, "mode": "standard"},
+                s3={"addressing_style": "path"},
+            ),
+        )
+        return cls(client, s.s3_bucket)
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectNotFound(f"no object {what!r}") from None
+            raise StorageUnavailable(f"s3 {what}: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"s3 {what}: {exc}") from exc
+
+    def put_stream(self, key: str, stream: BinaryIO) -> int:
+        counter = _CountingReader(stream)
+        self._call(key, self.client.upload_fileobj, counter, self.bucket, key)
+        return counter.count
+
+    def put_file(self, key: str, path: Path) -> int:
+        self._call(key, self.client.upload_file, str(path), self.bucket, key)
+        return path.stat().st_size
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._call(key, self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        body = self._call(key, self.client.get_object, Bucket=self.bucket, Key=key)["Body"]
+        return self._call(key, body.read)
+
+    def download(self, key: str, path: Path) -> int:
+        self._call(key, self.client.download_file, self.bucket, key, str(path))
+        return path.stat().st_size
+
+    def stream(self, key: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        byte_range = f"bytes={start}-{'' if stop is None else stop - 1}"
+        body = self._call(key, self.client.get_object, Bucket=self.bucket, Key=key, Range=byte_range)["Body"]
+        return body.iter_chunks(CHUNK_BYTES)
+
+    def size(self, key: str) -> int:
+        return self._call(key, self.client.head_object, Bucket=self.bucket, Key=key)["ContentLength"]
+
+    def delete_prefix(self, prefix: str) -> None:
+        if not prefix.endswith("/"):
+            self._call(prefix, self.client.delete_object, Bucket=self.bucket, Key=prefix)
+            return
+        listing = self._call(prefix, self.client.list_objects_v2, Bucket=self.bucket, Prefix=prefix)
+        keys = [{"Key": obj["Key"]} for obj in listing.get("Contents", [])]
+        if keys:
+            self._call(prefix, self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": keys})
+
+    def check(self) -> None:
+        self._call(self.bucket, self.client.head_bucket, Bucket=self.bucket)
+
+
+class _CountingReader:
+    """A read-only file wrapper that counts the bytes read through it."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.count += len(data)
+        return data
+
+
+def make_storage(s: Settings) -> Storage:
+    """The backend ``STORAGE_BACKEND`` names, configured from ``s`` (no connection is made)."""
+    if s.storage_backend == "s3":
+        return S3Storage.from_settings(s)
+    return LocalStorage(s.storage_dir)
