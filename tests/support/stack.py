@@ -1,0 +1,198 @@
+"""The whole siphon stack as real processes on loopback, isolated per test run.
+
+Each :class:`Stack` gets its own AMQP prefix (exchanges and queues), Redis key prefix, storage
+(a temp dir, or a fresh bucket on the moto server), work dir and ports, and removes all of them
+on :meth:`Stack.stop`. Services are started exactly as ``./scripts/up`` starts them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+import redis
+import requests
+
+from shared.broker import Topology
+from tests.support.moto import create_bucket, s3_client
+from tests.support.net import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TERMINAL = ("completed", "failed")
+
+
+@dataclass
+class Stack:
+    """A running stack. ``backend`` is ``local`` or ``s3`` (then ``s3_endpoint`` is the moto URL)."""
+
+    base_dir: Path
+    backend: str = "local"
+    s3_endpoint: str | None = None
+    workers: int = 2
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.ports = {"gateway": free_port(), "upload": free_port(), "metadata": free_port()}
+        self.log_dir = self.base_dir / "logs"
+        self.storage_dir = self.base_dir / "storage"
+        self.work_dir = self.base_dir / "work"
+        self.bucket = f"siphon-{self.run_id}"
+        self.prefix = f"test-{self.run_id}"
+        self.redis_prefix = f"test-{self.run_id}:"
+        self.topology = Topology(prefix=self.prefix)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "AMQP_URL": AMQP_URL, "AMQP_PREFIX": self.prefix,
+            "REDIS_URL": REDIS_URL, "REDIS_PREFIX": self.redis_prefix,
+            "STORAGE_BACKEND": self.backend, "STORAGE_DIR": str(self.storage_dir), "WORK_DIR": str(self.work_dir),
+            "UPLOAD_URL": f"http://127.0.0.1:{self.ports['upload']}",
+            "METADATA_URL": f"http://127.0.0.1:{self.ports['metadata']}",
+            "WEB_WORKERS": "1", "WEB_THREADS": "16", "LOG_LEVEL": "INFO",
+        }
+        if self.backend == "s3":
+            env.update(S3_ENDPOINT_URL=self.s3_endpoint, S3_BUCKET=self.bucket, AWS_ACCESS_KEY_ID="testing",
+                       AWS_SECRET_ACCESS_KEY="testing", S3_REGION="us-east-1")
+        env.update(self.env_overrides)
+        return env
+
+    def start(self) -> Stack:
+        for d in (self.log_dir, self.storage_dir, self.work_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if self.backend == "s3":
+            create_bucket(self.s3_endpoint, self.bucket)
+        self._spawn("metadata", self._gunicorn("metadata"))
+        self._spawn("metadata-consumer", [sys.executable, "-m", "services.metadata.consumer"])
+        self._spawn("upload", self._gunicorn("upload"))
+        for i in range(1, self.workers + 1):
+            self.start_worker(i)
+        self._spawn("gateway", self._gunicorn("gateway"))
+        for name in ("metadata", "upload", "gateway"):
+            wait_until(lambda n=name: self._healthy(n), 30, 0.1, f"{name} /healthz")
+        wait_until(self._consumers_ready, 30, 0.1, "queue consumers")
+        return self
+
+    def _gunicorn(self, service: str) -> list[str]:
+        return [str(BIN / "gunicorn"), "--config", str(ROOT / f"services/{service}/gunicorn.conf.py"),
+                "--bind", f"127.0.0.1:{self.ports[service]}", f"services.{service}.wsgi:app"]
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        log.close()
+        self.processes[name] = process
+        return process
+
+    def start_worker(self, i: int) -> subprocess.Popen:
+        """Start conversion worker number ``i`` (1-based)."""
+        return self._spawn(f"conversion-{i}", [sys.executable, "-m", "services.conversion"])
+
+    def signal(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to the process group of service ``name``."""
+        os.killpg(self.processes[name].pid, sig)
+
+    def _healthy(self, name: str) -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.ports[name]}/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def _consumers_ready(self) -> bool:
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        except pika.exceptions.AMQPError:
+            return False
+        try:
+            channel = connection.channel()
+            tasks = channel.queue_declare(self.topology.conversion_queue, passive=True).method.consumer_count
+            events = channel.queue_declare(self.topology.metadata_queue, passive=True).method.consumer_count
+            return tasks >= self.workers and events >= 1
+        except pika.exceptions.ChannelClosedByBroker:
+            return False
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def stop(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL), then remove queues, keys, objects and dirs."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 40
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._delete_topology()
+        self._delete_redis_keys()
+        if self.backend == "s3":
+            self._delete_bucket()
+        shutil.rmtree(self.storage_dir, ignore_errors=True)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _delete_topology(self) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        channel = connection.channel()
+        t = self.topology
+        for queue in (t.conversion_queue, t.metadata_queue, t.dead_letter_queue):
+            channel.queue_delete(queue)
+        for exchange in (t.tasks_exchange, t.events_exchange, t.dead_letter_exchange):
+            channel.exchange_delete(exchange)
+        connection.close()
+
+    def _delete_redis_keys(self) -> None:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{self.redis_prefix}*"))
+        if keys:
+            client.delete(*keys)
+
+    def _delete_bucket(self) -> None:
+        s3 = s3_client(self.s3_endpoint)
+        for obj in s3.list_objects_v2(Bucket=self.bucket).get("Contents", []):
+            s3.delete_object(Bucket=self.bucket, Key=obj["Key"])
+        s3.delete_bucket(Bucket=self.bucket)
+
+    # --- the public API, as a client uses it -----------------------------------------------
+    def convert(self, path: Path, filename: str | None = None, **fields) -> requests.Response:
+        """POST ``path`` to /convert as the ``file`` part."""
+        with open(path, "rb") as f:
+            return requests.post(f"{self.url}/convert", files={"file": (filename or path.name, f)}, data=fields,
+                                 timeout=60)
+
+    def status(self, job_id: str) -> requests.Response:
+        return requests.get(f"{self.url}/status/{job_id}", timeout=10)
+
+    def wait_for_job(self, job_id: str, timeout: float = 60, states: tuple[str, ...] = TERMINAL) -> dict:
+        """Poll /status until the job reaches one of ``states``; return the status body."""
+
+        def reached():
+            body = self.status(job_id).json()
+            return body if body["status"] in states else None
+
+        return wait_until(reached, timeout, 0.05, f"job {job_id} to reach {states}")
+
+    def download(self, job_id: str, **headers) -> requests.Response:
+        return requests.get(f"{self.url}/download/{job_id}.mp3", headers=headers, timeout=60)
