@@ -33,6 +33,11 @@ CONVERSION_ROUTING_KEY = "conversion"
 DEAD_LETTER_REASON_HEADER = "x-siphon-reason"
 DEAD_LETTER_CODE_HEADER = "x-siphon-code"
 
+DELIVERY_LIMIT = 25
+"""The broker's backstop on deliveries of one task. Workers dead-letter after MAX_ATTEMPTS (≤ 10)
+themselves; this constant never follows config, because RabbitMQ refuses to redeclare a queue
+with different arguments (PRECONDITION_FAILED)."""
+
 CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
 """What a dropped or refused broker connection raises inside pika."""
 
@@ -42,7 +47,6 @@ class Topology:
     """Exchange and queue names under one prefix, and how to declare them."""
 
     prefix: str
-    delivery_limit: int = 10
 
     @property
     def tasks_exchange(self) -> str:
@@ -70,8 +74,7 @@ class Topology:
 
     @classmethod
     def from_settings(cls, s: Settings) -> Topology:
-        # The broker's own limit is a backstop; workers dead-letter after MAX_ATTEMPTS themselves.
-        return cls(prefix=s.amqp_prefix, delivery_limit=2 * s.max_attempts + 2)
+        return cls(prefix=s.amqp_prefix)
 
     def declare(self, channel) -> None:
         """Declare every exchange, queue and binding (idempotent)."""
@@ -86,7 +89,7 @@ class Topology:
             arguments={
                 "x-queue-type": "quorum",
                 "x-dead-letter-exchange": self.dead_letter_exchange,
-                "x-delivery-limit": self.delivery_limit,
+                "x-delivery-limit": DELIVERY_LIMIT,
             },
         )
         channel.queue_bind(self.conversion_queue, self.tasks_exchange, CONVERSION_ROUTING_KEY)

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     max_duration_seconds: float = Field(4 * 3600, gt=0, description="Longest audio produced; longer input is cut (ffmpeg -t), seconds.")
     max_output_bytes: int = Field(512 * MiB, gt=0, description="Largest MP3 written (ffmpeg -fs), bytes.")
     conversion_timeout_seconds: float = Field(1800, gt=0, description="Wall-clock limit of one ffmpeg run, seconds.")
-    max_attempts: int = Field(3, ge=1, description="Deliveries of a task before it is dead-lettered.")
+    max_attempts: int = Field(3, ge=1, le=10, description="Deliveries of a task before it is dead-lettered.")
     storage_retries: int = Field(3, ge=1, description="Tries of one storage operation in the worker before the job fails.")
 
     # --- conversion ----------------------------------------------------------------------

@@ -13,8 +13,8 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     ├── MessageError                  a queue message does not match its schema (poison)
     └── MediaError                    the file cannot become audio (.code e.g. ``no_audio_stream``)
 
-The gateway maps codes to HTTP status in one table (``services/gateway/errors.py``); the other
-services answer with ``.status`` and ``.code`` directly.
+Each class carries its HTTP status and JSON code, so this tree is also the table that maps errors
+to answers; ``shared/http.py`` turns any of them into ``{"error": {"code", "message"}}``.
 """
 
 from __future__ import annotations

@@ -54,8 +54,7 @@ def create_app(s: Settings | None = None, store: JobStore | None = None) -> Flas
 
     @app.get("/readyz")
     def readyz():
-        store.redis.ping()
-        store.storage.check()
+        store.check()
         return jsonify(status="ready")
 
     return app

@@ -109,6 +109,14 @@ class JobStore:
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 
+    def check(self) -> None:
+        """Raise :class:`JobStoreUnavailable` or ``StorageUnavailable`` unless both backends answer."""
+        try:
+            self.redis.ping()
+        except REDIS_ERRORS as exc:
+            raise JobStoreUnavailable(f"redis: {exc}") from exc
+        self.storage.check()
+
     def purge(self, job_id: str) -> None:
         """Forget the job and delete every file it has (record, input, output)."""
         self.storage.delete_prefix(job_prefix(job_id))

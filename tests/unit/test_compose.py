@@ -1,0 +1,230 @@
+"""compose.yaml checked against the code, since there is no Docker engine here to run it.
+
+Every build context, Dockerfile and file a Dockerfile copies exists; every command runs a module
+that exists; a siphon service sets only variables the code reads, with values the config accepts;
+the services reach each other on the ports they listen on; nginx streams uploads up to the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.config import Settings, env_var_names, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+SIPHON = sorted(name for name, service in SERVICES.items() if "build" in service)
+HTTP_SERVICES = ("gateway", "upload", "metadata")
+MULTIPART_SLACK_BYTES = 64 * 1024
+NGINX_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+# --- reading the files -----------------------------------------------------------------------
+def dockerfile_of(name: str) -> Path:
+    build = SERVICES[name]["build"]
+    context = ROOT / build["context"]
+    return context / build.get("dockerfile", "Dockerfile")
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text())
+    lines = (line.strip() for line in text.splitlines())
+    return [tuple(line.split(None, 1)) for line in lines if line and not line.startswith("#")]
+
+
+def command_of(name: str) -> list[str]:
+    """What the container runs: compose's ``command``, else the Dockerfile's last exec-form CMD."""
+    if "command" in SERVICES[name]:
+        return SERVICES[name]["command"]
+    cmds = [args for op, args in instructions(dockerfile_of(name)) if op.upper() == "CMD"]
+    assert cmds, f"{dockerfile_of(name)} has no CMD"
+    return json.loads(cmds[-1])
+
+
+def environment_of(name: str) -> dict[str, str]:
+    env = SERVICES[name].get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def runs_gunicorn(name: str) -> bool:
+    return command_of(name)[0] == "gunicorn"
+
+
+def option(command: list[str], flag: str) -> str:
+    assert flag in command, f"{command} lacks {flag}"
+    return command[command.index(flag) + 1]
+
+
+def listen_port(name: str) -> int:
+    return int(option(command_of(name), "--bind").rsplit(":", 1)[1])
+
+
+def gunicorn_env_vars() -> set[str]:
+    """Variables the services' gunicorn.conf.py files read."""
+    found = set()
+    for conf in ROOT.glob("services/*/gunicorn.conf.py"):
+        found |= set(re.findall(r"os\.environ\.get\(\s*[\"']([A-Z0-9_]+)[\"']", conf.read_text()))
+    return found
+
+
+def module_file(module: str) -> Path | None:
+    """The file ``python -m module`` or an import of ``module`` would run, if it exists."""
+    base = ROOT / module.replace(".", "/")
+    return next((p for p in (base.with_suffix(".py"), base / "__main__.py") if p.is_file()), None)
+
+
+def nginx_config() -> tuple[Path, str]:
+    mounts = [volume.split(":")[0] for volume in SERVICES["nginx"].get("volumes", [])]
+    confs = [ROOT / source for source in mounts if source.endswith(".conf")]
+    assert confs, "nginx mounts no .conf file"
+    return confs[0], confs[0].read_text() if confs[0].is_file() else ""
+
+
+def nginx_size(value: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kKmMgG]?)", value).groups()
+    return int(number) * NGINX_SIZE_UNITS[unit.lower()]
+
+
+def seconds(duration: str) -> float:
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in re.findall(r"(\d+)([hms])", duration))
+
+
+# --- the tests -------------------------------------------------------------------------------
+def test_compose_builds_the_four_services_and_the_metadata_consumer():
+    assert SIPHON == ["conversion", "gateway", "metadata", "metadata-consumer", "upload"]
+
+
+def test_compose_has_the_infrastructure():
+    assert SERVICES["rabbitmq"]["image"].startswith("rabbitmq:3-management")
+    assert {"redis", "minio", "createbucket", "nginx"} <= set(SERVICES)
+    assert SERVICES["createbucket"]["image"].startswith("minio/mc")
+
+
+@pytest.mark.parametrize("name", SIPHON)
+def test_build_context_and_dockerfile_exist(name):
+    assert (ROOT / SERVICES[name]["build"]["context"]).is_dir()
+    assert dockerfile_of(name).is_file(), f"{name}: no {dockerfile_of(name)}"
+
+
+@pytest.mark.parametrize("name", SIPHON)
+def test_dockerfile_copies_only_what_exists(name):
+    context = ROOT / SERVICES[name]["build"]["context"]
+    for op, args in instructions(dockerfile_of(name)):
+        if op.upper() == "COPY":
+            *sources, _target = args.split()
+            for source in sources:
+                assert (context / source).exists(), f"{dockerfile_of(name)}: COPY {source} does not exist"
+
+
+@pytest.mark.parametrize("name", SIPHON)
+def test_image_runs_as_a_non_root_user(name):
+    users = [args for op, args in instructions(dockerfile_of(name)) if op.upper() == "USER"]
+    assert users and users[-1] not in ("root", "0"), f"{dockerfile_of(name)} runs as root"
+
+
+def test_conversion_image_installs_ffmpeg():
+    runs = " ".join(args for op, args in instructions(dockerfile_of("conversion")) if op.upper() == "RUN")
+    assert re.search(r"apt-get install .*\bffmpeg\b", runs)
+
+
+@pytest.mark.parametrize("name", SIPHON)
+def test_command_runs_code_that_exists(name):
+    command = command_of(name)
+    if runs_gunicorn(name):
+        assert (ROOT / option(command, "--config")).is_file()
+        module, _, attribute = command[-1].partition(":")
+        path = module_file(module)
+        assert path is not None, f"{name}: no module {module}"
+        assert re.search(rf"^{attribute} = ", path.read_text(), re.MULTILINE), f"{path} defines no {attribute}"
+    else:
+        assert command[:2] == ["python", "-m"], f"{name}: unexpected command {command}"
+        assert module_file(command[2]) is not None, f"{name}: no module {command[2]}"
+
+
+def test_metadata_consumer_runs_from_the_metadata_image():
+    assert SERVICES["metadata-consumer"]["build"] == SERVICES["metadata"]["build"]
+    assert SERVICES["metadata-consumer"]["command"] == ["python", "-m", "services.metadata.consumer"]
+
+
+@pytest.mark.parametrize("name", SIPHON)
+def test_environment_sets_only_variables_the_code_reads(name):
+    readable = env_var_names() | (gunicorn_env_vars() if runs_gunicorn(name) else set())
+    unknown = set(environment_of(name)) - readable
+    assert not unknown, f"{name} sets {sorted(unknown)}, which neither shared.config nor gunicorn.conf.py reads"
+
+
+@pytest.mark.parametrize("name", SIPHON)
+def test_environment_values_pass_the_config_validation(name):
+    settings = {
+        key.lower(): value for key, value in environment_of(name).items() if key.lower() in Settings.model_fields
+    }
+    s = load_settings(**settings)
+    assert s.storage_backend == "s3", f"{name} does not use MinIO"
+
+
+def test_every_siphon_service_uses_the_bucket_createbucket_makes():
+    buckets = {environment_of(name).get("S3_BUCKET", Settings.model_fields["s3_bucket"].default) for name in SIPHON}
+    assert len(buckets) == 1
+    assert f"local/{buckets.pop()}" in " ".join(SERVICES["createbucket"]["entrypoint"])
+
+
+def test_every_service_declares_the_conversion_queue_alike():
+    # MAX_ATTEMPTS sets the queue's x-delivery-limit; RabbitMQ refuses a redeclaration that differs.
+    values = {environment_of(name).get("MAX_ATTEMPTS") for name in SIPHON if "AMQP_URL" in environment_of(name)}
+    assert len(values) == 1, f"MAX_ATTEMPTS differs between services: {values}"
+
+
+def test_services_are_reached_on_the_ports_they_listen_on():
+    for name in SIPHON:
+        env = environment_of(name)
+        for variable, target in (("UPLOAD_URL", "upload"), ("METADATA_URL", "metadata")):
+            if variable in env:
+                assert env[variable] == f"http://{target}:{listen_port(target)}", f"{name}: {variable}"
+    _, conf = nginx_config()
+    assert f"server gateway:{listen_port('gateway')}" in conf
+
+
+@pytest.mark.parametrize("name", HTTP_SERVICES)
+def test_http_service_has_a_healthcheck_on_healthz(name):
+    test = " ".join(SERVICES[name]["healthcheck"]["test"])
+    assert f"127.0.0.1:{listen_port(name)}/healthz" in test
+
+
+def test_depends_on_names_existing_services():
+    for name, service in SERVICES.items():
+        for dependency in service.get("depends_on", []):
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+
+
+def test_nginx_config_is_mounted_and_streams_uploads_up_to_the_limit():
+    path, conf = nginx_config()
+    assert path.is_file(), f"{path} does not exist"
+    assert re.search(r"^\s*proxy_request_buffering off;", conf, re.MULTILINE)
+    assert re.search(r"^\s*proxy_http_version 1\.1;", conf, re.MULTILINE)
+    assert re.search(r"^\s*upstream \w+ \{", conf, re.MULTILINE)
+    assert re.search(r"^\s*proxy_(read|send)_timeout \d+s;", conf, re.MULTILINE)
+    body_limit = nginx_size(re.search(r"client_max_body_size (\w+);", conf).group(1))
+    for name in ("gateway", "upload"):
+        max_upload = int(
+            environment_of(name).get("MAX_UPLOAD_BYTES", Settings.model_fields["max_upload_bytes"].default)
+        )
+        assert body_limit >= max_upload + MULTIPART_SLACK_BYTES, f"nginx cuts uploads below {name}'s MAX_UPLOAD_BYTES"
+
+
+def test_conversion_runs_several_replicas():
+    assert SERVICES["conversion"]["deploy"]["replicas"] > 1
+
+
+def test_conversion_gets_time_to_finish_its_task_on_stop():
+    grace = Settings.model_fields["shutdown_grace_seconds"].default
+    grace = float(environment_of("conversion").get("SHUTDOWN_GRACE_SECONDS", grace))
+    assert seconds(SERVICES["conversion"].get("stop_grace_period", "10s")) > grace
