@@ -9,6 +9,7 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     │   └── JobStoreUnavailable       Redis, or the metadata service in front of it
     ├── ObjectNotFound                404: no object under that storage key
     ├── JobNotFound                   404: no job with that id
+    ├── JobNotRetryable               409: the job did not fail, or failed for a reason a retry cannot cure
     ├── RequestRejected               4xx: the client's request is wrong (.status, .code set per case)
     ├── MessageError                  a queue message does not match its schema (poison)
     └── MediaError                    the file cannot become audio (.code e.g. ``no_audio_stream``)
@@ -87,6 +88,13 @@ class JobNotFound(SiphonError):
 
     code = "job_not_found"
     status = 404
+
+
+class JobNotRetryable(SiphonError):
+    """A retry was asked for a job that is not failed with a retryable code (``shared.jobs``)."""
+
+    code = "job_not_retryable"
+    status = 409
 
 
 class RequestRejected(SiphonError):

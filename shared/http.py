@@ -42,7 +42,10 @@ def install_json_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         status = exc.code or 500
-        return error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        response, _ = error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        # Keep the headers the error carries: a 405 must list the allowed methods in Allow (RFC 9110 §15.5.6).
+        response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return response, status
 
     @app.errorhandler(SiphonError)
     def _siphon_error(exc: SiphonError):

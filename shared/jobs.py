@@ -4,11 +4,16 @@ States::
 
     queued ──> processing ──> completed
        │            │
-       └────────────┴───────> failed
+       └────────────┴───────> failed ──(retry: storage_unavailable, disk_full)──> queued
 
 A job only moves forward. ``processing`` may repeat with a higher attempt number (a task
-redelivered after a worker died); a terminal job never changes again, so late or repeated
+redelivered after a worker died); a completed job never changes again, so late or repeated
 events are harmless (at-least-once delivery, idempotent transitions).
+
+The one way back is an explicit retry of a job that failed for a reason that is not the file's
+(:data:`RETRYABLE_ERROR_CODES`): it starts run ``retries + 1``. Every task and event names its run
+(``retry``), and a job ignores events of any run but its current one, so a late event of the
+failed run cannot touch the new one.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from typing import Any
 from pydantic import BaseModel
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+RETRYABLE_ERROR_CODES = frozenset({"storage_unavailable", "disk_full"})
+"""Failure codes another run may cure (the worker's surroundings failed, not the file)."""
 
 
 class JobStatus(StrEnum):
@@ -100,6 +108,7 @@ class Job(BaseModel):
     output_duration_seconds: float | None = None
     media: MediaFacts | None = None
     attempts: int = 0
+    retries: int = 0
     error: JobErrorInfo | None = None
 
     @classmethod
@@ -117,10 +126,13 @@ class Job(BaseModel):
     def apply(self, event: Any) -> Job | None:
         """The job after ``event`` (a :class:`shared.messages.JobEvent`), or None if it changes nothing.
 
-        Forward-only: a terminal job ignores everything; ``processing`` applies only with an
-        attempt number above the one recorded.
+        Forward-only: a terminal job ignores everything but a ``queued`` event starting the next
+        run of a retryable failure; an event of another run than the current one changes nothing;
+        ``processing`` applies only with an attempt number above the one recorded.
         """
-        if self.status.is_terminal:
+        if event.status is JobStatus.QUEUED:
+            return self._requeued(event.retry)
+        if self.status.is_terminal or (event.retry or 0) != self.retries:
             return None
         if event.status is JobStatus.PROCESSING:
             if event.attempt <= self.attempts:
@@ -149,3 +161,16 @@ class Job(BaseModel):
                 "media": event.media or self.media,
             })
         return None
+
+    @property
+    def is_retryable(self) -> bool:
+        """Whether the job failed for a reason another run may cure (:data:`RETRYABLE_ERROR_CODES`)."""
+        return self.status is JobStatus.FAILED and self.error is not None and self.error.code in RETRYABLE_ERROR_CODES
+
+    def _requeued(self, run: int | None) -> Job | None:
+        if not self.is_retryable or run != self.retries + 1:
+            return None
+        return self.model_copy(update={
+            "status": JobStatus.QUEUED, "retries": run, "attempts": 0, "error": None,
+            "started_at": None, "finished_at": None,
+        })

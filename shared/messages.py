@@ -49,6 +49,7 @@ class ConversionTask(_Message):
     job_id: str = Field(pattern=JOB_ID_PATTERN.pattern)
     input_key: str = Field(min_length=1)
     output_key: str = Field(min_length=1)
+    retry: int | None = Field(None, ge=1, description="Which retry of the job this run is; absent for the first run.")
 
 
 class JobEvent(_Message):
@@ -62,6 +63,7 @@ class JobEvent(_Message):
     output_size: int | None = None
     output_duration_seconds: float | None = None
     error: JobErrorInfo | None = None
+    retry: int | None = Field(None, ge=1, description="The run the event belongs to (its task's ``retry``).")
 
     @property
     def routing_key(self) -> str:

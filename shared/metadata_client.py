@@ -2,7 +2,9 @@
 
     POST   /jobs            create a queued job (body: a Job)      → 201 Job
     GET    /jobs/<id>       read a job                             → 200 Job | 404
+           ?wait=<seconds>  ... answering as soon as it is terminal (a long-poll)
     DELETE /jobs/<id>       forget a job (upload rollback)         → 204
+    POST   /jobs/<id>/events  apply a JobEvent (a retry)          → 200 Job, X-Siphon-Applied | 404
 
 requests' exceptions stop here: a dead or failing metadata service raises
 :class:`~shared.errors.JobStoreUnavailable`, an unknown job :class:`~shared.errors.JobNotFound`.
@@ -14,6 +16,7 @@ import requests
 
 from shared.errors import JobNotFound, JobStoreUnavailable
 from shared.jobs import Job
+from shared.messages import JobEvent
 
 
 class MetadataClient:
@@ -24,9 +27,10 @@ class MetadataClient:
         self.timeout = timeout
         self.session = requests.Session()
 
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
+    def _request(self, method: str, path: str, timeout: float | tuple[float, float] | None = None,
+                 **kwargs) -> requests.Response:
         try:
-            response = self.session.request(method, self.base_url + path, timeout=self.timeout, **kwargs)
+            response = self.session.request(method, self.base_url + path, timeout=timeout or self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise JobStoreUnavailable(f"metadata service unreachable: {exc.__class__.__name__}") from exc
         if response.status_code == 404:
@@ -40,9 +44,23 @@ class MetadataClient:
         """Store a new ``queued`` job."""
         self._request("POST", "/jobs", data=job.model_dump_json(), headers={"Content-Type": "application/json"})
 
-    def get_job(self, job_id: str) -> Job:
-        """The job with ``job_id``; raises :class:`JobNotFound` if there is none."""
-        return Job.model_validate_json(self._request("GET", f"/jobs/{job_id}").content)
+    def get_job(self, job_id: str, wait: float = 0.0) -> Job:
+        """The job with ``job_id``; raises :class:`JobNotFound` if there is none.
+
+        With ``wait`` above 0, answers as soon as the job is completed or failed, or after ``wait``
+        seconds with the job as it is then (the metadata service blocks; nothing polls).
+        """
+        if wait <= 0:
+            return Job.model_validate_json(self._request("GET", f"/jobs/{job_id}").content)
+        response = self._request("GET", f"/jobs/{job_id}", params={"wait": f"{wait:g}"},
+                                 timeout=(self.timeout, self.timeout + wait))
+        return Job.model_validate_json(response.content)
+
+    def apply_event(self, event: JobEvent) -> Job | None:
+        """Apply ``event`` to its job; return the changed job, or None when it changed nothing."""
+        response = self._request("POST", f"/jobs/{event.job_id}/events", data=event.encode(),
+                                 headers={"Content-Type": "application/json"})
+        return Job.model_validate_json(response.content) if response.headers.get("X-Siphon-Applied") == "true" else None
 
     def delete_job(self, job_id: str) -> None:
         """Forget a job (its record, not its files); absent jobs are not an error."""

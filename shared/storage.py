@@ -242,7 +242,10 @@ class S3Storage:
             self._call(prefix, self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": keys})
 
     def check(self) -> None:
-        self._call(self.bucket, self.client.head_bucket, Bucket=self.bucket)
+        try:
+            self._call(self.bucket, self.client.head_bucket, Bucket=self.bucket)
+        except ObjectNotFound:  # HeadBucket says a missing bucket with a bare 404, like a missing key
+            raise StorageUnavailable(f"s3: no bucket {self.bucket!r}") from None
 
 
 class _CountingReader:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from services.conversion import media_codes as codes
 from services.conversion.encode import EncodeLimits, EncodeResult, FfmpegProcess, build_mp3_command
-from services.conversion.probe import ProbeResult, probe_media
+from services.conversion.probe import ProbeResult, measure_audio_seconds, probe_media
 from shared.config import Settings
 from shared.errors import MediaError
 
@@ -49,10 +49,13 @@ class Converter:
         if self._aborted:
             process.abort()
         try:
-            seconds = process.run(self.limits.timeout_seconds, on_progress)
+            process.run(self.limits.timeout_seconds, on_progress)
         finally:
             self._current = None
         size = target.stat().st_size if target.exists() else 0
+        # ffmpeg's progress clock follows the input's timestamps, not the samples written (FFmpeg 5.1
+        # reports 1.6 s for the 0.31 s it decodes of an E-AC-3 file), so the MP3 itself is measured.
+        seconds = measure_audio_seconds(target, self.ffprobe) if size else 0.0
         if seconds < MIN_AUDIO_SECONDS:
             raise MediaError("The audio stream holds no decodable audio.", code=codes.NO_AUDIO_FRAMES)
         if size >= self.limits.max_output_bytes:

@@ -15,10 +15,13 @@ ffmpeg runs in its own process group, so a timeout or an abort kills it and anyt
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +36,27 @@ MP3_SAMPLE_RATES_HZ = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48
 
 DEFAULT_SAMPLE_RATE_HZ = 44100
 STDERR_TAIL_BYTES = 4096
+
+TRUNCATION_MESSAGES = (": partial file", "File ended prematurely")
+"""What FFmpeg's MP4 (mov) and Matroska demuxers log when the file ends before media its index
+declares. ffmpeg still exits 0 with the audio before the cut, so a run that logged one of these
+is a truncated file, not a conversion."""
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option (<linux/prctl.h>): the signal a process gets when the thread that forked it exits."""
+
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with(parent_pid: int) -> None:
+    """``preexec_fn`` of ffmpeg (runs in the child, before exec): have the kernel SIGKILL it when
+    the work thread that started it dies. ffmpeg runs in a session of its own and ignores its broken
+    progress pipe, so a worker killed with SIGKILL would otherwise leave it encoding to the end."""
+    if _prctl is None:
+        return
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the worker died before prctl took effect
+        os._exit(1)
 
 
 class ConversionInterrupted(Exception):
@@ -81,7 +105,7 @@ def build_mp3_command(ffmpeg: str, probe: ProbeResult, stream: AudioStream, sour
         "-map", f"0:{stream.index}", "-vn", "-sn", "-dn",
         "-c:a", "libmp3lame", "-q:a", str(vbr_quality),
         "-ar", str(mp3_sample_rate(stream.sample_rate_hz)), "-ac", str(mp3_channels(stream.channels)),
-        "-t", f"{limits.max_duration_seconds:g}", "-fs", str(limits.max_output_bytes),
+        "-t", f"{limits.max_duration_seconds:.6f}", "-fs", str(limits.max_output_bytes),  # never "1e+06"
         "-progress", "pipe:1", "-nostats",
         "-f", "mp3", "-y", f"file:{target}",
     ]
@@ -108,7 +132,10 @@ class FfmpegProcess:
             raise ConversionInterrupted("aborted before start")
         with open(self.stderr_path, "wb") as stderr:
             self._process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                             stderr=stderr, start_new_session=True)
+                                             stderr=stderr, start_new_session=True,
+                                             preexec_fn=functools.partial(_die_with, os.getpid()))
+            if self._aborted.is_set():  # abort() ran after the check above, before there was a process to kill
+                self.kill()
             timer = threading.Timer(timeout_seconds, self._on_timeout)
             timer.start()
             try:
@@ -140,6 +167,9 @@ class FfmpegProcess:
             if "No space left on device" in tail:
                 raise OSError(errno.ENOSPC, "No space left on device (ffmpeg)")
             raise self._decode_error(tail)
+        if any(message in self.stderr_tail() for message in TRUNCATION_MESSAGES):
+            raise MediaError("The file is cut short: its media ends before the length it declares.",
+                             code=codes.TRUNCATED)
         return out_seconds
 
     def _decode_error(self, tail: str) -> MediaError:

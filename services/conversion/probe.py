@@ -131,6 +131,25 @@ def _parse(data: dict) -> ProbeResult:
     return ProbeResult(format_name=fmt.get("format_name", ""), duration_seconds=duration, audio_streams=streams)
 
 
+def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe") -> float:
+    """Seconds of audio in a file siphon wrote, as ffprobe reads it back; 0.0 when it holds none.
+
+    For an MP3 the duration comes from the Xing/Info header LAME writes (its frame count), so it
+    is the audio actually encoded, whatever timestamps the input carried.
+    """
+    command = [ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries", "format=duration:stream=index",
+               "-of", "json", f"file:{path}"]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return 0.0
+    data = json.loads(done.stdout or b"{}")
+    duration = data.get("format", {}).get("duration")
+    if done.returncode != 0 or not data.get("streams") or duration in (None, "N/A"):
+        return 0.0
+    return float(duration)
+
+
 def explain_unreadable(path: Path, stderr: str) -> MediaError:
     """The :class:`MediaError` for a file ffprobe or ffmpeg could not open, judged from its bytes."""
     if "not on whitelist" in stderr:

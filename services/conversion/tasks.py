@@ -10,13 +10,14 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from services.conversion import media_codes as codes
 from services.conversion.converter import Converter
@@ -60,10 +61,12 @@ class TaskRunner:
         self.storage = storage
         self.converter = converter
         self.publish = publish
+        self.run: int | None = None  # the task's ``retry``: every event of this task carries it
         self.retrying = Retrying(
             stop=stop_after_attempt(s.storage_retries),
             wait=wait_exponential(multiplier=0.5, max=5),
             retry=retry_if_exception_type(StorageUnavailable),
+            before_sleep=before_sleep_log(log, logging.WARNING),
             reraise=True,
         )
 
@@ -72,13 +75,16 @@ class TaskRunner:
         try:
             task = ConversionTask.decode(body)
         except MessageError as exc:
+            self.run = None
             return self._refuse_malformed(body, attempt, exc)
+        self.run = task.retry
         with job_context(task.job_id):
             if attempt > self.settings.max_attempts:
                 message = f"The conversion was interrupted {attempt - 1} times; giving up."
                 return self._fail(task.job_id, attempt, codes.TOO_MANY_ATTEMPTS, message, dead_letter=True)
-            self.publish(JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt))
+            self.publish(JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=self.run))
             self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+            _remove_leftovers(self.settings.work_dir, task.job_id)
             with tempfile.TemporaryDirectory(dir=self.settings.work_dir, prefix=f"{task.job_id}-") as tmp:
                 return self._run(task, attempt, Path(tmp))
 
@@ -108,7 +114,7 @@ class TaskRunner:
                               "The conversion worker ran out of disk space; the job can be retried later.", probe)
         self.publish(JobEvent(
             job_id=task.job_id, status=JobStatus.COMPLETED, attempt=attempt, media=_facts(probe),
-            output_size=result.size_bytes, output_duration_seconds=round(result.duration_seconds, 3),
+            output_size=result.size_bytes, output_duration_seconds=round(result.duration_seconds, 3), retry=self.run,
         ))
         log.info("converted %.2f s of audio into %d bytes", result.duration_seconds, result.size_bytes)
         return ACK
@@ -125,7 +131,7 @@ class TaskRunner:
               *, dead_letter: bool = False) -> Outcome:
         log.info("job failed: %s: %s", code, message)
         self.publish(JobEvent(job_id=job_id, status=JobStatus.FAILED, attempt=attempt, media=_facts(probe),
-                              error=JobErrorInfo(code=code, message=message)))
+                              error=JobErrorInfo(code=code, message=message), retry=self.run))
         return Outcome(Disposition.DEAD_LETTER if dead_letter else Disposition.ACK, code, message)
 
     def _refuse_malformed(self, body: bytes, attempt: int, exc: MessageError) -> Outcome:
@@ -136,6 +142,13 @@ class TaskRunner:
         with job_context(job_id):
             return self._fail(job_id, attempt, codes.INVALID_TASK, f"The conversion task is malformed: {exc.message}",
                               dead_letter=True)
+
+
+def _remove_leftovers(work_dir: Path, job_id: str) -> None:
+    """Delete the temp dirs of earlier attempts at this job whose worker was killed: a task is
+    delivered to one worker at a time, so no live attempt owns them."""
+    for stale in work_dir.glob(f"{job_id}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _facts(probe: ProbeResult | None) -> MediaFacts | None:

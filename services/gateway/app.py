@@ -2,8 +2,10 @@
 
     POST /convert                  multipart ``file`` → 202 {"job_id", "status": "queued", "message"}
     GET  /status/<job_id>          → 200 {"job_id", "status", "message", ...} | 404
+         ?wait=<seconds>           ... answered as soon as the job is completed or failed (long-poll)
     GET  /download/<job_id>.mp3    → 200/206 audio/mpeg | 404 | 409 (not completed)
     GET  /healthz, /readyz
+    GET  /, /docs, /openapi.json   the web page, the API docs page, the OpenAPI document (pages.py)
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, request
 
 from services.gateway.download import audio_response
+from services.gateway.pages import load_openapi, pages_blueprint
 from services.gateway.upstream import UploadService, limited_chunks
 from services.gateway.views import not_found_body, status_body
 from shared.config import Settings, settings
@@ -27,6 +30,26 @@ MULTIPART_SLACK_BYTES = 64 * 1024
 UPLOAD_READ_TIMEOUT_SECONDS = 300
 """How long the gateway waits on the upload service between bytes, seconds."""
 
+MAX_STATUS_WAIT_SECONDS = 30.0
+"""Longest ``GET /status/<id>?wait=`` long-poll, seconds; a larger ``wait`` is cut to this."""
+
+
+def status_wait_seconds(raw: str | None) -> float:
+    """The ``wait`` query parameter in seconds: 0 when absent, at most :data:`MAX_STATUS_WAIT_SECONDS`.
+
+    Raises:
+        RequestRejected: not a finite number ≥ 0 (400 ``invalid_wait``).
+    """
+    if raw is None:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait < float("inf"):
+        raise RequestRejected("'wait' must be a number of seconds, 0 or more.", code="invalid_wait")
+    return min(wait, MAX_STATUS_WAIT_SECONDS)
+
 
 def create_app(s: Settings | None = None, metadata: MetadataClient | None = None, storage: Storage | None = None,
                upload: UploadService | None = None) -> Flask:
@@ -38,6 +61,7 @@ def create_app(s: Settings | None = None, metadata: MetadataClient | None = None
     body_limit = s.max_upload_bytes + MULTIPART_SLACK_BYTES
     app = Flask(__name__)
     install_json_errors(app)
+    app.register_blueprint(pages_blueprint(load_openapi()))  # GET /, /docs, /openapi.json
 
     @app.post("/convert")
     def convert():
@@ -55,8 +79,12 @@ def create_app(s: Settings | None = None, metadata: MetadataClient | None = None
 
     @app.get("/status/<path:job_id>")
     def status(job_id: str):
+        wait = status_wait_seconds(request.args.get("wait"))
         try:
-            job = metadata.get_job(job_id) if is_valid_job_id(job_id) else None
+            if not is_valid_job_id(job_id):
+                job = None
+            else:
+                job = metadata.get_job(job_id, wait=wait) if wait else metadata.get_job(job_id)
         except JobNotFound:
             job = None
         if job is None:

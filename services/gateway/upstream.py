@@ -44,9 +44,12 @@ class UploadService:
             Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).
             RequestRejected: raised by ``body`` itself (the size limit) passes through.
         """
+        # A fresh connection per upload: a streamed body cannot be replayed, so a pooled connection
+        # the upload service has just closed (after refusing a body it did not read to the end, or
+        # at its keep-alive timeout) would turn the next client's upload into a 503.
+        headers = {"Content-Type": content_type, "Connection": "close"}
         try:
-            return self.session.post(self.url, data=body, headers={"Content-Type": content_type},
-                                     timeout=self.timeout)
+            return self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
             raise Unavailable(f"The upload service is unavailable ({exc.__class__.__name__}).",
                               code="upload_unavailable") from exc

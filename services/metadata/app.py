@@ -7,10 +7,14 @@ from flask import Flask, Response, jsonify, request
 
 from services.metadata.store import JobStore
 from shared.config import Settings, settings
-from shared.errors import JobNotFound, RequestRejected
+from shared.errors import JobNotFound, MessageError, RequestRejected
 from shared.http import install_json_errors
 from shared.jobs import Job, is_valid_job_id
+from shared.messages import JobEvent
 from shared.storage import make_storage
+
+MAX_WAIT_SECONDS = 60.0
+"""Longest ``GET /jobs/<id>?wait=`` long-poll, seconds (a gunicorn thread is held meanwhile)."""
 
 
 def make_store(s: Settings) -> JobStore:
@@ -41,7 +45,25 @@ def create_app(s: Settings | None = None, store: JobStore | None = None) -> Flas
 
     @app.get("/jobs/<job_id>")
     def get_job(job_id: str):
-        return Response(store.get(checked(job_id)).model_dump_json(), mimetype="application/json")
+        """``?wait=<seconds>`` (at most :data:`MAX_WAIT_SECONDS`) answers once the job is terminal."""
+        wait = min(request.args.get("wait", 0.0, type=float), MAX_WAIT_SECONDS)
+        job = store.wait_terminal(checked(job_id), wait) if wait > 0 else store.get(checked(job_id))
+        return Response(job.model_dump_json(), mimetype="application/json")
+
+    @app.post("/jobs/<job_id>/events")
+    def apply_event(job_id: str):
+        """Apply a :class:`JobEvent` sent over HTTP (a retry's ``queued``, or its rollback);
+        answers the job as it is afterwards, with ``X-Siphon-Applied: true|false``."""
+        try:
+            event = JobEvent.decode(request.get_data())
+        except MessageError as exc:
+            raise RequestRejected(exc.message) from None
+        if event.job_id != checked(job_id):
+            raise RequestRejected("The event names another job.")
+        updated = store.apply(event)
+        job = updated or store.get(job_id)
+        return Response(job.model_dump_json(), mimetype="application/json",
+                        headers={"X-Siphon-Applied": "true" if updated else "false"})
 
     @app.delete("/jobs/<job_id>")
     def delete_job(job_id: str):

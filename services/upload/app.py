@@ -1,6 +1,8 @@
 """The upload service's HTTP API (internal; the gateway forwards ``POST /convert`` here).
 
-    POST /convert   multipart/form-data with a ``file`` part → 202 {"job_id", "status", "message"}
+    POST /convert             multipart/form-data with a ``file`` part → 202 {"job_id", "status", "message"}
+    POST /jobs/<id>/retry     queue again a job that failed with storage_unavailable or disk_full
+                              → 202 {"job_id", "status": "queued", "message"} | 404 | 409 job_not_retryable
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from flask import Flask, jsonify, request
 from services.upload.intake import Intake
 from shared.broker import ConfirmingPublisher, Topology, connect
 from shared.config import Settings, settings
-from shared.errors import RequestRejected
+from shared.errors import JobNotFound, RequestRejected
 from shared.http import install_json_errors
+from shared.jobs import is_valid_job_id
 from shared.metadata_client import MetadataClient
 from shared.storage import make_storage
 
@@ -22,6 +25,7 @@ MAX_FORM_PARTS = 64
 """Most multipart parts accepted in one request (werkzeug answers 413 beyond it)."""
 
 SUBMITTED_MESSAGE = "Conversion job submitted successfully."
+RESUBMITTED_MESSAGE = "Conversion job submitted again."
 
 
 def make_intake(s: Settings) -> Intake:
@@ -50,6 +54,13 @@ def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask
             raise RequestRejected("Send the video as a multipart/form-data part named 'file'.", code="missing_file")
         job = intake.submit(upload.stream, upload.filename)
         return jsonify(job_id=job.job_id, status=job.status.value, message=SUBMITTED_MESSAGE), 202
+
+    @app.post("/jobs/<job_id>/retry")
+    def retry(job_id: str):
+        if not is_valid_job_id(job_id):
+            raise JobNotFound("Job not found.")
+        job = intake.retry(job_id)
+        return jsonify(job_id=job.job_id, status=job.status.value, message=RESUBMITTED_MESSAGE), 202
 
     @app.get("/healthz")
     def healthz():

@@ -10,11 +10,11 @@ import logging
 from typing import BinaryIO
 
 from shared.broker import CONVERSION_ROUTING_KEY, ConfirmingPublisher, Topology
-from shared.errors import RequestRejected, SiphonError
+from shared.errors import JobNotRetryable, RequestRejected, SiphonError
 from shared.filenames import clean_filename
-from shared.jobs import Job, input_key, job_prefix, new_job_id
+from shared.jobs import Job, JobStatus, input_key, job_prefix, new_job_id
 from shared.logs import job_context
-from shared.messages import ConversionTask
+from shared.messages import ConversionTask, JobEvent
 from shared.metadata_client import MetadataClient
 from shared.storage import Storage
 
@@ -52,6 +52,32 @@ class Intake:
                 raise
             log.info("job queued (%d bytes)", size)
             return job
+
+    def retry(self, job_id: str) -> Job:
+        """Queue once more a job that failed for a retryable reason (storage down, disk full);
+        return it ``queued``. Its new run is ``retries + 1``; events of the failed run are ignored.
+
+        Raises:
+            JobNotFound: no such job.
+            JobNotRetryable: the job is not failed, or failed for a reason a retry cannot cure.
+            Unavailable: the metadata service or RabbitMQ is down; the job stays failed.
+        """
+        with job_context(job_id):
+            failed = self.metadata.get_job(job_id)
+            run = failed.retries + 1
+            queued = self.metadata.apply_event(JobEvent(job_id=job_id, status=JobStatus.QUEUED, retry=run))
+            if queued is None:
+                raise JobNotRetryable(f"The job is {failed.status.value}"
+                                      f"{f' ({failed.error.code})' if failed.error else ''}; it cannot be retried.")
+            task = ConversionTask(job_id=job_id, input_key=queued.input_key, output_key=queued.output_key, retry=run)
+            try:
+                self.publisher.publish(self.topology.tasks_exchange, CONVERSION_ROUTING_KEY, task.encode())
+            except SiphonError:
+                self.metadata.apply_event(JobEvent(job_id=job_id, status=JobStatus.FAILED, retry=run,
+                                                   error=failed.error))
+                raise
+            log.info("job queued again (retry %d)", run)
+            return queued
 
     def _check_size(self, size: int) -> None:
         if size == 0:

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import redis
 import requests
 
 from shared.broker import Topology
-from tests.support.moto import create_bucket, s3_client
+from tests.support.moto import create_bucket, list_keys, s3_client
 from tests.support.net import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,15 +36,21 @@ TERMINAL = ("completed", "failed")
 
 @dataclass
 class Stack:
-    """A running stack. ``backend`` is ``local`` or ``s3`` (then ``s3_endpoint`` is the moto URL)."""
+    """A running stack. ``backend`` is ``local`` or ``s3`` (then ``s3_endpoint`` is the moto URL).
+
+    ``wait_for_consumers=False`` starts it without waiting for queue consumers (a stack whose
+    ``AMQP_URL`` points at no broker has none).
+    """
 
     base_dir: Path
     backend: str = "local"
     s3_endpoint: str | None = None
     workers: int = 2
     env_overrides: dict[str, str] = field(default_factory=dict)
+    wait_for_consumers: bool = True
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.ports = {"gateway": free_port(), "upload": free_port(), "metadata": free_port()}
@@ -89,7 +97,8 @@ class Stack:
         self._spawn("gateway", self._gunicorn("gateway"))
         for name in ("metadata", "upload", "gateway"):
             wait_until(lambda n=name: self._healthy(n), 30, 0.1, f"{name} /healthz")
-        wait_until(self._consumers_ready, 30, 0.1, "queue consumers")
+        if self.wait_for_consumers:
+            wait_until(self._consumers_ready, 30, 0.1, "queue consumers")
         return self
 
     def _gunicorn(self, service: str) -> list[str]:
@@ -102,11 +111,17 @@ class Stack:
                                    start_new_session=True)
         log.close()
         self.processes[name] = process
+        self.commands[name] = argv
         return process
 
-    def start_worker(self, i: int) -> subprocess.Popen:
-        """Start conversion worker number ``i`` (1-based)."""
-        return self._spawn(f"conversion-{i}", [sys.executable, "-m", "services.conversion"])
+    def restart(self, name: str) -> subprocess.Popen:
+        """Start service ``name`` again with the command and environment it was first started with
+        (the previous process must have exited)."""
+        return self._spawn(name, self.commands[name])
+
+    def start_worker(self, i: int, module: str = "services.conversion") -> subprocess.Popen:
+        """Start conversion worker number ``i`` (1-based); tests may run another entry ``module``."""
+        return self._spawn(f"conversion-{i}", [sys.executable, "-m", module])
 
     def signal(self, name: str, sig: int = signal.SIGTERM) -> None:
         """Send ``sig`` to the process group of service ``name``."""
@@ -175,6 +190,23 @@ class Stack:
             s3.delete_object(Bucket=self.bucket, Key=obj["Key"])
         s3.delete_bucket(Bucket=self.bucket)
 
+    # --- what the stack holds ---------------------------------------------------------------
+    def stored_keys(self) -> list[str]:
+        """Every object key in this stack's storage (its directory or its bucket), sorted."""
+        if self.backend == "s3":
+            return sorted(list_keys(self.s3_endpoint, self.bucket))
+        return sorted(p.relative_to(self.storage_dir).as_posix() for p in self.storage_dir.rglob("*") if p.is_file())
+
+    def redis_keys(self) -> list[str]:
+        """Every Redis key under this stack's prefix, sorted."""
+        return sorted(key.decode() for key in redis.Redis.from_url(REDIS_URL).scan_iter(f"{self.redis_prefix}*"))
+
+    def job_record(self, job_id: str) -> dict:
+        """The metadata service's full record of a job (its internal ``GET /jobs/<id>``)."""
+        response = requests.get(f"http://127.0.0.1:{self.ports['metadata']}/jobs/{job_id}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
     # --- the public API, as a client uses it -----------------------------------------------
     def convert(self, path: Path, filename: str | None = None, **fields) -> requests.Response:
         """POST ``path`` to /convert as the ``file`` part."""
@@ -194,5 +226,31 @@ class Stack:
 
         return wait_until(reached, timeout, 0.05, f"job {job_id} to reach {states}")
 
+    def wait_for_jobs(self, job_ids: Iterable[str], timeout: float) -> dict[str, dict]:
+        """Poll /status until every job is terminal or ``timeout`` seconds passed; return the last
+        status body of each (a job still ``queued`` or ``processing`` at the deadline stays so)."""
+        last: dict[str, dict] = {}
+        pending = set(job_ids)
+        deadline = time.monotonic() + timeout
+        while pending:
+            for job_id in sorted(pending):
+                last[job_id] = self.status(job_id).json()
+                if last[job_id]["status"] in TERMINAL:
+                    pending.discard(job_id)
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        return last
+
     def download(self, job_id: str, **headers) -> requests.Response:
         return requests.get(f"{self.url}/download/{job_id}.mp3", headers=headers, timeout=60)
+
+
+@contextmanager
+def running_stack(base_dir: Path, **options) -> Iterator[Stack]:
+    """A started :class:`Stack` built with ``options``, stopped on exit (also when start-up failed)."""
+    stack = Stack(base_dir, **options)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()

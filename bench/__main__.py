@@ -1,0 +1,125 @@
+"""``python -m bench`` (run it as ``./scripts/bench``): siphon against plain ffmpeg on this machine.
+
+    ./scripts/bench                   everything, local and S3 (moto server), into docs/performance.md
+    ./scripts/bench --quick           tiny inputs, one run each, local only: a smoke run in seconds
+    ./scripts/bench --backends local --phases latency --runs 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.client import ApiClient
+from bench.inputs import FULL, QUICK, Inputs, ensure_inputs
+from bench.machine import describe
+from bench.phases import Bench, measure_latency, measure_memory, measure_status, measure_throughput
+from bench.report import BackendResults, details, render_markdown, render_text, table, write_markdown
+from tests.support.moto import moto_server
+from tests.support.stack import ROOT, Stack
+
+PHASES = ("memory", "latency", "throughput", "status")
+PRODUCTION_WEB_ENV = {"WEB_WORKERS": "2", "WEB_THREADS": "32"}
+"""gunicorn as ``./scripts/up`` runs it (the test stack's default is one worker)."""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny inputs, one run of each phase, local backend")
+    parser.add_argument("--backends", help="comma-separated: local,s3 (default both; --quick: local)")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--runs", type=int, help="latency runs per input (default 5; --quick: 1)")
+    parser.add_argument("--jobs", type=int, help="jobs posted at once in the throughput phase (default 40)")
+    parser.add_argument("--throughput-runs", type=int, help="repetitions of the throughput phase (default 3)")
+    parser.add_argument("--workers", type=int, default=2, help="conversion workers (default 2)")
+    parser.add_argument("--status-seconds", type=float, help="length of the /status load, seconds (default 10)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent /status connections (default 16)")
+    parser.add_argument("--poll-interval", type=float, default=0.0,
+                        help="poll /status this often (seconds) instead of the long-poll ?wait=")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "bench", help="where inputs are cached")
+    parser.add_argument("--output", type=Path, help="markdown file (default docs/performance.md; --quick: none)")
+    parser.add_argument("--ffmpeg", default="ffmpeg")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.backends = (args.backends or ("local" if quick else "local,s3")).split(",")
+    args.phases = args.phases.split(",")
+    args.runs = args.runs or (1 if quick else 5)
+    args.jobs = args.jobs or (4 if quick else 40)
+    args.throughput_runs = args.throughput_runs or (1 if quick else 3)
+    args.status_seconds = args.status_seconds or (1 if quick else 10)
+    if args.output is None and not quick:
+        args.output = ROOT / "docs" / "performance.md"
+    return args
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_backend(args: argparse.Namespace, inputs: Inputs, backend: str, s3_endpoint: str | None) -> BackendResults:
+    """Start a stack on ``backend``, run the chosen phases against it, stop it."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"run-{backend}-", dir=args.cache_dir))
+    stack = Stack(scratch, backend=backend, s3_endpoint=s3_endpoint, workers=args.workers,
+                  env_overrides=PRODUCTION_WEB_ENV)
+    results = BackendResults()
+    try:
+        say(f"{backend}: starting the stack")
+        stack.start()
+        bench = Bench(stack.processes, ApiClient(stack.url, poll_interval=args.poll_interval), args.ffmpeg,
+                      scratch)
+        _run_phases(args, inputs, backend, stack, bench, results)
+    finally:
+        stack.stop()
+    shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+def _run_phases(args, inputs: Inputs, backend: str, stack: Stack, bench: Bench, results: BackendResults) -> None:
+    # Memory first: VmHWM only grows, so no earlier large job may set the small input's peak.
+    if "memory" in args.phases:
+        say(f"{backend}: memory, {inputs.minute.label} then {inputs.huge.label} ({inputs.huge.megabytes:.0f} MB)")
+        results.memory = measure_memory(bench, inputs.minute, inputs.huge)
+    if "latency" in args.phases:
+        bench.siphon(inputs.clip)  # warm-up: lazy imports, first connections
+        for source in (inputs.clip, inputs.long):
+            say(f"{backend}: latency, {source.label} ({source.megabytes:.0f} MB) × {args.runs}")
+            results.latency.append(measure_latency(bench, source, args.runs))
+    if "throughput" in args.phases:
+        say(f"{backend}: throughput, {args.jobs} × {inputs.minute.label} × {args.throughput_runs}")
+        results.throughput = measure_throughput(bench, inputs.minute, args.jobs, args.workers, args.throughput_runs)
+    if "status" in args.phases:
+        bench.completed_job_id = bench.client.submit(inputs.clip.path)
+        bench.client.wait(bench.completed_job_id)
+        say(f"{backend}: /status under load for {args.status_seconds:g} s")
+        results.status = measure_status(bench, stack.url, args.status_seconds, args.connections)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    machine = describe(args.ffmpeg)
+    say("making inputs (cached under %s)" % args.cache_dir)
+    inputs = ensure_inputs(QUICK if args.quick else FULL, args.cache_dir, args.ffmpeg)
+    results: dict[str, BackendResults] = {}
+    with contextlib.ExitStack() as resources:
+        s3_endpoint = None
+        if "s3" in args.backends:
+            s3_endpoint = resources.enter_context(moto_server(Path(tempfile.mkdtemp(dir=args.cache_dir))))
+        for backend in args.backends:
+            results[backend] = run_backend(args, inputs, backend, s3_endpoint)
+    rows, notes = table(results), details(results)
+    print(render_text(machine, rows, notes))
+    if args.output:
+        command = "./scripts/bench " + " ".join(sys.argv[1:] if argv is None else argv)
+        write_markdown(args.output, render_markdown(machine, rows, notes, command.strip()))
+        say(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

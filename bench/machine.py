@@ -1,0 +1,42 @@
+"""A one-line description of the machine the numbers come from."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def _ram_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def _ffmpeg_version(ffmpeg: str) -> str:
+    out = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, check=False).stdout
+    words = out.split()
+    return words[2] if len(words) > 2 else "unknown"
+
+
+def describe(ffmpeg: str = "ffmpeg") -> dict[str, str]:
+    """CPU model, cores, RAM, ffmpeg, Python and kernel versions, and the load average now."""
+    load = os.getloadavg()
+    return {
+        "CPU": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "RAM": f"{_ram_gib():.1f} GiB",
+        "ffmpeg": _ffmpeg_version(ffmpeg),
+        "Python": platform.python_version(),
+        "kernel": platform.release(),
+        "load average at start": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+    }

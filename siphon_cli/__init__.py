@@ -1,0 +1,15 @@
+"""``siphon``: the command line client of siphon's public HTTP API.
+
+    siphon convert FILE... [-o DIR] [--timeout S]   upload, follow, download each MP3
+    siphon status JOB_ID                             where a job is
+    siphon jobs                                      the server's jobs (when it lists them)
+    siphon cancel JOB_ID                             stop a job (when the server can)
+
+It talks HTTP to ``SIPHON_URL`` (default ``http://localhost:5000``) and nothing else: it imports
+neither ``services`` nor ``shared``, so it can be shipped on its own.
+
+    api.py       SiphonClient: the HTTP calls, and errors mapped to the ones below
+    follow.py    following a job until it ends (polling today; SSE slots in there)
+    progress.py  the progress bars (rich), on stderr so stdout stays scriptable
+    main.py      the click commands and their exit codes
+"""

@@ -1,0 +1,147 @@
+"""SiphonClient: the public API over HTTP (requests), with requests' errors mapped to the CLI's own.
+
+CliError                  .exit_code: what the process exits with
+├── ServerUnreachable     no answer from SIPHON_URL (connection refused, DNS, timeout)   exit 4
+├── NotSupported          this server has no such endpoint (yet)                          exit 3
+└── ApiError              the server answered with an error {"error": {"code", "message"}} exit 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
+
+ByteProgress = Callable[[int, int | None], None]
+"""Called with (bytes done, bytes in all or None when unknown)."""
+
+CONNECT_TIMEOUT_SECONDS = 10
+"""How long to wait for the server to accept a connection, seconds."""
+
+READ_TIMEOUT_SECONDS = 300
+"""How long to wait for the server between bytes of an answer, seconds (an upload is checked first)."""
+
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
+
+ROUTE_MISSING_CODES = {"not_found", "method_not_allowed"}
+"""The gateway's error codes for a path or method it has no route for (not for an unknown job)."""
+
+
+class CliError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ServerUnreachable(CliError):
+    exit_code = 4
+
+
+class NotSupported(CliError):
+    exit_code = 3
+
+
+class ApiError(CliError):
+    """An error answer: ``status`` (HTTP), ``code`` (the JSON ``error.code``) and ``message``."""
+
+    exit_code = 1
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class SiphonClient:
+    """Calls the gateway at ``base_url``."""
+
+    def __init__(self, base_url: str, session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.session = session or requests.Session()
+
+    def submit(self, path: Path, on_bytes: ByteProgress | None = None) -> dict:
+        """``POST /convert`` the file at ``path``, streamed; return the ``queued`` job body."""
+        with path.open("rb") as f:
+            encoder = MultipartEncoder(fields={"file": (path.name, f, "application/octet-stream")})
+            monitor = MultipartEncoderMonitor(encoder, lambda m: on_bytes(m.bytes_read, m.len) if on_bytes else None)
+            response = self._request("POST", "/convert", data=monitor, headers={"Content-Type": monitor.content_type})
+        return self._json_or_raise(response, expected=(202,))
+
+    def status(self, job_id: str) -> dict:
+        """``GET /status/<job_id>``: the job's status body. Raises ApiError ``job_not_found``."""
+        response = self._request("GET", f"/status/{job_id}")
+        if response.status_code == 404 and self._body(response).get("status") == "not_found":
+            raise ApiError(404, "job_not_found", f"No job with id {job_id!r} on this server.")
+        return self._json_or_raise(response, expected=(200,))
+
+    def download(self, url: str, destination: Path, on_bytes: ByteProgress | None = None) -> Path:
+        """Stream the MP3 at ``url`` into ``destination`` (written whole or not at all)."""
+        partial = destination.with_name(destination.name + ".part")
+        with self._request("GET", url, stream=True) as response:
+            if response.status_code != 200:
+                self._json_or_raise(response, expected=(200,))
+            total = int(response.headers["Content-Length"]) if "Content-Length" in response.headers else None
+            done = 0
+            with partial.open("wb") as out:
+                for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if on_bytes:
+                        on_bytes(done, total)
+        partial.replace(destination)
+        return destination
+
+    def jobs(self) -> dict | list:
+        """``GET /jobs``: the server's job listing, as it sends it."""
+        response = self._request("GET", "/jobs")
+        self._raise_if_route_missing(response, "listing jobs (GET /jobs)")
+        return self._json_or_raise(response, expected=(200,))
+
+    def cancel(self, job_id: str) -> dict:
+        """``DELETE /jobs/<id>``, else ``POST /cancel/<id>`` (for servers without DELETE)."""
+        response = self._request("DELETE", f"/jobs/{job_id}")
+        if self._route_missing(response):
+            response = self._request("POST", f"/cancel/{job_id}")
+        self._raise_if_route_missing(response, "cancelling jobs (DELETE /jobs/<id>)")
+        return self._json_or_raise(response, expected=(200, 202))
+
+    # --- plumbing ------------------------------------------------------------------------
+    def _request(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
+        url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        try:
+            return self.session.request(method, url, timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS), **kwargs)
+        except requests.RequestException as exc:
+            raise ServerUnreachable(
+                f"Cannot reach the siphon server at {self.base_url} "
+                f"({exc.__class__.__name__}). Is it running? Set SIPHON_URL."
+            ) from exc
+
+    @staticmethod
+    def _body(response: requests.Response) -> dict:
+        try:
+            body = response.json()
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def _route_missing(self, response: requests.Response) -> bool:
+        error = self._body(response).get("error") or {}
+        return response.status_code in (404, 405) and error.get("code") in ROUTE_MISSING_CODES
+
+    def _raise_if_route_missing(self, response: requests.Response, what: str) -> None:
+        if self._route_missing(response):
+            raise NotSupported(f"The server at {self.base_url} does not support {what}.")
+
+    def _json_or_raise(self, response: requests.Response, expected: tuple[int, ...]):
+        if response.status_code in expected:
+            return response.json()
+        error = self._body(response).get("error") or {}
+        raise ApiError(
+            response.status_code,
+            error.get("code", f"http_{response.status_code}"),
+            error.get("message", f"The server answered HTTP {response.status_code}."),
+        )

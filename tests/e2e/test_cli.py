@@ -1,0 +1,114 @@
+"""The ``siphon`` command, as installed with the project, against a running stack."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.media import (
+    DURATION_TOLERANCE_FLOOR_SECONDS,
+    DURATION_TOLERANCE_RATIO,
+    probe_audio,
+    reference_mp3_seconds,
+)
+from tests.support.net import free_port
+
+pytestmark = pytest.mark.e2e
+
+SIPHON = Path(sys.executable).parent / "siphon"
+VIDEO = "ordinary_h264_aac_stereo_48k_8s.mp4"
+OTHER_VIDEO = "webm_opus_audio_only_stereo.webm"
+
+
+@pytest.fixture(scope="module")
+def stack(module_stack):
+    return module_stack()
+
+
+def siphon(url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SIPHON), *args],
+        env={**os.environ, "SIPHON_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_mp3_of(mp3: Path, source: Path, work_dir: Path) -> None:
+    facts = probe_audio(mp3)
+    assert facts is not None and facts.codec == "mp3" and facts.frames > 0, facts
+    expected = reference_mp3_seconds(source, work_dir)
+    tolerance = max(expected * DURATION_TOLERANCE_RATIO, DURATION_TOLERANCE_FLOOR_SECONDS)
+    assert abs(facts.duration_seconds - expected) <= tolerance, (facts.duration_seconds, expected)
+
+
+def test_convert_writes_the_mp3_next_to_the_input(stack, media_dir, tmp_path):
+    source = tmp_path / "holiday clip.mp4"
+    shutil.copy(media_dir / VIDEO, source)
+    result = siphon(stack.url, "convert", str(source))
+    assert result.returncode == 0, result.stderr
+    mp3 = tmp_path / "holiday clip.mp3"
+    assert result.stdout.splitlines() == [str(mp3)]
+    assert_mp3_of(mp3, source, tmp_path)
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_convert_several_files_into_an_output_dir(stack, media_dir, tmp_path):
+    out = tmp_path / "out"
+    result = siphon(stack.url, "convert", str(media_dir / VIDEO), str(media_dir / OTHER_VIDEO), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    written = [Path(line) for line in result.stdout.splitlines()]
+    assert written == [out / f"{Path(VIDEO).stem}.mp3", out / f"{Path(OTHER_VIDEO).stem}.mp3"]
+    for mp3, name in zip(written, (VIDEO, OTHER_VIDEO), strict=True):
+        assert_mp3_of(mp3, media_dir / name, tmp_path)
+
+
+def test_convert_of_a_text_file_exits_non_zero_with_the_jobs_error_code(stack, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Shopping list: milk, eggs, a video converter.\n")
+    result = siphon(stack.url, "convert", str(notes))
+    assert result.returncode == 1
+    assert "notes.txt: not_media: The file is not a video or audio file." in result.stderr
+    assert result.stdout == "" and not (tmp_path / "notes.mp3").exists()
+
+
+def test_convert_gives_up_waiting_after_the_timeout(stack, media_dir, tmp_path):
+    result = siphon(stack.url, "convert", str(media_dir / VIDEO), "-o", str(tmp_path), "--timeout", "0.001")
+    assert result.returncode == 5
+    assert "had not finished after 0.001 s" in result.stderr
+
+
+def test_status_shows_a_finished_job(stack, media_dir):
+    job_id = stack.convert(media_dir / VIDEO).json()["job_id"]
+    stack.wait_for_job(job_id)
+    result = siphon(stack.url, "status", job_id)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{job_id}  completed  Conversion completed.")
+    assert f"download: {stack.url}/download/{job_id}.mp3" in result.stdout
+
+
+def test_status_of_an_unknown_job_exits_non_zero(stack):
+    result = siphon(stack.url, "status", "0" * 32)
+    assert result.returncode == 1
+    assert "job_not_found" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["jobs"], ["cancel", "0" * 32]])
+def test_commands_the_server_does_not_offer_yet_say_so(stack, command):
+    result = siphon(stack.url, *command)
+    assert result.returncode == 3
+    assert "does not support" in result.stderr
+
+
+def test_an_unreachable_server_is_named(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = siphon(url, "status", "0" * 32)
+    assert result.returncode == 4
+    assert f"Cannot reach the siphon server at {url}" in result.stderr

@@ -1,0 +1,332 @@
+"""Faults survived (issue 3, items 1–10): each test injects one fault into a stack running on
+loopback and asserts the outcome; then :func:`assert_stack_clean` checks that no job is left
+``queued``/``processing``, no object or Redis record is orphaned, and no ffmpeg is left running.
+
+docs/reliability.md tells what each test does and what it proved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+import requests
+
+from tests.support.faults import (
+    TcpProxy,
+    assert_stack_clean,
+    consumer_count,
+    ffmpeg_processes,
+    log_lines,
+    pid_alive,
+    tone,
+    wait_for_ffmpeg,
+    wait_for_services,
+)
+from tests.support.net import wait_until
+from tests.support.stack import AMQP_URL, REDIS_URL
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    """``tones(seconds)``: a FLAC sine tone of that length (converting 600 s takes ~2.5 s of CPU)."""
+    directory = tmp_path_factory.mktemp("tones")
+    return lambda seconds: tone(directory, seconds)
+
+
+@pytest.fixture
+def fault_stack(make_stack):
+    """``make_stack``, plus :func:`assert_stack_clean` on every stack once the test passed."""
+    stacks = []
+
+    def make(*args, **kwargs):
+        stacks.append(make_stack(*args, **kwargs))
+        return stacks[-1]
+
+    yield make
+    for stack in stacks:
+        assert_stack_clean(stack)
+
+
+def job_objects(stack, job_id: str) -> list[str]:
+    return sorted(key.rsplit("/", 1)[1] for key in stack.stored_keys() if key.startswith(f"jobs/{job_id}/"))
+
+
+def submit(stack, path: Path) -> str:
+    response = stack.convert(path)
+    assert response.status_code == 202, response.text
+    return response.json()["job_id"]
+
+
+def worker_running(stack, ffmpeg_pid: int) -> str:
+    """The name of the worker process whose ffmpeg has pid ``ffmpeg_pid``."""
+    parent = int(Path(f"/proc/{ffmpeg_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return next(name for name, p in stack.processes.items() if p.pid == parent)
+
+
+def applied_events(stack, job_id: str, status: str) -> list[dict]:
+    """The metadata consumer's log records of ``status`` transitions it applied to the job."""
+    return [r for r in log_lines(stack, "metadata-consumer")
+            if r.get("job_id") == job_id and r["msg"].startswith(f"job {status} ")]
+
+
+# --- 1 ----------------------------------------------------------------------------------------
+def test_worker_killed_mid_ffmpeg_is_redelivered(fault_stack, tones):
+    stack = fault_stack(workers=2)
+    job_id = submit(stack, tones(600))
+    ffmpeg = wait_for_ffmpeg(stack)
+    victim = worker_running(stack, ffmpeg)
+
+    stack.signal(victim, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(ffmpeg), 5, 0.05, "the dead worker's ffmpeg to end")
+
+    final = stack.wait_for_job(job_id, timeout=60)
+    assert final["status"] == "completed", final
+    record = stack.job_record(job_id)
+    assert record["attempts"] == 2
+    assert job_objects(stack, job_id) == ["input", "job.json", "output.mp3"]
+    assert record["output_duration_seconds"] == pytest.approx(600, abs=1)
+    assert stack.processes[victim].wait(5) == -signal.SIGKILL
+
+
+# --- 2 ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("point", ["after_output_stored", "before_ack"])
+def test_worker_killed_before_ack_redelivery_is_harmless(fault_stack, tones, point):
+    stack = fault_stack(workers=0, FAULT_POINT=point)
+    dying = stack.start_worker(1, module="tests.support.fault_worker")
+    wait_until(lambda: consumer_count(stack, stack.topology.conversion_queue) == 1, 30, 0.1, "the dying worker")
+    job_id = submit(stack, tones(20))
+
+    assert dying.wait(30) == -signal.SIGKILL
+    first = stack.job_record(job_id)
+    stack.start_worker(2)
+
+    final = stack.wait_for_job(job_id, timeout=30)
+    assert final["status"] == "completed", final
+    wait_until(lambda: [r for r in log_lines(stack, "conversion-2") if r["msg"].startswith("converted")], 30, 0.1,
+               "the redelivered task to be converted")
+    record = stack.job_record(job_id)
+    assert job_objects(stack, job_id) == ["input", "job.json", "output.mp3"]
+    assert len(applied_events(stack, job_id, "completed")) == 1
+    if point == "after_output_stored":
+        assert first["status"] == "processing"
+        assert record["attempts"] == 2
+    else:  # completed before the kill; the redelivery changed nothing
+        assert first["status"] == "completed"
+        assert record == first
+    assert stack.download(job_id).content == stack.download(job_id).content
+
+
+# --- 3 ----------------------------------------------------------------------------------------
+def connection_heartbeats(pid: int) -> set[int]:
+    """Negotiated heartbeat timeouts (s) of the AMQP connections process ``pid`` holds."""
+    ss = subprocess.run(["ss", "-tnpH", "dport = :5672"], capture_output=True, text=True, check=True).stdout
+    ports = {line.split()[3].rsplit(":", 1)[1] for line in ss.splitlines() if f"pid={pid}," in line}
+    listing = subprocess.run(["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "peer_port", "timeout"],
+                             capture_output=True, text=True, check=True).stdout
+    return {int(timeout) for port, timeout in (line.split() for line in listing.splitlines()) if port in ports}
+
+
+def test_conversion_longer_than_three_heartbeats_keeps_its_connection(fault_stack, tones):
+    stack = fault_stack(workers=1, AMQP_HEARTBEAT_SECONDS="1")
+    job_id = submit(stack, tones(1200))
+    wait_for_ffmpeg(stack)
+    assert connection_heartbeats(stack.processes["conversion-1"].pid) == {1}
+
+    final = stack.wait_for_job(job_id, timeout=90)
+    assert final["status"] == "completed", final
+    record = stack.job_record(job_id)
+    assert record["attempts"] == 1
+    assert record["finished_at"] - record["started_at"] > 3
+    worker_log = log_lines(stack, "conversion-1")
+    assert [r["msg"] for r in worker_log if "lost RabbitMQ" in r["msg"]] == []
+    assert sum(r["msg"].endswith("consuming") for r in worker_log) == 1
+
+
+# --- 4 ----------------------------------------------------------------------------------------
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+def reconnect_delays(stack, service: str) -> list[float]:
+    """The backoff delays (s) a service logged while it could not reach RabbitMQ."""
+    return [float(r["msg"].rsplit("reconnecting in ", 1)[1].split()[0])
+            for r in log_lines(stack, service) if "reconnecting in" in r["msg"]]
+
+
+@pytest.mark.broker_restart
+def test_broker_restart_loses_no_task_and_every_service_reconnects(fault_stack, tones):
+    stack = fault_stack(workers=1)
+    pids = {name: process.pid for name, process in stack.processes.items()}
+    in_flight = submit(stack, tones(1200))
+    wait_for_ffmpeg(stack)
+    queued = [submit(stack, tones(30)) for _ in range(3)]
+
+    started = time.monotonic()
+    rabbitmqctl("stop_app")
+    rabbitmqctl("start_app")
+    outage = time.monotonic() - started
+
+    finals = stack.wait_for_jobs([in_flight, *queued], timeout=120)
+    assert {job_id: body["status"] for job_id, body in finals.items()} == dict.fromkeys(finals, "completed")
+    assert stack.job_record(in_flight)["attempts"] == 2  # its worker lost the channel mid-conversion
+    later = submit(stack, tones(5))  # the upload service's publisher reconnects on its next publish
+    assert stack.wait_for_job(later, timeout=60)["status"] == "completed"
+    assert {name: process.pid for name, process in stack.processes.items() if process.poll() is None} == pids
+    for service in ("conversion-1", "metadata-consumer"):
+        delays = reconnect_delays(stack, service)
+        assert delays and delays == sorted(delays), (service, delays)
+        assert sum(r["msg"].endswith("consuming") for r in log_lines(stack, service)) == 2
+    assert outage < 20, f"the broker took {outage:.1f} s to restart"
+
+
+# --- 5 ----------------------------------------------------------------------------------------
+def proxied_amqp_url(port: int) -> str:
+    parts = urlsplit(AMQP_URL)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{port}"))
+
+
+def test_broker_down_while_posting_answers_503_and_leaves_nothing(fault_stack, tones):
+    broker = urlsplit(AMQP_URL)
+    with TcpProxy(broker.hostname, broker.port or 5672) as proxy:
+        stack = fault_stack(workers=1, AMQP_URL=proxied_amqp_url(proxy.port))
+        before = submit(stack, tones(5))  # the upload service now holds a publisher connection
+        assert stack.wait_for_job(before, timeout=30)["status"] == "completed"
+        kept = stack.stored_keys(), stack.redis_keys()
+
+        proxy.cut()
+        response = stack.convert(tones(5))
+        assert response.status_code == 503
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "broker_unavailable"
+        assert (stack.stored_keys(), stack.redis_keys()) == kept
+
+        proxy.restore()
+        after = submit(stack, tones(5))
+        assert stack.wait_for_job(after, timeout=60)["status"] == "completed"
+
+
+# --- 6 ----------------------------------------------------------------------------------------
+def forget_redis(stack) -> None:
+    """Delete every Redis key of the stack (the shared Redis holds other runs' keys too)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = stack.redis_keys()
+    if keys:
+        client.delete(*keys)
+
+
+def test_redis_data_lost_every_job_is_still_answered(fault_stack, tones, tmp_path):
+    stack = fault_stack(workers=1)
+    not_media = tmp_path / "notes.mp4"
+    not_media.write_text("these are not the frames you are looking for\n" * 100)
+    completed, failed = submit(stack, tones(5)), submit(stack, not_media)
+    stack.wait_for_jobs([completed, failed], timeout=30)
+    answers = {job_id: stack.status(job_id).json() for job_id in (completed, failed)}
+    mp3 = stack.download(completed).content
+    in_flight = submit(stack, tones(600))
+    wait_for_ffmpeg(stack)
+
+    forget_redis(stack)
+    assert stack.redis_keys() == []
+
+    assert {job_id: stack.status(job_id).json() for job_id in (completed, failed)} == answers
+    assert answers[failed]["error"]["code"] == "not_media"
+    assert stack.download(completed).content == mp3
+    assert stack.status(in_flight).json()["status"] == "processing"
+    assert stack.wait_for_job(in_flight, timeout=60)["status"] == "completed"
+    assert stack.job_record(in_flight)["attempts"] == 1
+
+
+# --- 7 ----------------------------------------------------------------------------------------
+def retry_job(stack, job_id: str) -> requests.Response:
+    """The upload service's internal ``POST /jobs/<id>/retry``."""
+    return requests.post(f"http://127.0.0.1:{stack.ports['upload']}/jobs/{job_id}/retry", timeout=30)
+
+
+def storage_backoff(stack, service: str) -> list[float]:
+    """The waits (s) between storage tries a worker logged (tenacity's before_sleep)."""
+    return [float(r["msg"].split(" in ", 1)[1].split()[0]) for r in log_lines(stack, service)
+            if r["msg"].startswith("Retrying ") and "StorageUnavailable" in r["msg"]]
+
+
+def test_storage_unreachable_503_at_upload_then_job_fails_and_can_be_retried(fault_stack, tones, moto_endpoint):
+    moto = urlsplit(moto_endpoint)
+    with TcpProxy(moto.hostname, moto.port) as proxy:
+        stack = fault_stack("s3", workers=0, S3_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}", STORAGE_RETRIES="3")
+
+        proxy.cut()
+        response = stack.convert(tones(5))
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "storage_unavailable"
+        proxy.restore()
+        assert stack.stored_keys() == [] and stack.redis_keys() == []
+
+        job_id = submit(stack, tones(5))
+        proxy.cut()
+        stack.start_worker(1)
+        wait_until(lambda: [r for r in log_lines(stack, "conversion-1") if "storage unavailable after" in r["msg"]],
+                   60, 0.1, "the worker to give up on storage")
+        assert storage_backoff(stack, "conversion-1") == [0.5, 1.0]
+        assert stack.status(job_id).json()["status"] == "queued"  # nothing is recorded without its manifest
+        proxy.restore()
+
+        failed = stack.wait_for_job(job_id, timeout=30)
+        assert failed["status"] == "failed" and failed["error"]["code"] == "storage_unavailable", failed
+        assert retry_job(stack, job_id).status_code == 202
+        assert stack.wait_for_job(job_id, timeout=30)["status"] == "completed"
+        record = stack.job_record(job_id)
+        assert (record["retries"], record["attempts"], record["error"]) == (1, 1, None)
+        assert retry_job(stack, job_id).json()["error"]["code"] == "job_not_retryable"
+
+
+# --- 8 ----------------------------------------------------------------------------------------
+def encoding_workers(stack) -> set[str]:
+    """Names of the workers whose ffmpeg is encoding right now."""
+    names = set()
+    for pid in ffmpeg_processes(stack):
+        with contextlib.suppress(OSError, StopIteration):
+            if b"libmp3lame" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                names.add(worker_running(stack, pid))
+    return names
+
+
+def exit_times(stack, timeout: float) -> dict[str, float]:
+    """Seconds each stack process took to exit from now (``inf`` if it outlived ``timeout``)."""
+    started, times = time.monotonic(), {}
+    while len(times) < len(stack.processes) and time.monotonic() - started < timeout:
+        for name, process in stack.processes.items():
+            if name not in times and process.poll() is not None:
+                times[name] = time.monotonic() - started
+        time.sleep(0.05)
+    return {name: times.get(name, float("inf")) for name in stack.processes}
+
+
+def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_stack, tones):
+    grace = 4
+    stack = fault_stack(workers=2, SHUTDOWN_GRACE_SECONDS=str(grace))
+    long_job = submit(stack, tones(1800))  # ~7 s of CPU: outlives the grace period
+    wait_for_ffmpeg(stack)
+    short_job = submit(stack, tones(240))  # ~1 s of CPU: finishes within it
+    wait_until(lambda: len(encoding_workers(stack)) == 2, 30, 0.02, "both workers to encode")
+
+    for name in stack.processes:
+        stack.signal(name, signal.SIGTERM)
+    exits = exit_times(stack, grace + 30)
+
+    assert max(exits.values()) < grace + 10, exits
+    assert ffmpeg_processes(stack) == []
+    for name in list(stack.processes):
+        stack.restart(name)
+    wait_for_services(stack)
+    finals = stack.wait_for_jobs([long_job, short_job], timeout=90)
+    assert [finals[long_job]["status"], finals[short_job]["status"]] == ["completed", "completed"], finals
+    assert stack.job_record(long_job)["attempts"] == 2  # aborted at the end of the grace period, requeued
+    assert stack.job_record(short_job)["attempts"] == 1  # finished and acked during the grace period

@@ -1,0 +1,125 @@
+"""Topology and confirmed publishing against the real RabbitMQ, under a prefix unique to each test."""
+
+from __future__ import annotations
+
+import pika
+import pika.exceptions
+import pytest
+
+from shared.broker import CONVERSION_ROUTING_KEY, PERSISTENT, ConfirmingPublisher, Topology, connect, delivery_attempt
+from shared.config import Settings, load_settings
+from shared.errors import BrokerUnavailable
+from shared.jobs import JobStatus, new_job_id
+from shared.messages import JobEvent
+from tests.support.net import free_port, wait_until
+from tests.support.stack import AMQP_URL
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(run_id) -> Settings:
+    return load_settings(amqp_url=AMQP_URL, amqp_prefix=f"it-{run_id}", max_attempts=3)
+
+
+@pytest.fixture
+def topology(settings) -> Topology:
+    return Topology.from_settings(settings)
+
+
+@pytest.fixture
+def channel(settings, topology):
+    """A plain channel for looking at queues; every queue and exchange of the prefix is deleted after."""
+    connection = connect(settings)
+    yield connection.channel()
+    if connection.is_open:
+        connection.close()
+    cleanup = connect(settings)
+    ch = cleanup.channel()
+    for queue in (topology.conversion_queue, topology.metadata_queue, topology.dead_letter_queue):
+        ch.queue_delete(queue)
+    for exchange in (topology.tasks_exchange, topology.events_exchange, topology.dead_letter_exchange):
+        ch.exchange_delete(exchange)
+    cleanup.close()
+
+
+@pytest.fixture
+def publisher(settings, topology):
+    publisher = ConfirmingPublisher(settings, topology)
+    yield publisher
+    publisher.close()
+
+
+def get_one(channel, queue: str):
+    """The next message of ``queue`` (acked), or fail."""
+    method, properties, body = channel.basic_get(queue, auto_ack=True)
+    assert method is not None, f"{queue} is empty"
+    return properties, body
+
+
+def depth(channel, queue: str) -> int:
+    return channel.queue_declare(queue, passive=True).method.message_count
+
+
+def test_declare_is_idempotent_and_makes_quorum_queues(channel, topology):
+    topology.declare(channel)
+    topology.declare(channel)
+    for queue in (topology.conversion_queue, topology.metadata_queue, topology.dead_letter_queue):
+        assert depth(channel, queue) == 0
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        channel.queue_declare(topology.conversion_queue, durable=True, arguments={"x-queue-type": "classic"})
+    assert info.value.reply_code == 406, "the queue exists with another type: quorum"
+
+
+def test_a_task_lands_persistent_in_the_conversion_queue(publisher, channel, topology):
+    body = b'{"job_id": "x"}'
+    publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, body)
+    properties, received = get_one(channel, topology.conversion_queue)
+    assert received == body
+    assert properties.delivery_mode == PERSISTENT.value and properties.content_type == "application/json"
+    assert depth(channel, topology.metadata_queue) == depth(channel, topology.dead_letter_queue) == 0
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+def test_job_events_reach_the_metadata_queue(publisher, channel, topology, status):
+    event = JobEvent(job_id=new_job_id(), status=status)
+    publisher.publish(topology.events_exchange, event.routing_key, event.encode())
+    assert JobEvent.decode(get_one(channel, topology.metadata_queue)[1]) == event
+
+
+def test_an_unroutable_message_is_refused(publisher, topology, channel):
+    with pytest.raises(BrokerUnavailable, match="did not accept"):
+        publisher.publish(topology.events_exchange, "nobody.listens", b"{}")
+
+
+def test_a_rejected_task_is_dead_lettered(publisher, channel, topology):
+    publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, b"poison")
+    method, _, _ = channel.basic_get(topology.conversion_queue)
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    wait_until(lambda: depth(channel, topology.dead_letter_queue), 10, what="the dead-lettered task")  # async
+    assert get_one(channel, topology.dead_letter_queue)[1] == b"poison"
+
+
+def test_a_requeued_task_carries_its_delivery_count(publisher, channel, topology):
+    publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, b"task")
+    method, properties, _ = channel.basic_get(topology.conversion_queue)
+    assert delivery_attempt(properties) == 1
+    channel.basic_nack(method.delivery_tag, requeue=True)
+    properties, _ = get_one(channel, topology.conversion_queue)
+    assert delivery_attempt(properties) == 2
+
+
+def test_the_publisher_reconnects_after_its_connection_dies(publisher, channel, topology):
+    publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, b"one")
+    publisher._local.connection.close()  # as if a heartbeat timeout had dropped it
+    publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, b"two")
+    assert [get_one(channel, topology.conversion_queue)[1] for _ in range(2)] == [b"one", b"two"]
+
+
+def test_a_closed_port_is_broker_unavailable(run_id):
+    s = load_settings(amqp_url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F", amqp_prefix=f"it-{run_id}")
+    with pytest.raises(BrokerUnavailable):
+        connect(s)
+    publisher = ConfirmingPublisher(s, Topology.from_settings(s))
+    with pytest.raises(BrokerUnavailable, match="unreachable|publish failed"):
+        publisher.publish("x", "y", b"{}")

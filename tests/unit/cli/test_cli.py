@@ -1,0 +1,51 @@
+"""The CLI's own logic, without a server: where MP3s go, and following a job that never ends."""
+
+from __future__ import annotations
+
+import pytest
+
+from siphon_cli.follow import FollowTimeout, follow_job, poll_status
+from siphon_cli.main import output_path
+
+
+@pytest.mark.parametrize(
+    ("source", "output_dir", "expected"),
+    [
+        ("videos/clip.mov", None, "videos/clip.mp3"),
+        ("videos/clip.mov", "out", "out/clip.mp3"),
+        ("videos/archive.tar.mp4", None, "videos/archive.tar.mp3"),
+        ("videos/song.mp3", None, "videos/song.siphon.mp3"),  # never the input itself
+    ],
+)
+def test_output_path(tmp_path, source, output_dir, expected):
+    result = output_path(tmp_path / source, tmp_path / output_dir if output_dir else None)
+    assert result == tmp_path / expected
+
+
+class StuckClient:
+    """A server whose job stays queued."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def status(self, job_id: str) -> dict:
+        self.calls += 1
+        return {"job_id": job_id, "status": "queued", "message": "Conversion job is queued."}
+
+
+def test_following_a_job_that_never_ends_stops_at_the_timeout():
+    client = StuckClient()
+    quick = lambda client, job_id: poll_status(client, job_id, interval=0.01)  # noqa: E731
+    with pytest.raises(FollowTimeout, match="had not finished after 0.05 s") as raised:
+        for _ in follow_job(client, "a" * 32, timeout=0.05, follower=quick):
+            pass
+    assert raised.value.exit_code == 5 and client.calls >= 2
+
+
+def test_following_ends_with_the_terminal_status():
+    class FinishedClient:
+        def status(self, job_id):
+            return {"job_id": job_id, "status": "failed", "error": {"code": "not_media", "message": "No."}}
+
+    bodies = list(follow_job(FinishedClient(), "a" * 32, timeout=10))
+    assert [b["status"] for b in bodies] == ["failed"]

@@ -1,0 +1,186 @@
+"""One conversion task from message body to outcome (``services.conversion.tasks.TaskRunner``), on fakes."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+
+from services.conversion.encode import ConversionInterrupted
+from services.conversion.tasks import Disposition, TaskRunner
+from shared.config import load_settings
+from shared.errors import BrokerUnavailable, MediaError, StorageUnavailable
+from shared.jobs import JobStatus, input_key, output_key
+from shared.messages import ConversionTask, JobEvent
+from tests.unit.fakes import FakeConverter, FakeStorage
+
+JOB_ID = "0123456789abcdef0123456789abcdef"
+TASK = ConversionTask(job_id=JOB_ID, input_key=input_key(JOB_ID), output_key=output_key(JOB_ID)).encode()
+VIDEO = b"\0\0\0\x20ftypisom fake video bytes"
+MAX_ATTEMPTS = 3
+RETRIES = 3
+
+
+@pytest.fixture
+def storage() -> FakeStorage:
+    return FakeStorage({input_key(JOB_ID): VIDEO})
+
+
+@pytest.fixture
+def converter() -> FakeConverter:
+    return FakeConverter()
+
+
+@pytest.fixture
+def events() -> list[JobEvent]:
+    return []
+
+
+@pytest.fixture
+def work_dir(tmp_path):
+    return tmp_path / "work"
+
+
+@pytest.fixture
+def runner(work_dir, storage, converter, events) -> TaskRunner:
+    s = load_settings(work_dir=work_dir, max_attempts=MAX_ATTEMPTS, storage_retries=RETRIES)
+    runner = TaskRunner(s, storage, converter, events.append)
+    runner.retrying = runner.retrying.copy(sleep=lambda seconds: None)  # keep the policy, skip the waiting
+    return runner
+
+
+def statuses(events: list[JobEvent]) -> list[JobStatus]:
+    return [event.status for event in events]
+
+
+def failure(events: list[JobEvent]) -> str:
+    """The error code of the single failed event."""
+    [failed] = [event for event in events if event.status is JobStatus.FAILED]
+    return failed.error.code
+
+
+def test_a_good_task_is_acked_with_processing_then_completed(runner, storage, converter, events, work_dir):
+    outcome = runner.handle(TASK, attempt=1)
+    assert outcome.disposition is Disposition.ACK
+    assert statuses(events) == [JobStatus.PROCESSING, JobStatus.COMPLETED]
+    assert converter.sources == [VIDEO], "the converter got the stored input"
+    assert storage.objects[output_key(JOB_ID)] == converter.audio
+    completed = events[-1]
+    assert (completed.attempt, completed.output_size, completed.output_duration_seconds) == (
+        1, len(converter.audio), 8.012)
+    assert completed.media.audio_codec == "aac" and completed.media.sample_rate_hz == 48000
+    assert list(work_dir.iterdir()) == [], "the task's temp dir is removed"
+
+
+def test_a_media_error_is_acked_with_a_failed_event(runner, converter, storage, events, work_dir):
+    converter.fail("to_mp3", MediaError("no samples", code="no_audio_frames"))
+    outcome = runner.handle(TASK, attempt=2)
+    assert (outcome.disposition, outcome.code) == (Disposition.ACK, "no_audio_frames")
+    assert statuses(events) == [JobStatus.PROCESSING, JobStatus.FAILED] and failure(events) == "no_audio_frames"
+    assert events[-1].attempt == 2 and events[-1].media.container.startswith("mov"), "probe facts are kept"
+    assert output_key(JOB_ID) not in storage.objects
+    assert list(work_dir.iterdir()) == []
+
+
+def test_a_file_that_is_not_media_fails_without_facts(runner, converter, events):
+    converter.fail("probe", MediaError("not media", code="not_media"))
+    assert runner.handle(TASK, attempt=1).disposition is Disposition.ACK
+    assert failure(events) == "not_media" and events[-1].media is None
+
+
+def test_storage_down_is_retried_then_fails_storage_unavailable(runner, storage, converter, events):
+    storage.fail("download", StorageUnavailable("s3 down"))
+    outcome = runner.handle(TASK, attempt=1)
+    assert (outcome.disposition, outcome.code) == (Disposition.ACK, "storage_unavailable")
+    assert len(storage.called("download")) == RETRIES
+    assert failure(events) == "storage_unavailable" and converter.called("probe") == []
+
+
+def test_a_storage_blip_is_ridden_out_by_retries(runner, storage, events):
+    storage.fail("download", StorageUnavailable("blip"), times=RETRIES - 1)
+    storage.fail("put_file", StorageUnavailable("blip"), times=1)
+    assert runner.handle(TASK, attempt=1).disposition is Disposition.ACK
+    assert statuses(events) == [JobStatus.PROCESSING, JobStatus.COMPLETED]
+    assert len(storage.called("download")) == RETRIES and len(storage.called("put_file")) == 2
+
+
+def test_storage_down_when_storing_the_mp3_fails_the_job(runner, storage, events):
+    storage.fail("put_file", StorageUnavailable("s3 down"))
+    assert runner.handle(TASK, attempt=1).code == "storage_unavailable"
+    assert len(storage.called("put_file")) == RETRIES and events[-1].media is not None
+
+
+def test_a_missing_input_is_dead_lettered(runner, storage, events):
+    del storage.objects[input_key(JOB_ID)]
+    outcome = runner.handle(TASK, attempt=1)
+    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "input_missing")
+    assert failure(events) == "input_missing"
+    assert len(storage.called("download")) == 1, "a missing object is not retried"
+
+
+@pytest.mark.parametrize("attempt", range(1, MAX_ATTEMPTS))
+def test_an_interrupted_conversion_below_max_attempts_is_requeued(runner, converter, events, attempt):
+    converter.fail("to_mp3", ConversionInterrupted("ffmpeg killed by signal 9"))
+    outcome = runner.handle(TASK, attempt=attempt)
+    assert outcome.disposition is Disposition.REQUEUE and "signal 9" in outcome.reason
+    assert statuses(events) == [JobStatus.PROCESSING], "no failure is recorded for a retryable interruption"
+
+
+def test_an_interrupted_conversion_at_max_attempts_is_dead_lettered(runner, converter, events):
+    converter.fail("to_mp3", ConversionInterrupted("ffmpeg killed by signal 11"))
+    outcome = runner.handle(TASK, attempt=MAX_ATTEMPTS)
+    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "decode_failed")
+    assert failure(events) == "decode_failed" and events[-1].attempt == MAX_ATTEMPTS
+
+
+def test_a_delivery_past_max_attempts_fails_without_touching_anything(runner, storage, converter, events):
+    outcome = runner.handle(TASK, attempt=MAX_ATTEMPTS + 1)
+    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "too_many_attempts")
+    assert statuses(events) == [JobStatus.FAILED] and failure(events) == "too_many_attempts"
+    assert storage.calls == [] and converter.calls == []
+
+
+def test_a_full_work_disk_fails_the_job_disk_full(runner, converter, events):
+    converter.fail("to_mp3", OSError(errno.ENOSPC, "No space left on device"))
+    outcome = runner.handle(TASK, attempt=1)
+    assert (outcome.disposition, outcome.code) == (Disposition.ACK, "disk_full")
+
+
+def test_other_os_errors_are_bugs_and_propagate(runner, converter, work_dir):
+    converter.fail("to_mp3", PermissionError(errno.EACCES, "denied"))
+    with pytest.raises(PermissionError):
+        runner.handle(TASK, attempt=1)
+    assert list(work_dir.iterdir()) == []
+
+
+def test_an_unconfirmed_event_propagates_to_the_worker(runner, events, storage):
+    def broker_down(event: JobEvent) -> None:
+        raise BrokerUnavailable("not confirmed")
+
+    runner.publish = broker_down
+    with pytest.raises(BrokerUnavailable):
+        runner.handle(TASK, attempt=1)
+    assert storage.called("download") == [], "no work starts before the processing event is confirmed"
+
+
+@pytest.mark.parametrize("body", [
+    b"not json", b"", b"[1, 2]", b"\xff\xfe", json.dumps({"job_id": "../../x", "input_key": "a"}).encode(),
+    json.dumps({"job_id": 42}).encode(),
+])
+def test_a_malformed_task_without_a_readable_job_id_is_dead_lettered_silently(runner, storage, events, body):
+    outcome = runner.handle(body, attempt=1)
+    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "invalid_task")
+    assert events == [] and storage.calls == []
+
+
+@pytest.mark.parametrize("fields", [
+    {"job_id": JOB_ID, "input_key": "jobs/x/input"},                                   # output_key missing
+    {**json.loads(TASK), "priority": "high"},                                           # extra field
+])
+def test_a_malformed_task_with_a_readable_job_id_fails_that_job(runner, storage, events, fields):
+    outcome = runner.handle(json.dumps(fields).encode(), attempt=2)
+    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "invalid_task")
+    assert statuses(events) == [JobStatus.FAILED] and failure(events) == "invalid_task"
+    assert events[0].job_id == JOB_ID and events[0].attempt == 2
+    assert storage.calls == []

@@ -1,0 +1,183 @@
+"""In-memory fakes of siphon's adapters that record what was asked of them (cosmicpython's ``FakeX`` style).
+
+Each fake keeps a ``calls`` list of ``(operation, argument)`` pairs and can be told to fail with
+``fail(operation, error, times=None)``: raise ``error`` on the next ``times`` calls (None: always).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import requests
+
+from services.conversion.encode import EncodeResult
+from services.conversion.probe import AudioStream, ProbeResult
+from shared.errors import JobNotFound, ObjectNotFound
+from shared.jobs import Job
+from shared.storage import CHUNK_BYTES
+
+
+class _Recorder:
+    """Records calls and raises planned failures."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self._failures: dict[str, list] = {}
+
+    def fail(self, operation: str, error: Exception, times: int | None = None) -> None:
+        """Make ``operation`` raise ``error`` on its next ``times`` calls (None: on every call)."""
+        self._failures[operation] = [error, times]
+
+    def _record(self, operation: str, argument: object) -> None:
+        self.calls.append((operation, argument))
+        planned = self._failures.get(operation)
+        if planned is None:
+            return
+        error, times = planned
+        if times is not None:
+            if times == 0:
+                return
+            planned[1] = times - 1
+        raise error
+
+    def called(self, operation: str) -> list[object]:
+        """The arguments of every call of ``operation``, in order."""
+        return [argument for name, argument in self.calls if name == operation]
+
+
+class FakeStorage(_Recorder):
+    """The :class:`~shared.storage.Storage` protocol over a dict of ``key -> bytes``."""
+
+    def __init__(self, objects: dict[str, bytes] | None = None) -> None:
+        super().__init__()
+        self.objects: dict[str, bytes] = dict(objects or {})
+
+    def _get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise ObjectNotFound(f"no object {key!r}")
+        return self.objects[key]
+
+    def put_stream(self, key: str, stream: BinaryIO) -> int:
+        self._record("put_stream", key)
+        self.objects[key] = stream.read()
+        return len(self.objects[key])
+
+    def put_file(self, key: str, path: Path) -> int:
+        self._record("put_file", key)
+        self.objects[key] = Path(path).read_bytes()
+        return len(self.objects[key])
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._record("put_bytes", key)
+        self.objects[key] = bytes(data)
+
+    def get_bytes(self, key: str) -> bytes:
+        self._record("get_bytes", key)
+        return self._get(key)
+
+    def download(self, key: str, path: Path) -> int:
+        self._record("download", key)
+        data = self._get(key)
+        Path(path).write_bytes(data)
+        return len(data)
+
+    def stream(self, key: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        self._record("stream", (key, start, stop))
+        data = self._get(key)[start:stop]  # looked up now, like the real backends: errors come before the body
+        return iter([data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)])
+
+    def size(self, key: str) -> int:
+        self._record("size", key)
+        return len(self._get(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        self._record("delete_prefix", prefix)
+        doomed = [k for k in self.objects if (k.startswith(prefix) if prefix.endswith("/") else k == prefix)]
+        for key in doomed:
+            del self.objects[key]
+
+    def check(self) -> None:
+        self._record("check", None)
+
+    def keys_under(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
+
+class FakeMetadata(_Recorder):
+    """The :class:`~shared.metadata_client.MetadataClient` over a dict of jobs."""
+
+    def __init__(self, *jobs: Job) -> None:
+        super().__init__()
+        self.jobs: dict[str, Job] = {job.job_id: job for job in jobs}
+
+    def create_job(self, job: Job) -> None:
+        self._record("create_job", job)
+        self.jobs[job.job_id] = job
+
+    def get_job(self, job_id: str) -> Job:
+        self._record("get_job", job_id)
+        if job_id not in self.jobs:
+            raise JobNotFound("Job not found.")
+        return self.jobs[job_id]
+
+    def delete_job(self, job_id: str) -> None:
+        self._record("delete_job", job_id)
+        self.jobs.pop(job_id, None)
+
+
+class FakePublisher(_Recorder):
+    """The :class:`~shared.broker.ConfirmingPublisher`: ``published`` holds ``(exchange, routing_key, body)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[tuple[str, str, bytes]] = []
+
+    def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None) -> None:
+        self._record("publish", routing_key)
+        self.published.append((exchange, routing_key, body))
+
+
+class FakeUpload(_Recorder):
+    """The gateway's :class:`~services.gateway.upstream.UploadService`; answers with ``response``."""
+
+    def __init__(self, status: int = 202, body: bytes = b'{"job_id": "x"}',
+                 content_type: str = "application/json") -> None:
+        super().__init__()
+        self.response = requests.Response()
+        self.response.status_code = status
+        self.response.headers["Content-Type"] = content_type
+        self.response.raw = io.BytesIO(body)
+        self.forwarded: list[tuple[bytes, str]] = []
+
+    def forward(self, body: Iterator[bytes], content_type: str) -> requests.Response:
+        self._record("forward", content_type)
+        self.forwarded.append((b"".join(body), content_type))
+        return self.response
+
+
+STEREO_AAC = AudioStream(index=1, codec="aac", sample_rate_hz=48000, channels=2, is_default=True)
+MP4_PROBE = ProbeResult(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration_seconds=8.0, audio_streams=(STEREO_AAC,))
+
+
+class FakeConverter(_Recorder):
+    """The :class:`~services.conversion.converter.Converter`: ``probe`` and ``to_mp3`` (failures via ``fail``)."""
+
+    def __init__(self, probe: ProbeResult = MP4_PROBE, audio: bytes = b"ID3 fake mp3", seconds: float = 8.0123) -> None:
+        super().__init__()
+        self.probe_result = probe
+        self.audio = audio
+        self.seconds = seconds
+        self.sources: list[bytes] = []
+
+    def probe(self, source: Path) -> ProbeResult:
+        self.sources.append(source.read_bytes())
+        self._record("probe", source)
+        return self.probe_result
+
+    def to_mp3(self, probe: ProbeResult, source: Path, target: Path, on_progress=lambda seconds: None) -> EncodeResult:
+        self._record("to_mp3", target)
+        target.write_bytes(self.audio)
+        return EncodeResult(duration_seconds=self.seconds, size_bytes=len(self.audio))

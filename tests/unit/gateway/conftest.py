@@ -1,0 +1,18 @@
+"""The gateway's OpenAPI document is parsed once per session, not once per app."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.gateway import app as gateway_app
+from services.gateway.pages import load_openapi
+
+
+@pytest.fixture(scope="session")
+def openapi() -> dict:
+    return load_openapi()
+
+
+@pytest.fixture(autouse=True)
+def read_openapi_once(monkeypatch, openapi):
+    monkeypatch.setattr(gateway_app, "load_openapi", lambda: openapi)

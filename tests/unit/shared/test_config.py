@@ -1,0 +1,80 @@
+"""Settings: defaults, environment parsing and one-line errors naming the variable (``shared.config``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.config import MiB, env_var_names, load_settings
+from shared.errors import ConfigError
+
+
+def test_defaults_without_environment():
+    s = load_settings()
+    assert s.storage_backend == "local" and s.storage_dir == Path("var/storage")
+    assert s.max_upload_bytes == 2048 * MiB and s.max_attempts == 3
+    assert s.amqp_prefix == "siphon" and s.redis_prefix == "siphon:"
+
+
+def test_environment_values_are_parsed(monkeypatch, tmp_path):
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1048576")
+    monkeypatch.setenv("WORK_DIR", str(tmp_path))
+    monkeypatch.setenv("STORAGE_BACKEND", "s3")
+    monkeypatch.setenv("conversion_timeout_seconds", "2.5")
+    s = load_settings()
+    assert s.max_upload_bytes == 1048576 and s.work_dir == tmp_path
+    assert s.storage_backend == "s3" and s.conversion_timeout_seconds == 2.5
+
+
+def test_overrides_win_over_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORK_DIR", "/elsewhere")
+    assert load_settings(work_dir=tmp_path).work_dir == tmp_path
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("MAX_UPLOAD_BYTES", "-1"),
+    ("MAX_UPLOAD_BYTES", "abc"),
+    ("MAX_UPLOAD_BYTES", "0"),
+    ("MAX_UPLOAD_BYTES", ""),
+    ("STORAGE_BACKEND", "ftp"),
+    ("AMQP_PREFIX", "has space"),
+    ("AMQP_PREFIX", "a/b"),
+    ("MP3_VBR_QUALITY", "10"),
+    ("MAX_ATTEMPTS", "0"),
+    ("S3_TIMEOUT_SECONDS", "0"),
+    ("CONVERSION_TIMEOUT_SECONDS", "-5"),
+    ("LOG_LEVEL", "TRACE"),
+    ("AMQP_HEARTBEAT_SECONDS", "1.5"),
+])
+def test_a_bad_value_raises_one_line_naming_the_variable(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith(f"{name}: ")
+    assert "\n" not in message and len(message) < 200
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_the_message_says_what_is_wrong(monkeypatch):
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "-1")
+    with pytest.raises(ConfigError, match=r"^MAX_UPLOAD_BYTES: Input should be greater than 0$"):
+        load_settings()
+
+
+def test_a_bad_override_is_reported_like_a_bad_variable():
+    with pytest.raises(ConfigError, match=r"^MAX_ATTEMPTS: "):
+        load_settings(max_attempts=0)
+
+
+def test_settings_are_frozen():
+    s = load_settings()
+    with pytest.raises(ValueError):
+        s.max_attempts = 7
+
+
+def test_env_var_names_are_the_upper_cased_fields():
+    names = env_var_names()
+    assert {"MAX_UPLOAD_BYTES", "AMQP_URL", "REDIS_PREFIX", "CONVERSION_TIMEOUT_SECONDS"} <= names
+    assert all(name == name.upper() for name in names)

@@ -1,0 +1,261 @@
+"""deploy/k8s checked offline: against the Kubernetes JSON schemas (kubernetes-validate ships them),
+against KEDA's CRD (the fields it requires), and against the code (ports, probes, settings, queue).
+
+The kustomization is rendered here by hand (its resources, namespace and images), so no kustomize
+binary is needed; where ``kubectl`` is installed, its own rendering must name the same objects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from shared.broker import Topology
+from shared.config import env_var_names, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.30"
+KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+HTTP_SERVICES = ("gateway", "upload", "metadata")
+GUNICORN_ENV_VARS = {"WEB_WORKERS", "WEB_THREADS"}
+SECRET_KEYS = {"AMQP_URL", "REDIS_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+# The parts of KEDA's CRDs (keda.sh/v1alpha1, KEDA 2.x) that the manifests use: required fields and types.
+KEDA_SCHEMAS = {
+    "ScaledObject": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "metadata": {"type": "object", "required": ["name"]},
+            "spec": {
+                "type": "object",
+                "required": ["scaleTargetRef", "triggers"],
+                "properties": {
+                    "scaleTargetRef": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": {"type": "string"}, "kind": {"type": "string"}},
+                    },
+                    "minReplicaCount": {"type": "integer", "minimum": 0},
+                    "maxReplicaCount": {"type": "integer", "minimum": 1},
+                    "pollingInterval": {"type": "integer", "minimum": 1},
+                    "cooldownPeriod": {"type": "integer", "minimum": 0},
+                    "advanced": {"type": "object"},
+                    "triggers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "metadata"],
+                            "properties": {
+                                "type": {"type": "string"},
+                                "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                                "authenticationRef": {"type": "object", "required": ["name"]},
+                            },
+                        },
+                    },
+                },
+                "additionalProperties": False,
+            },
+        },
+    },
+    "TriggerAuthentication": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "secretTargetRef": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["parameter", "name", "key"],
+                            "properties": {
+                                "parameter": {"type": "string"},
+                                "name": {"type": "string"},
+                                "key": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+RABBITMQ_TRIGGER = {  # KEDA's rabbitmq scaler metadata
+    "type": "object",
+    "required": ["queueName", "mode", "value"],
+    "properties": {
+        "protocol": {"enum": ["amqp", "http", "auto"]},
+        "mode": {"enum": ["QueueLength", "MessageRate"]},
+        "value": {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
+    },
+}
+
+
+# --- rendering ---------------------------------------------------------------------------------
+def render() -> list[dict]:
+    """What ``kustomize build deploy/k8s`` gives for this kustomization: resources, namespace, images."""
+    objects = []
+    for resource in KUSTOMIZATION["resources"]:
+        objects += [doc for doc in yaml.safe_load_all((K8S / resource).read_text()) if doc]
+    images = {image["name"]: image for image in KUSTOMIZATION.get("images", [])}
+    for obj in objects:
+        if obj["kind"] != "Namespace" and "namespace" in KUSTOMIZATION:
+            obj["metadata"]["namespace"] = KUSTOMIZATION["namespace"]
+        for container in containers(obj):
+            image = images.get(container["image"])
+            if image:
+                container["image"] = f"{image.get('newName', image['name'])}:{image['newTag']}"
+    return objects
+
+
+def containers(obj: dict) -> list[dict]:
+    return obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+
+
+OBJECTS = render()
+
+
+def the(kind: str, name: str) -> dict:
+    [found] = [o for o in OBJECTS if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def ids(objects) -> list[str]:
+    return [f"{o['kind']}/{o['metadata']['name']}" for o in objects]
+
+
+BUILT_IN = [o for o in OBJECTS if o["kind"] not in KEDA_SCHEMAS]
+DEPLOYMENTS = [o for o in OBJECTS if o["kind"] == "Deployment"]
+CONFIG = the("ConfigMap", "siphon-config")["data"]
+
+
+# --- the files ---------------------------------------------------------------------------------
+def test_every_manifest_file_is_a_resource_of_the_kustomization():
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert on_disk == set(KUSTOMIZATION["resources"])
+
+
+def test_the_kustomization_runs_every_service_of_the_stack():
+    assert {d["metadata"]["name"] for d in DEPLOYMENTS} == {
+        "gateway",
+        "upload",
+        "metadata",
+        "metadata-consumer",
+        "conversion",
+    }
+    assert {s["metadata"]["name"] for s in OBJECTS if s["kind"] == "Service"} == set(HTTP_SERVICES)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) not installed")
+def test_kubectl_kustomize_renders_the_same_objects():
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert sorted(ids(doc for doc in yaml.safe_load_all(built) if doc)) == sorted(ids(OBJECTS))
+
+
+# --- schemas -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("obj", BUILT_IN, ids=ids(BUILT_IN))
+def test_kubernetes_objects_match_the_kubernetes_schema(obj):
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {path}: {exc.message}")
+
+
+@pytest.mark.parametrize(
+    "obj", [o for o in OBJECTS if o["kind"] in KEDA_SCHEMAS], ids=ids(o for o in OBJECTS if o["kind"] in KEDA_SCHEMAS)
+)
+def test_keda_objects_match_kedas_crd(obj):
+    assert obj["apiVersion"] == "keda.sh/v1alpha1"
+    jsonschema.validate(obj, KEDA_SCHEMAS[obj["kind"]])
+
+
+# --- against the code --------------------------------------------------------------------------
+def test_conversion_scales_on_the_conversion_queue_of_the_configured_prefix():
+    scaler = the("ScaledObject", "conversion")
+    assert the("Deployment", scaler["spec"]["scaleTargetRef"]["name"])
+    [trigger] = scaler["spec"]["triggers"]
+    assert trigger["type"] == "rabbitmq"
+    jsonschema.validate(trigger["metadata"], RABBITMQ_TRIGGER)
+    assert trigger["metadata"]["queueName"] == Topology(prefix=CONFIG["AMQP_PREFIX"]).conversion_queue
+    auth = the("TriggerAuthentication", trigger["authenticationRef"]["name"])
+    assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} == {"host"}
+
+
+def test_config_sets_only_variables_the_code_reads_with_values_it_accepts():
+    assert set(CONFIG) <= env_var_names() | GUNICORN_ENV_VARS
+    settings = load_settings(**{k.lower(): v for k, v in CONFIG.items() if k not in GUNICORN_ENV_VARS})
+    assert settings.storage_backend == "s3"  # pods share no disk: the local backend cannot work here
+    assert not (set(CONFIG) & SECRET_KEYS), "credentials belong in the Secret siphon-secrets"
+
+
+def test_internal_urls_name_the_services_and_their_ports():
+    for variable, service in (("UPLOAD_URL", "upload"), ("METADATA_URL", "metadata")):
+        port = the("Service", service)["spec"]["ports"][0]["port"]
+        assert CONFIG[variable] == f"http://{service}:{port}"
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+def test_every_container_gets_the_config_and_the_secrets(deployment):
+    for container in containers(deployment):
+        refs = {next(iter(ref)): ref[next(iter(ref))]["name"] for ref in container["envFrom"]}
+        assert refs == {"configMapRef": "siphon-config", "secretRef": "siphon-secrets"}
+
+
+@pytest.mark.parametrize("name", HTTP_SERVICES)
+def test_http_services_are_probed_on_healthz_and_readyz_at_the_port_their_image_listens_on(name):
+    [container] = containers(the("Deployment", name))
+    [port] = container["ports"]
+    assert port["containerPort"] == dockerfile_listen_port(name)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+
+
+@pytest.mark.parametrize("name", HTTP_SERVICES)
+def test_each_service_selects_its_deployments_pods_on_a_named_port(name):
+    service, deployment = the("Service", name), the("Deployment", name)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    port_names = {p["name"] for c in containers(deployment) for p in c.get("ports", [])}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+def test_images_are_built_by_a_dockerfile_and_commands_run_modules_that_exist(deployment):
+    for container in containers(deployment):
+        image = container["image"].split(":")[0]
+        service = image.removeprefix("siphon-")
+        assert (ROOT / "services" / service / "Dockerfile").exists(), image
+        command = container.get("command", [])
+        if command[:2] == ["python", "-m"]:
+            assert (ROOT / Path(*command[2].split("."))).with_suffix(".py").exists(), command
+
+
+def test_workers_get_longer_to_stop_than_their_shutdown_grace_and_a_work_dir_volume():
+    spec = the("Deployment", "conversion")["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] > load_settings().shutdown_grace_seconds
+    [container] = spec["containers"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert CONFIG["WORK_DIR"] in mounts
+
+
+def dockerfile_listen_port(service: str) -> int:
+    dockerfile = (ROOT / "services" / service / "Dockerfile").read_text()
+    [cmd] = re.findall(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
+    argv = json.loads(cmd)
+    return int(argv[argv.index("--bind") + 1].rsplit(":", 1)[1])

@@ -1,0 +1,64 @@
+"""The upload service's ``POST /convert`` through Flask's test client, on an intake built from fakes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from services.upload.app import SUBMITTED_MESSAGE, create_app
+from services.upload.intake import Intake
+from shared.broker import Topology
+from shared.config import load_settings
+from shared.errors import BrokerUnavailable
+from tests.unit.fakes import FakeMetadata, FakePublisher, FakeStorage
+
+LIMIT = 1000
+
+
+@pytest.fixture
+def intake() -> Intake:
+    return Intake(FakeStorage(), FakeMetadata(), FakePublisher(), Topology(prefix="unit"), max_upload_bytes=LIMIT)
+
+
+@pytest.fixture
+def client(intake):
+    return create_app(load_settings(max_upload_bytes=LIMIT), intake=intake).test_client()
+
+
+def post_file(client, data: bytes, filename: str = "clip.mp4", field: str = "file"):
+    return client.post("/convert", data={field: (io.BytesIO(data), filename)}, content_type="multipart/form-data")
+
+
+def test_a_file_part_is_accepted_with_202(client, intake):
+    response = post_file(client, b"video")
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "queued" and body["message"] == SUBMITTED_MESSAGE
+    assert intake.storage.objects == {f"jobs/{body['job_id']}/input": b"video"}
+
+
+@pytest.mark.parametrize(("data", "status", "code"), [
+    (b"", 400, "empty_file"),
+    (b"x" * (LIMIT + 1), 413, "file_too_large"),
+])
+def test_a_rejected_file_answers_json(client, data, status, code):
+    response = post_file(client, data)
+    assert response.status_code == status and response.get_json()["error"]["code"] == code
+
+
+def test_a_missing_file_part_is_400_missing_file(client):
+    response = post_file(client, b"video", field="video")
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "missing_file"
+
+
+def test_a_body_far_over_the_limit_is_413_json(client):
+    response = post_file(client, b"x" * (LIMIT + 100_000))
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "file_too_large"
+
+
+def test_broker_down_is_503_and_leaves_nothing(client, intake):
+    intake.publisher.fail("publish", BrokerUnavailable("RabbitMQ unreachable"))
+    response = post_file(client, b"video")
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "broker_unavailable"
+    assert intake.storage.objects == {} and intake.metadata.jobs == {}
