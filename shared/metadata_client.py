@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import requests
 
-from shared.errors import JobNotFound, JobStoreUnavailable
+from shared.errors import JobNotFound, JobStoreUnavailable, SiphonError
 from shared.jobs import Job
 from shared.messages import JobEvent
 
@@ -37,7 +37,8 @@ class MetadataClient:
             raise JobNotFound("Job not found.")
         if response.status_code >= 500:
             raise JobStoreUnavailable(f"metadata service answered {response.status_code}")
-        response.raise_for_status()
+        if response.status_code >= 400:
+            raise _remote_error(response)
         return response
 
     def create_job(self, job: Job) -> None:
@@ -68,3 +69,13 @@ class MetadataClient:
             self._request("DELETE", f"/jobs/{job_id}")
         except JobNotFound:
             pass
+
+
+def _remote_error(response: requests.Response) -> SiphonError:
+    """The metadata service's JSON error (``{"error": {"code", "message"}}``) as a :class:`SiphonError`."""
+    try:
+        error = response.json()["error"]
+        return SiphonError(str(error["message"]), code=str(error["code"]), status=response.status_code)
+    except (ValueError, KeyError, TypeError):
+        return SiphonError(f"metadata service answered {response.status_code}", code="metadata_error",
+                           status=response.status_code)

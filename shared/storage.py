@@ -24,6 +24,9 @@ from shared.errors import ObjectNotFound, StorageUnavailable
 CHUNK_BYTES = 256 * 1024
 """Read size when streaming an object out, bytes."""
 
+STAGING_DIR = ".staging"
+"""Folder under the local backend's root for uploads being received (see ``staging_file``)."""
+
 
 class Storage(Protocol):
     """What siphon needs of object storage. Sizes are bytes; ranges are inclusive-exclusive."""
@@ -54,6 +57,10 @@ class Storage(Protocol):
 
     def check(self) -> None:
         """Raise :class:`StorageUnavailable` unless the backend answers."""
+
+    # Optional capabilities (use the module functions, which fall back when a backend lacks them):
+    #   local_path(key) -> Path | None      the object as a local file, to read in place
+    #   staging_file() -> BinaryIO | None   a temp file that put_stream stores without a copy
 
 
 def _safe_parts(key: str) -> list[str]:
@@ -90,7 +97,49 @@ class LocalStorage:
         return size
 
     def put_stream(self, key: str, stream: BinaryIO) -> int:
+        staged = self._staged_path(stream)
+        if staged is not None:
+            return self._link(key, staged, stream)
         return self._write(key, lambda out: shutil.copyfileobj(stream, out, CHUNK_BYTES))
+
+    def staging_file(self) -> BinaryIO:
+        """A new temp file under the root (removed when closed); :meth:`put_stream` of it, read
+        from its start, hard-links it into place instead of copying it.
+
+        Raises:
+            StorageUnavailable: the staging folder cannot be made or written.
+        """
+        try:
+            staging = self.root / STAGING_DIR
+            staging.mkdir(parents=True, exist_ok=True)
+            return tempfile.NamedTemporaryFile(dir=staging, prefix="upload-")
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
+
+    def _staged_path(self, stream: BinaryIO) -> Path | None:
+        """The path of ``stream`` if it is one of our staging files, still at its start."""
+        name = getattr(stream, "name", None)
+        if not isinstance(name, str) or Path(name).parent != (self.root / STAGING_DIR).absolute():
+            return None
+        return Path(name) if stream.tell() == 0 else None
+
+    def _link(self, key: str, staged: Path, stream: BinaryIO) -> int:
+        target = self._path(key)
+        tmp = target.with_name(f".part-{os.urandom(8).hex()}")
+        try:
+            stream.flush()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(staged, tmp)
+            os.replace(tmp, target)
+            return os.fstat(stream.fileno()).st_size
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's own file, for readers that can take a path (ffprobe, ffmpeg); None if absent."""
+        path = self._path(key)
+        return path if path.is_file() else None
 
     def put_file(self, key: str, path: Path) -> int:
         def copy(out):
@@ -259,6 +308,20 @@ class _CountingReader:
         data = self.stream.read(size)
         self.count += len(data)
         return data
+
+
+def local_path(storage: Storage, key: str) -> Path | None:
+    """The object's file when the backend keeps objects as local files (read it in place, never
+    write it); None for other backends or a missing object."""
+    find = getattr(storage, "local_path", None)
+    return find(key) if find is not None else None
+
+
+def staging_file(storage: Storage) -> BinaryIO | None:
+    """A temp file that ``storage.put_stream`` stores without copying, or None if the backend has
+    no such thing (write uploads anywhere, then ``put_stream`` them as usual)."""
+    make = getattr(storage, "staging_file", None)
+    return make() if make is not None else None
 
 
 def make_storage(s: Settings) -> Storage:

@@ -63,10 +63,13 @@ class SiphonClient:
         self.base_url = base_url.rstrip("/")
         self.session = session or requests.Session()
 
-    def submit(self, path: Path, on_bytes: ByteProgress | None = None) -> dict:
-        """``POST /convert`` the file at ``path``, streamed; return the ``queued`` job body."""
+    def submit(self, path: Path, on_bytes: ByteProgress | None = None, fields: dict[str, str] | None = None) -> dict:
+        """``POST /convert`` the file at ``path``, streamed, after the form ``fields`` (conversion
+        options such as ``bitrate``); return the ``queued`` job body."""
         with path.open("rb") as f:
-            encoder = MultipartEncoder(fields={"file": (path.name, f, "application/octet-stream")})
+            # Options go first, so that a server reading the stream knows them before the file.
+            parts = [*(fields or {}).items(), ("file", (path.name, f, "application/octet-stream"))]
+            encoder = MultipartEncoder(fields=parts)
             monitor = MultipartEncoderMonitor(encoder, lambda m: on_bytes(m.bytes_read, m.len) if on_bytes else None)
             response = self._request("POST", "/convert", data=monitor, headers={"Content-Type": monitor.content_type})
         return self._json_or_raise(response, expected=(202,))

@@ -11,7 +11,8 @@ import functools
 import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import click
 
@@ -90,11 +91,25 @@ def cli(ctx: click.Context, url: str) -> None:
     show_default=True,
     help="Seconds to wait for each job to finish.",
 )
+@click.option(
+    "-F",
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=lambda ctx, param, values: parse_fields(values),
+    help="A form field sent with each file, e.g. -F bitrate=192 (conversion options). Repeatable.",
+)
 @click.option("--progress/--no-progress", default=True, help="Draw progress bars on stderr.")
 @click.pass_obj
 @reports_errors
 def convert(
-    client: SiphonClient, files: tuple[Path, ...], output_dir: Path | None, timeout: float, progress: bool
+    client: SiphonClient,
+    files: tuple[Path, ...],
+    output_dir: Path | None,
+    timeout: float,
+    fields: dict[str, str],
+    progress: bool,
 ) -> None:
     """Upload FILES, follow their jobs, and download each MP3.
 
@@ -103,10 +118,10 @@ def convert(
     """
     if output_dir:
         output_dir.mkdir(parents=True, exist_ok=True)
-    submitted, errors = submit_all(client, files, progress)
+    submitted, errors = submit_all(client, files, fields, progress)
     for job in submitted:
         try:
-            mp3 = finish(client, job, output_path(job.source, output_dir), timeout, progress)
+            mp3 = finish(client, job, output_dir, timeout, progress)
         except (JobFailed, ApiError, FollowTimeout) as exc:
             errors.append((job.source, exc))
             continue
@@ -117,14 +132,27 @@ def convert(
         sys.exit(errors[0][1].exit_code)
 
 
-def submit_all(client: SiphonClient, files: tuple[Path, ...], progress: bool):
+def parse_fields(values: tuple[str, ...]) -> dict[str, str]:
+    """``("bitrate=192", ...)`` → ``{"bitrate": "192", ...}``; a value without ``=`` is a usage error."""
+    fields = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint="-F/--field")
+        fields[name] = text
+    return fields
+
+
+def submit_all(client: SiphonClient, files: tuple[Path, ...], fields: dict[str, str], progress: bool):
     """Upload every file (a byte bar each); return the jobs and the (file, error) of refused ones."""
     submitted, errors = [], []
     with transfer_bars(progress) as bars:
         for source in files:
             task = bars.add_task(f"upload {source.name}", total=source.stat().st_size)
             try:
-                body = client.submit(source, lambda done, total, t=task: bars.update(t, completed=done, total=total))
+                body = client.submit(
+                    source, lambda done, total, t=task: bars.update(t, completed=done, total=total), fields
+                )
             except ApiError as exc:
                 errors.append((source, exc))
                 continue
@@ -132,8 +160,8 @@ def submit_all(client: SiphonClient, files: tuple[Path, ...], progress: bool):
     return submitted, errors
 
 
-def finish(client: SiphonClient, job: Submitted, destination: Path, timeout: float, progress: bool) -> Path:
-    """Follow ``job`` to its end; download its MP3 to ``destination``, or raise JobFailed."""
+def finish(client: SiphonClient, job: Submitted, output_dir: Path | None, timeout: float, progress: bool) -> Path:
+    """Follow ``job`` to its end and download its audio (see :func:`output_path`), or raise JobFailed."""
     with job_bars(progress) as bars:
         task = bars.add_task(f"convert {job.source.name}", total=None, state="queued")
         for body in follow_job(client, job.job_id, timeout):
@@ -141,6 +169,9 @@ def finish(client: SiphonClient, job: Submitted, destination: Path, timeout: flo
     if body["status"] != "completed":
         error = body.get("error") or {"code": body["status"], "message": body.get("message", "")}
         raise JobFailed(error["code"], error["message"])
+    # The download URL's extension is the output format's (.mp3 unless the job asked for another).
+    extension = PurePosixPath(urlsplit(body["download_url"]).path).suffix or ".mp3"
+    destination = output_path(job.source, output_dir, extension)
     with transfer_bars(progress) as bars:
         task = bars.add_task(f"download {destination.name}", total=None)
         return client.download(
@@ -148,11 +179,11 @@ def finish(client: SiphonClient, job: Submitted, destination: Path, timeout: flo
         )
 
 
-def output_path(source: Path, output_dir: Path | None) -> Path:
-    """``<stem>.mp3`` next to ``source`` or in ``output_dir``; never ``source`` itself."""
-    target = (output_dir or source.parent) / f"{source.stem}.mp3"
+def output_path(source: Path, output_dir: Path | None, extension: str = ".mp3") -> Path:
+    """``<stem><extension>`` next to ``source`` or in ``output_dir``; never ``source`` itself."""
+    target = (output_dir or source.parent) / f"{source.stem}{extension}"
     if target.resolve() == source.resolve():
-        target = target.with_name(f"{source.stem}.siphon.mp3")
+        target = target.with_name(f"{source.stem}.siphon{extension}")
     return target
 
 

@@ -1,6 +1,6 @@
 """Handling one conversion task, from message body to outcome, independent of pika.
 
-Per task: publish ``processing``; fetch the input into a fresh temp dir; probe; encode; store the
+Per task: publish ``processing``; fetch the input into a fresh temp dir (or read it in place from local storage); probe; encode; store the
 MP3; publish ``completed`` (or ``failed`` with a stable code); remove the temp dir. The worker
 settles the message with the returned :class:`Outcome` only after all of that.
 """
@@ -28,7 +28,7 @@ from shared.errors import MediaError, MessageError, ObjectNotFound, StorageUnava
 from shared.jobs import JOB_ID_PATTERN, JobErrorInfo, JobStatus, MediaFacts
 from shared.logs import job_context
 from shared.messages import ConversionTask, JobEvent
-from shared.storage import Storage
+from shared.storage import Storage, local_path
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ class TaskRunner:
     def _run(self, task: ConversionTask, attempt: int, tmp: Path) -> Outcome:
         probe: ProbeResult | None = None
         try:
-            source, target = tmp / "input", tmp / "output.mp3"
-            self.retrying(self.storage.download, task.input_key, source)
+            target = tmp / "output.mp3"
+            source = self._fetch(task.input_key, tmp / "input")
             probe = self.converter.probe(source)
             result = self.converter.to_mp3(probe, source, target)
             self.retrying(self.storage.put_file, task.output_key, target)
@@ -118,6 +118,15 @@ class TaskRunner:
         ))
         log.info("converted %.2f s of audio into %d bytes", result.duration_seconds, result.size_bytes)
         return ACK
+
+    def _fetch(self, key: str, copy: Path) -> Path:
+        """The input as a local file: the stored file itself when the backend keeps files (read
+        in place, no copy), else a download into ``copy``."""
+        stored = local_path(self.storage, key)
+        if stored is not None:
+            return stored
+        self.retrying(self.storage.download, key, copy)
+        return copy
 
     def _interrupted(self, task: ConversionTask, attempt: int, exc: ConversionInterrupted,
                      probe: ProbeResult | None) -> Outcome:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from flask import Flask, Response, jsonify, request
 
 from services.metadata.store import JobStore
@@ -19,7 +21,10 @@ MAX_WAIT_SECONDS = 60.0
 
 def make_store(s: Settings) -> JobStore:
     """A job store on the configured Redis and storage backend (connects on first use)."""
-    return JobStore(redis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5), s.redis_prefix, make_storage(s))
+    # One quick retry, not redis-py's default backoff: a dead Redis should become a 503 within seconds.
+    client = redis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2,
+                                  retry=Retry(NoBackoff(), 1))
+    return JobStore(client, s.redis_prefix, make_storage(s))
 
 
 def create_app(s: Settings | None = None, store: JobStore | None = None) -> Flask:

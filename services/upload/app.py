@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Flask, jsonify, request
 
 from services.upload.intake import Intake
+from services.upload.staging import staging_request_class
 from shared.broker import ConfirmingPublisher, Topology, connect
 from shared.config import Settings, settings
 from shared.errors import JobNotFound, RequestRejected
@@ -44,6 +45,7 @@ def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask
     s = s or settings()
     intake = intake or make_intake(s)
     app = Flask(__name__)
+    app.request_class = staging_request_class(intake.storage)
     app.config.update(MAX_CONTENT_LENGTH=s.max_upload_bytes + MULTIPART_SLACK_BYTES, MAX_FORM_PARTS=MAX_FORM_PARTS)
     install_json_errors(app)
 

@@ -62,7 +62,10 @@ def test_convert_writes_the_mp3_next_to_the_input(stack, media_dir, tmp_path):
 
 def test_convert_several_files_into_an_output_dir(stack, media_dir, tmp_path):
     out = tmp_path / "out"
-    result = siphon(stack.url, "convert", str(media_dir / VIDEO), str(media_dir / OTHER_VIDEO), "-o", str(out))
+    # quality=2 is the default VBR quality: an option the server takes (or, before options, ignores).
+    result = siphon(
+        stack.url, "convert", str(media_dir / VIDEO), str(media_dir / OTHER_VIDEO), "-o", str(out), "-F", "quality=2"
+    )
     assert result.returncode == 0, result.stderr
     written = [Path(line) for line in result.stdout.splitlines()]
     assert written == [out / f"{Path(VIDEO).stem}.mp3", out / f"{Path(OTHER_VIDEO).stem}.mp3"]
@@ -105,6 +108,12 @@ def test_commands_the_server_does_not_offer_yet_say_so(stack, command):
     result = siphon(stack.url, *command)
     assert result.returncode == 3
     assert "does not support" in result.stderr
+
+
+def test_a_field_without_a_value_is_a_usage_error(tmp_path):
+    result = siphon("http://127.0.0.1:9", "convert", __file__, "-F", "bitrate")
+    assert result.returncode == 2
+    assert "'bitrate' is not NAME=VALUE" in result.stderr
 
 
 def test_an_unreachable_server_is_named(tmp_path):

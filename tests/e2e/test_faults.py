@@ -8,6 +8,7 @@ docs/reliability.md tells what each test does and what it proved.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import subprocess
 import time
@@ -25,6 +26,7 @@ from tests.support.faults import (
     ffmpeg_processes,
     log_lines,
     pid_alive,
+    small_filesystem,
     tone,
     wait_for_ffmpeg,
     wait_for_services,
@@ -330,3 +332,35 @@ def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_s
     assert [finals[long_job]["status"], finals[short_job]["status"]] == ["completed", "completed"], finals
     assert stack.job_record(long_job)["attempts"] == 2  # aborted at the end of the grace period, requeued
     assert stack.job_record(short_job)["attempts"] == 1  # finished and acked during the grace period
+
+
+# --- 9 ----------------------------------------------------------------------------------------
+SMALL_WORK_DIR_BYTES = 2 * 1024 * 1024
+"""The full disk: 2 MiB holds a 125 s tone (1.7 MB of FLAC) but not its MP3 beside it."""
+
+
+@pytest.fixture
+def small_work_dir(tmp_path):
+    """A 2 MiB tmpfs for WORK_DIR, mounted before the stack starts and removed after it stopped."""
+    try:
+        with small_filesystem(tmp_path / "small-work", SMALL_WORK_DIR_BYTES) as path:
+            yield path
+    except PermissionError as exc:
+        pytest.skip(f"no way to make a small filesystem here: {exc}")
+
+
+def test_work_dir_full_fails_the_job_with_disk_full_and_the_worker_goes_on(small_work_dir, fault_stack, tones):
+    stack = fault_stack(workers=1, WORK_DIR=str(small_work_dir))
+    worker = stack.processes["conversion-1"].pid
+    input_too_big = submit(stack, tones(300))  # 4 MB of FLAC: the download fills the disk
+    output_too_big = submit(stack, tones(125))  # fits; ffmpeg fills the disk writing the MP3
+    fine = submit(stack, tones(5))
+
+    finals = stack.wait_for_jobs([input_too_big, output_too_big, fine], timeout=60)
+    for job_id in (input_too_big, output_too_big):
+        assert finals[job_id]["status"] == "failed", finals[job_id]
+        assert finals[job_id]["error"]["code"] == "disk_full", finals[job_id]
+    assert finals[fine]["status"] == "completed", finals[fine]
+    assert list(small_work_dir.iterdir()) == []
+    assert shutil.disk_usage(small_work_dir).used == 0
+    assert stack.processes["conversion-1"].pid == worker and stack.processes["conversion-1"].poll() is None
