@@ -103,7 +103,7 @@ def _run_phases(args, inputs: Inputs, backend: str, stack: Stack, bench: Bench, 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     machine = describe(args.ffmpeg)
-    say("making inputs (cached under %s)" % args.cache_dir)
+    say(f"making inputs (cached under {args.cache_dir})")
     inputs = ensure_inputs(QUICK if args.quick else FULL, args.cache_dir, args.ffmpeg)
     results: dict[str, BackendResults] = {}
     with contextlib.ExitStack() as resources:

@@ -102,7 +102,8 @@ def build_rows(sample: BackendResults) -> list[Row]:
         rows += [
             Row("/status requests per second", "≥ 1500", lambda r: r.status.requests_per_second if r.status else None,
                 lambda v: f"{v:.0f}", lambda v: v >= 1500),
-            Row("/status p50", "", lambda r: r.status.p50_seconds if r.status else None, lambda v: f"{v * 1000:.1f} ms"),
+            Row("/status p50", "", lambda r: r.status.p50_seconds if r.status else None,
+                lambda v: f"{v * 1000:.1f} ms"),
             Row("/status p99", "≤ 25 ms", lambda r: r.status.p99_seconds if r.status else None,
                 lambda v: f"{v * 1000:.1f} ms", lambda v: v <= 0.025),
         ]

@@ -1,12 +1,21 @@
 """RabbitMQ adapter: topology, connections, confirmed publishing and a reconnecting consumer.
 
-Topology (every name starts with ``AMQP_PREFIX``)::
+Topology (every name starts with ``AMQP_PREFIX`` = ``<p>``, but the two public queues, named by
+``TRANSCODING_JOBS_QUEUE`` and ``TRANSCODING_PROGRESS_QUEUE``)::
 
     upload ──> <p>.tasks (direct) ──"conversion"──> <p>.conversion (quorum queue, prefetch 1)
                                                         │ rejected / over the delivery limit
                                                         v
                                    <p>.dead-letter (fanout) ──> <p>.dead-letter (queue)
     conversion ──> <p>.events (topic) ──"job.*"──> <p>.metadata.events (quorum queue)
+    metadata ──> <p>.control (fanout) ──> one exclusive auto-delete queue per conversion worker
+                                      └──"job.*"──> <p>.progress-relay (quorum queue)
+
+    and for the upload service's queue intake (:meth:`Topology.declare_intake`):
+
+    producers ──> transcoding_jobs (queue) ──> queue intake ──> <p>.tasks, as above
+    MinIO ──> <p>.s3-events (fanout) ──> <p>.s3-events (queue) ──> queue intake
+    <p>.progress-relay ──> queue intake ──> <p>.progress (fanout) ──> transcoding_progress (queue)
 
 Quorum queues count deliveries (``x-delivery-count``), which is how a worker knows the attempt
 number of a task redelivered after its previous worker died. pika's exceptions stop here and come
@@ -17,8 +26,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pika
 import pika.exceptions
@@ -47,6 +57,8 @@ class Topology:
     """Exchange and queue names under one prefix, and how to declare them."""
 
     prefix: str
+    jobs_queue: str = "transcoding_jobs"
+    progress_queue: str = "transcoding_progress"
 
     @property
     def tasks_exchange(self) -> str:
@@ -72,15 +84,38 @@ class Topology:
     def metadata_queue(self) -> str:
         return f"{self.prefix}.metadata.events"
 
+    @property
+    def control_exchange(self) -> str:
+        """Fanout of :class:`~shared.messages.WorkerCommand` (cancel) to every conversion worker."""
+        return f"{self.prefix}.control"
+
+    @property
+    def progress_exchange(self) -> str:
+        return f"{self.prefix}.progress"
+
+    @property
+    def progress_relay_queue(self) -> str:
+        return f"{self.prefix}.progress-relay"
+
+    @property
+    def s3_events_exchange(self) -> str:
+        return f"{self.prefix}.s3-events"
+
+    @property
+    def s3_events_queue(self) -> str:
+        return f"{self.prefix}.s3-events"
+
     @classmethod
     def from_settings(cls, s: Settings) -> Topology:
-        return cls(prefix=s.amqp_prefix)
+        return cls(prefix=s.amqp_prefix, jobs_queue=s.transcoding_jobs_queue,
+                   progress_queue=s.transcoding_progress_queue)
 
     def declare(self, channel) -> None:
         """Declare every exchange, queue and binding (idempotent)."""
         channel.exchange_declare(self.tasks_exchange, "direct", durable=True)
         channel.exchange_declare(self.dead_letter_exchange, "fanout", durable=True)
         channel.exchange_declare(self.events_exchange, "topic", durable=True)
+        channel.exchange_declare(self.control_exchange, "fanout", durable=True)
         channel.queue_declare(self.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"})
         channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange)
         channel.queue_declare(
@@ -96,6 +131,25 @@ class Topology:
         channel.queue_declare(self.metadata_queue, durable=True, arguments={"x-queue-type": "quorum"})
         channel.queue_bind(self.metadata_queue, self.events_exchange, "job.*")
 
+    def declare_intake(self, channel) -> None:
+        """Declare what the upload service's queue intake uses, after :meth:`declare` (idempotent)."""
+        # Plain durable queues, no arguments: producers and followers declare them too
+        # (queue_declare(name, durable=True)), and RabbitMQ refuses a redeclaration whose arguments
+        # differ. So the intake dead-letters refused jobs itself instead of through x-dead-letter-*.
+        channel.queue_declare(self.jobs_queue, durable=True)
+        channel.exchange_declare(self.progress_exchange, "fanout", durable=True)
+        channel.queue_declare(self.progress_queue, durable=True)
+        channel.queue_bind(self.progress_queue, self.progress_exchange)
+        # MinIO declares this exchange before each publish with its MINIO_NOTIFY_AMQP_* settings,
+        # which must say the same: fanout, durable, not auto-deleted, not internal.
+        channel.exchange_declare(self.s3_events_exchange, "fanout", durable=True)
+        # Classic, without a delivery limit: events wait out an outage of storage or metadata
+        # however long it lasts (the intake requeues them), and the intake dead-letters the bad ones.
+        channel.queue_declare(self.s3_events_queue, durable=True)
+        channel.queue_bind(self.s3_events_queue, self.s3_events_exchange)
+        channel.queue_declare(self.progress_relay_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(self.progress_relay_queue, self.events_exchange, "job.*")
+
 
 def delivery_attempt(properties: pika.BasicProperties) -> int:
     """1 for a first delivery, n+1 after n earlier deliveries (quorum queues' ``x-delivery-count``)."""
@@ -103,8 +157,9 @@ def delivery_attempt(properties: pika.BasicProperties) -> int:
     return int(headers.get("x-delivery-count", 0)) + 1
 
 
-def connect(s: Settings, *, heartbeat: int | None = None) -> pika.BlockingConnection:
-    """Open a blocking connection to ``AMQP_URL``.
+def connect(s: Settings, *, heartbeat: int | None = None, timeout: float | None = None) -> pika.BlockingConnection:
+    """Open a blocking connection to ``AMQP_URL``; ``timeout`` (seconds) bounds the whole opening
+    (default: 5 s to connect the socket, pika's 15 s for the handshake).
 
     Raises:
         BrokerUnavailable: the broker refused or did not answer.
@@ -114,10 +169,48 @@ def connect(s: Settings, *, heartbeat: int | None = None) -> pika.BlockingConnec
     params.blocked_connection_timeout = 30
     params.socket_timeout = 5
     params.connection_attempts = 1
+    if timeout is not None:
+        params.socket_timeout = params.stack_timeout = timeout
     try:
         return pika.BlockingConnection(params)
     except CONNECTION_ERRORS as exc:
         raise BrokerUnavailable(f"RabbitMQ unreachable: {exc!r}") from exc
+
+
+class QueueCounts(NamedTuple):
+    """A queue's ready messages (not counting those delivered and not yet acked) and its consumers."""
+
+    messages: int
+    consumers: int
+
+
+def queue_counts(s: Settings, queues: Iterable[str], timeout: float = 2.0) -> dict[str, QueueCounts]:
+    """The counts of each named queue, by a passive declare (nothing is created); a queue that does
+    not exist yet is left out. One short-lived connection, opened within ``timeout`` seconds.
+
+    Raises:
+        BrokerUnavailable: RabbitMQ cannot be reached.
+    """
+    connection = connect(s, heartbeat=0, timeout=timeout)
+    try:
+        counts = {}
+        for queue in queues:
+            channel = connection.channel()
+            try:
+                declared = channel.queue_declare(queue, passive=True).method
+            except pika.exceptions.ChannelClosedByBroker:  # 404: nobody declared it yet
+                continue
+            counts[queue] = QueueCounts(declared.message_count, declared.consumer_count)
+            channel.close()
+        return counts
+    except CONNECTION_ERRORS as exc:
+        raise BrokerUnavailable(f"RabbitMQ dropped the connection: {exc!r}") from exc
+    finally:
+        if connection.is_open:
+            try:
+                connection.close()
+            except CONNECTION_ERRORS:
+                pass
 
 
 class ConfirmingPublisher:
@@ -151,8 +244,10 @@ class ConfirmingPublisher:
             except CONNECTION_ERRORS:
                 pass
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None) -> None:
-        """Publish ``body`` (JSON) persistently with ``mandatory`` set; block until confirmed.
+    def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None,
+                mandatory: bool = True) -> None:
+        """Publish ``body`` (JSON) persistently, with ``mandatory`` set unless told otherwise (a
+        broadcast nobody hears is no error); block until confirmed.
 
         Raises:
             BrokerUnavailable: no connection, the message was unroutable, or not confirmed.
@@ -160,7 +255,7 @@ class ConfirmingPublisher:
         props = pika.BasicProperties(content_type="application/json", delivery_mode=PERSISTENT, headers=headers)
         for attempt in (1, 2):
             try:
-                self._channel().basic_publish(exchange, routing_key, body, props, mandatory=True)
+                self._channel().basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
                 return
             except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
                 raise BrokerUnavailable(f"RabbitMQ did not accept the message: {exc!r}") from exc

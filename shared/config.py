@@ -11,12 +11,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.jobs import JOBS_KEY_PREFIX
 
 MiB = 1024 * 1024
+QUEUE_NAME = r"^[A-Za-z0-9_.:-]{1,200}$"
+KEY_PREFIX = r"^[^/].*/$"
+"""A storage key prefix: not absolute, ending in ``/`` (a folder)."""
+RESERVED_KEY_PREFIX = JOBS_KEY_PREFIX
+"""Where siphon keeps its own jobs' files; no configurable prefix may overlap it."""
 
 
 class Settings(BaseSettings):
@@ -61,8 +67,60 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(20, ge=0, description="On SIGTERM, how long a worker lets its current conversion finish before requeueing it, seconds.")
     mp3_vbr_quality: int = Field(2, ge=0, le=9, description="Default LAME VBR quality (-V scale, 0 best).")
 
-    # --- logging -------------------------------------------------------------------------
+    # --- other ways in: the job queue, S3 events, direct uploads ---------------------------
+    transcoding_jobs_queue: str = Field("transcoding_jobs", pattern=QUEUE_NAME, description="Queue producers publish jobs to (`{job_id, input_key, output_key, transcode_options}`); not prefixed, the name is a contract with them.")
+    transcoding_progress_queue: str = Field("transcoding_progress", pattern=QUEUE_NAME, description="Queue that receives every job's progress and final status as JSON; not prefixed.")
+    s3_incoming_prefix: str = Field("incoming/", pattern=KEY_PREFIX, description="An object created under this key prefix (an S3 event notification) becomes a job by itself.")
+    s3_output_prefix: str = Field("outputs/", pattern=KEY_PREFIX, description="Where the audio of an S3-event job goes: `incoming/a/b.mov` becomes `outputs/a/b.mp3`.")
+    s3_public_endpoint_url: str | None = Field(None, description="S3 endpoint as clients reach it, for presigned upload URLs; unset means S3_ENDPOINT_URL.")
+    presigned_url_expiry_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600, description="How long a presigned upload URL (`POST /uploads`) stays valid, seconds.")
+
+    # --- notifications: email and signed webhooks (services/metadata/notifier.py) -----------
+    public_url: str = Field("http://localhost:5000", pattern=r"^https?://[^/?#]+", description="The gateway as clients reach it: the base of the download links in emails and webhooks.")
+    smtp_host: str = Field("127.0.0.1", description="SMTP server that sends the job emails.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP server port (587 is the usual one with STARTTLS).")
+    smtp_from: str = Field("siphon@localhost", description="Sender address of the job emails.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS before logging in and sending.")
+    smtp_username: str | None = Field(None, description="SMTP login; unset: no AUTH.")
+    smtp_password: str | None = Field(None, description="SMTP password, with SMTP_USERNAME.")
+    webhook_secret: str | None = Field(None, description="Key of the webhooks' HMAC-SHA256 signature (`X-Siphon-Signature`); unset: webhooks go unsigned.")
+    callback_allowed_hosts: str = Field("*", description="Hosts a `callback_url` may name, comma-separated (`*`: any host).")
+    notify_timeout_seconds: float = Field(10, gt=0, description="Timeout of one webhook POST or one SMTP conversation, seconds.")
+    notify_max_attempts: int = Field(5, ge=1, le=20, description="Tries of one email or webhook before it is given up.")
+    notify_backoff_seconds: int = Field(2, ge=1, description="Wait before the first retry of a notification, doubled before each next one, seconds.")
+
+    # --- live updates, lifecycle and the output cache -------------------------------------
+    output_ttl: int = Field(86400, ge=1, description="How long an output stays downloadable after its job completed, seconds; then the job is `expired`.")
+    output_cache: bool = Field(True, description="Reuse the output of an earlier upload with the same content and options (the repeat completes at once, `cached: true`).")
+    events_heartbeat_seconds: float = Field(15, gt=0, description="Interval of the keep-alive comments on an idle Server-Sent Events stream, seconds.")
+    events_max_stream_seconds: float = Field(900, gt=0, description="Longest life of one Server-Sent Events response (the client reconnects with Last-Event-ID), seconds.")
+    events_max_clients: int = Field(16, ge=1, description="Server-Sent Events streams one gateway process serves at once; more are answered 503.")
+    events_history: int = Field(10000, ge=10, description="Job changes kept for clients that reconnect with Last-Event-ID (the change stream's MAXLEN).")
+
+    # --- logging and metrics ---------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus `/metrics` endpoint of a conversion worker or the metadata event consumer, on every interface (0: none). The HTTP services serve `/metrics` on their own port.")
+
+    @field_validator("s3_incoming_prefix", "s3_output_prefix")
+    @classmethod
+    def _outside_jobs(cls, prefix: str) -> str:
+        if _overlap(prefix, RESERVED_KEY_PREFIX):
+            raise ValueError(f"must not overlap {RESERVED_KEY_PREFIX!r}, where siphon keeps its jobs' files")
+        return prefix
+
+    @field_validator("s3_output_prefix")
+    @classmethod
+    def _apart_from_incoming(cls, prefix: str, info: ValidationInfo) -> str:
+        # An output under the incoming prefix would be an incoming object: a job converting its own output, forever.
+        incoming = info.data.get("s3_incoming_prefix")
+        if incoming is not None and _overlap(prefix, incoming):
+            raise ValueError(f"must not overlap S3_INCOMING_PREFIX ({incoming!r})")
+        return prefix
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether one key prefix contains the other."""
+    return a.startswith(b) or b.startswith(a)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -10,8 +10,11 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     ├── ObjectNotFound                404: no object under that storage key
     ├── JobNotFound                   404: no job with that id
     ├── JobNotRetryable               409: the job did not fail, or failed for a reason a retry cannot cure
+    ├── JobAlreadyFinished            409: a cancel came after the job completed or failed
     ├── RequestRejected               4xx: the client's request is wrong (.status, .code set per case)
+    ├── NotSupported                  501: this deployment cannot do that (presigned uploads on local storage)
     ├── MessageError                  a queue message does not match its schema (poison)
+    ├── NotificationFailed            an email or webhook did not get through (.transient: try again)
     └── MediaError                    the file cannot become audio (.code e.g. ``no_audio_stream``)
 
 Each class carries its HTTP status and JSON code, so this tree is also the table that maps errors
@@ -97,6 +100,13 @@ class JobNotRetryable(SiphonError):
     status = 409
 
 
+class JobAlreadyFinished(SiphonError):
+    """A cancel was asked for a job that already completed or failed (``job_finished``)."""
+
+    code = "job_finished"
+    status = 409
+
+
 class RequestRejected(SiphonError):
     """The client's request is wrong; ``status`` and ``code`` say how (400, 413, 415, ...)."""
 
@@ -104,10 +114,32 @@ class RequestRejected(SiphonError):
     status = 400
 
 
+class NotSupported(SiphonError):
+    """The operation exists but this deployment's backends cannot do it (e.g. presigned uploads
+    need S3; the local storage backend has no URL a client could upload to)."""
+
+    code = "not_supported"
+    status = 501
+
+
 class MessageError(SiphonError):
     """A RabbitMQ message body is not valid JSON or does not match its schema."""
 
     code = "invalid_message"
+
+
+class NotificationFailed(SiphonError):
+    """An email or a webhook did not get through. ``transient``: a timeout, a refused connection,
+    an HTTP 5xx or an SMTP 4xx, worth another try; otherwise the receiver refused it for good.
+    ``status_code`` is the HTTP or SMTP reply code, when there was one."""
+
+    code = "notification_failed"
+    status = 502
+
+    def __init__(self, message: str, *, transient: bool, status_code: int | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.status_code = status_code
 
 
 class MediaError(SiphonError):

@@ -1,16 +1,19 @@
 """HTTP plumbing the Flask services share: JSON error bodies, never an HTML page or a traceback.
 
-Every error answer is ``{"error": {"code": "...", "message": "..."}}`` with a specific status.
+Every error answer is ``{"error": {"code": "...", "message": "..."}}`` with a specific status; an
+error may add keys of its own (``SiphonError.to_dict``: ``invalid_option`` names ``field`` and ``allowed``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import SiphonError
+from shared.logs import job_context, job_id_in_path
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +31,10 @@ HTTP_CODES = {
 """JSON error code for werkzeug's own HTTP errors, by status."""
 
 
-def error_response(status: int, code: str, message: str):
-    """A Flask response ``(json, status)`` with the standard error body."""
-    return jsonify({"error": {"code": code, "message": message}}), status
+def error_response(status: int, code: str, message: str, **details: str):
+    """A Flask response ``(json, status)`` with the standard error body (plus ``details``, e.g. an
+    ``invalid_option``'s ``field`` and ``allowed``)."""
+    return jsonify({"error": {**details, "code": code, "message": message}}), status
 
 
 def install_json_errors(app: Flask) -> None:
@@ -51,9 +55,27 @@ def install_json_errors(app: Flask) -> None:
     def _siphon_error(exc: SiphonError):
         if exc.status >= 500:
             log.warning("%s: %s", exc.code, exc.message)
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, **exc.to_dict())
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
         return error_response(500, "internal_error", "Internal error; the failure was logged.")
+
+
+def install_job_log_context(app: Flask) -> None:
+    """Tag every record logged while handling a request whose path names a job (``/status/<job_id>``,
+    ``/download/<job_id>.mp3``, ``/jobs/<job_id>``) with that ``job_id``."""
+
+    @app.before_request
+    def _enter_job_context():
+        job_id = job_id_in_path(request.path)
+        if job_id is not None:
+            g.job_log_context = contextlib.ExitStack()
+            g.job_log_context.enter_context(job_context(job_id))
+
+    @app.teardown_request
+    def _leave_job_context(exc):
+        context = g.pop("job_log_context", None)
+        if context is not None:
+            context.close()

@@ -4,11 +4,17 @@ States::
 
     queued ──> processing ──> completed
        │            │
-       └────────────┴───────> failed ──(retry: storage_unavailable, disk_full)──> queued
+       ├────────────┴───────> failed ──(retry: storage_unavailable, disk_full)──> queued
+       │            │
+       └────────────┴───────> cancelled   (a client's DELETE /jobs/<id>)
+
+    completed ──(OUTPUT_TTL later)──> expired   (its output deleted; the only move out of completed)
 
 A job only moves forward. ``processing`` may repeat with a higher attempt number (a task
-redelivered after a worker died); a completed job never changes again, so late or repeated
-events are harmless (at-least-once delivery, idempotent transitions).
+redelivered after a worker died), and reports ``progress`` (0-99 %) for its current attempt; a
+completed job never changes again, so late or repeated events are harmless (at-least-once
+delivery, idempotent transitions). A cancel applies to any job that is not yet terminal, whatever
+its run.
 
 The one way back is an explicit retry of a job that failed for a reason that is not the file's
 (:data:`RETRYABLE_ERROR_CODES`): it starts run ``retries + 1``. Every task and event names its run
@@ -24,7 +30,7 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -39,10 +45,12 @@ class JobStatus(StrEnum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 
 
 def new_job_id() -> str:
@@ -72,7 +80,12 @@ def manifest_key(job_id: str) -> str:
 
 def job_prefix(job_id: str) -> str:
     """Storage prefix holding everything of one job."""
-    return f"jobs/{job_id}/"
+    return f"{JOBS_KEY_PREFIX}{job_id}/"
+
+
+JOBS_KEY_PREFIX = "jobs/"
+"""Where siphon keeps its own jobs' files. Keys outside it are the objects of queue producers and
+S3 events (``services/upload/queue_jobs.py``, ``s3_events.py``), which a job may read and write."""
 
 
 class JobErrorInfo(BaseModel):
@@ -90,10 +103,32 @@ class MediaFacts(BaseModel):
     duration_seconds: float | None = None
     sample_rate_hz: int | None = None
     channels: int | None = None
+    video_codec: str | None = None
+
+
+class NotificationRecord(BaseModel):
+    """One attempt at telling the client a job ended (``Job.notifications``).
+
+    ``outcome``: ``delivered``; ``failed`` (a timeout, a refused connection, a 5xx: tried again
+    later); ``gave_up`` (failed on the last allowed try); ``rejected`` (a 4xx or an SMTP 5xx: never
+    tried again); ``abandoned`` (the notifier died during the attempt: tried again).
+    """
+
+    kind: str  # "email" or "webhook"
+    attempt: int
+    at: float
+    outcome: str
+    status_code: int | None = None
+    detail: str | None = None
 
 
 class Job(BaseModel):
-    """A job record, as the metadata service stores it (times are Unix seconds, sizes bytes)."""
+    """A job record, as the metadata service stores it (times are Unix seconds, sizes bytes).
+
+    ``options`` are the conversion options the client set (``ConversionOptions.recorded()``);
+    ``progress`` is percent done (0-100, 100 only once completed) and ``speed`` the conversion's
+    pace in seconds of audio per wall-clock second (× realtime).
+    """
 
     job_id: str
     status: JobStatus = JobStatus.QUEUED
@@ -110,31 +145,59 @@ class Job(BaseModel):
     attempts: int = 0
     retries: int = 0
     error: JobErrorInfo | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    progress: int | None = Field(None, ge=0, le=100)
+    speed: float | None = None
+    # Notifications (services/metadata/notifications.py): who to tell when the job ends, and every try.
+    email: str | None = None
+    callback_url: str | None = None
+    notifications: list[NotificationRecord] = Field(default_factory=list)
+    # The output cache (services/metadata/outputs.py): the upload's SHA-256, the key it and the
+    # options make, and whether this job reused an identical earlier job's output.
+    content_sha256: str | None = None
+    cache_key: str | None = None
+    cached: bool = False
 
     @classmethod
-    def new(cls, job_id: str, original_filename: str, input_size: int) -> Job:
-        """A ``queued`` job with the standard storage keys."""
+    def new(cls, job_id: str, original_filename: str, input_size: int, options: dict[str, Any] | None = None,
+            extension: str = "mp3") -> Job:
+        """A ``queued`` job with the standard storage keys; its output is ``output.<extension>``."""
         return cls(
             job_id=job_id,
             created_at=time.time(),
             original_filename=original_filename,
             input_key=input_key(job_id),
             input_size=input_size,
-            output_key=output_key(job_id),
+            output_key=output_key(job_id, extension),
+            options=options or {},
         )
+
+    @property
+    def output_extension(self) -> str:
+        """The output file's extension (``mp3``, ``m4a``, ...), from its storage key."""
+        return self.output_key.rpartition(".")[2]
 
     def apply(self, event: Any) -> Job | None:
         """The job after ``event`` (a :class:`shared.messages.JobEvent`), or None if it changes nothing.
 
         Forward-only: a terminal job ignores everything but a ``queued`` event starting the next
-        run of a retryable failure; an event of another run than the current one changes nothing;
-        ``processing`` applies only with an attempt number above the one recorded.
+        run of a retryable failure; a ``cancelled`` event ends any live job; an event of another
+        run than the current one changes nothing; ``processing`` applies with an attempt number
+        above the one recorded, or, for the current attempt, as a progress report that raises
+        ``progress``; an ``expired`` event moves a completed job, and only a completed one, on.
         """
         if event.status is JobStatus.QUEUED:
             return self._requeued(event.retry)
+        if event.status is JobStatus.EXPIRED:
+            return self.model_copy(update={"status": JobStatus.EXPIRED}) if self.status is JobStatus.COMPLETED else None
+        if event.status is JobStatus.CANCELLED:
+            return None if self.status.is_terminal else self.model_copy(
+                update={"status": JobStatus.CANCELLED, "finished_at": event.at})
         if self.status.is_terminal or (event.retry or 0) != self.retries:
             return None
         if event.status is JobStatus.PROCESSING:
+            if event.attempt == self.attempts and self.status is JobStatus.PROCESSING:
+                return self._progressed(event)
             if event.attempt <= self.attempts:
                 return None
             return self.model_copy(update={
@@ -142,6 +205,8 @@ class Job(BaseModel):
                 "attempts": event.attempt,
                 "started_at": self.started_at or event.at,
                 "media": event.media or self.media,
+                "progress": event.progress,
+                "speed": event.speed,
             })
         if event.status is JobStatus.COMPLETED:
             return self.model_copy(update={
@@ -151,6 +216,8 @@ class Job(BaseModel):
                 "output_size": event.output_size,
                 "output_duration_seconds": event.output_duration_seconds,
                 "media": event.media or self.media,
+                "progress": 100,
+                "speed": event.speed or self.speed,
             })
         if event.status is JobStatus.FAILED:
             return self.model_copy(update={
@@ -161,6 +228,25 @@ class Job(BaseModel):
                 "media": event.media or self.media,
             })
         return None
+
+    def _progressed(self, event: Any) -> Job | None:
+        """The job with the progress report ``event`` applied; None unless it raises ``progress``.
+        100 % is the completed event's to set, so a report is held to 99 %."""
+        if event.progress is None:
+            return None
+        progress = min(event.progress, 99)
+        if self.progress is not None and progress <= self.progress:
+            return None
+        return self.model_copy(update={"progress": progress, "speed": event.speed or self.speed})
+
+    def differs_only_in_progress(self, other: Job) -> bool:
+        """Whether ``other`` is this job with nothing but ``progress`` and ``speed`` changed (a
+        report the durable manifest need not record)."""
+        return self.model_copy(update={"progress": other.progress, "speed": other.speed}) == other
+
+    def with_notification(self, record: NotificationRecord) -> Job:
+        """The job with one more notification attempt recorded (its state does not change)."""
+        return self.model_copy(update={"notifications": [*self.notifications, record]})
 
     @property
     def is_retryable(self) -> bool:

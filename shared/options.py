@@ -34,21 +34,39 @@ class OutputFormat:
     muxer: str
     lossy: bool = True
     sample_rates_hz: tuple[int, ...] | None = None
+    cover_art: bool = False
+    """Whether the muxer can carry an embedded picture (ID3 APIC, MP4 ``covr``, FLAC PICTURE)."""
 
+    @property
+    def allowed_sample_rates_hz(self) -> tuple[int, ...]:
+        """The rates a client may ask for in ``sample_rate``."""
+        return self.sample_rates_hz or COMMON_SAMPLE_RATES_HZ
+
+
+COMMON_SAMPLE_RATES_HZ = (8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000)
+"""Rates offered for the formats that take any rate (Vorbis, FLAC, WAV), Hz."""
+
+AAC_SAMPLE_RATES_HZ = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+"""Sampling frequencies an AAC stream can signal by index (ISO/IEC 14496-3 §1.6.3.4), Hz."""
 
 FORMATS = {
     f.name: f
     for f in (
-        OutputFormat("mp3", "mp3", "audio/mpeg", "libmp3lame", "mp3", sample_rates_hz=MP3_SAMPLE_RATES_HZ),
-        OutputFormat("m4a", "m4a", "audio/mp4", "aac", "ipod"),
+        OutputFormat("mp3", "mp3", "audio/mpeg", "libmp3lame", "mp3", sample_rates_hz=MP3_SAMPLE_RATES_HZ,
+                     cover_art=True),
+        OutputFormat("m4a", "m4a", "audio/mp4", "aac", "ipod", sample_rates_hz=AAC_SAMPLE_RATES_HZ, cover_art=True),
         # Opus codes at 48 kHz internally; libopus accepts only these input rates (RFC 6716 §2).
+        # FFmpeg's ogg muxer has no picture support, so ogg and opus carry no cover.
         OutputFormat("opus", "opus", "audio/ogg", "libopus", "ogg", sample_rates_hz=(8000, 12000, 16000, 24000, 48000)),
         OutputFormat("ogg", "ogg", "audio/ogg", "libvorbis", "ogg"),
-        OutputFormat("flac", "flac", "audio/flac", "flac", "flac", lossy=False),
+        OutputFormat("flac", "flac", "audio/flac", "flac", "flac", lossy=False, cover_art=True),
         OutputFormat("wav", "wav", "audio/wav", "pcm_s16le", "wav", lossy=False),
     )
 }
 """Every output format, by the name clients send in ``format``."""
+
+FORMATS_BY_EXTENSION = {f.extension: f for f in FORMATS.values()}
+"""Every output format, by its file extension (the download URL's suffix)."""
 
 _TIMESTAMP = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d{1,3})?)$")
 
@@ -96,7 +114,7 @@ class ConversionOptions(BaseModel):
     bitrate: int | None = Field(None, description="Constant bitrate, kbps (one of MP3_BITRATES_KBPS).")
     quality: int | None = Field(None, ge=0, le=9, description="VBR quality, LAME -V scale: 0 best, 9 smallest.")
     sample_rate: int | None = Field(None, description="Output sample rate, Hz.")
-    channels: Literal[1, 2] | None = None
+    channels: int | None = Field(None, ge=1, le=2, description="Output channels: 1 (mono) or 2 (stereo).")
     start: float | None = Field(None, ge=0, description="Trim start, seconds.")
     end: float | None = Field(None, gt=0, description="Trim end, seconds.")
     audio_track: int | None = Field(None, ge=0, description="0-based index among the audio streams.")
@@ -117,7 +135,7 @@ class ConversionOptions(BaseModel):
         if not fmt.lossy and (self.bitrate is not None or self.quality is not None):
             raise ValueError(f"{'bitrate' if self.bitrate is not None else 'quality'}: {self.format} is lossless; "
                              "bitrate and quality do not apply")
-        allowed_rates = fmt.sample_rates_hz or (8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000)
+        allowed_rates = fmt.allowed_sample_rates_hz
         if self.sample_rate is not None and self.sample_rate not in allowed_rates:
             raise ValueError(f"sample_rate: {self.format} allows {', '.join(map(str, allowed_rates))} Hz")
         if self.start is not None and self.end is not None and self.end <= self.start:
@@ -159,16 +177,21 @@ def options_from_form(form: Mapping[str, str]) -> ConversionOptions:
             field = str(error["loc"][0])
         else:  # a cross-field rule: its message starts with "<field>: "
             field, _, message = message.partition(": ")
-        raise InvalidOption(field, _allowed(field), f"Invalid '{field}': {message}.") from None
+        raise InvalidOption(field, _allowed(field, raw.get("format")), f"Invalid '{field}': {message}.") from None
 
 
-def _allowed(field: str) -> str:
+def _allowed(field: str, format_name: object = None) -> str:
+    fmt = FORMATS.get(format_name) if isinstance(format_name, str) else None
+    fmt = fmt or FORMATS["mp3"]
     return {
-        "format": "mp3, m4a, opus, ogg, flac, wav",
-        "bitrate": f"one of {', '.join(map(str, MP3_BITRATES_KBPS))} (kbps)",
-        "quality": "0 (best) to 9 (smallest)",
-        "sample_rate": f"one of {', '.join(map(str, MP3_SAMPLE_RATES_HZ))} (Hz) for mp3",
+        "format": ", ".join(FORMATS),
+        "bitrate": f"one of {', '.join(map(str, MP3_BITRATES_KBPS))} (kbps); not with quality, nor for flac or wav",
+        "quality": "0 (best) to 9 (smallest); not with bitrate, nor for flac or wav",
+        "sample_rate": f"one of {', '.join(map(str, fmt.allowed_sample_rates_hz))} (Hz) for {fmt.name}",
         "channels": "1 or 2",
+        "title": "text of at most 1024 characters",
+        "artist": "text of at most 1024 characters",
+        "album": "text of at most 1024 characters",
         "start": "seconds ≥ 0 or HH:MM:SS.mmm",
         "end": "seconds > start or HH:MM:SS.mmm",
         "audio_track": "an integer ≥ 0 (index among audio streams)",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from shared.config import Settings
-from shared.errors import ObjectNotFound, StorageUnavailable
+from shared.errors import NotSupported, ObjectNotFound, StorageUnavailable
 
 CHUNK_BYTES = 256 * 1024
 """Read size when streaming an object out, bytes."""
@@ -57,6 +57,17 @@ class Storage(Protocol):
 
     def check(self) -> None:
         """Raise :class:`StorageUnavailable` unless the backend answers."""
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every key that starts with ``prefix``, in no particular order (for rebuilding indexes)."""
+
+    def presign_put(self, key: str, size_bytes: int, expires_seconds: int) -> str:
+        """A URL a client can ``PUT`` exactly ``size_bytes`` bytes to (the length is signed), storing
+        them as ``key``; valid for ``expires_seconds``. No request is made.
+
+        Raises:
+            NotSupported: the backend has no URL a client could reach (local storage).
+        """
 
     # Optional capabilities (use the module functions, which fall back when a backend lacks them):
     #   local_path(key) -> Path | None      the object as a local file, to read in place
@@ -119,7 +130,7 @@ class LocalStorage:
     def _staged_path(self, stream: BinaryIO) -> Path | None:
         """The path of ``stream`` if it is one of our staging files, still at its start."""
         name = getattr(stream, "name", None)
-        if not isinstance(name, str) or Path(name).parent != (self.root / STAGING_DIR).absolute():
+        if not isinstance(name, str) or Path(name).absolute().parent != (self.root / STAGING_DIR).absolute():
             return None
         return Path(name) if stream.tell() == 0 else None
 
@@ -204,6 +215,16 @@ class LocalStorage:
         else:
             path.unlink(missing_ok=True)
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        folder, _, _ = prefix.rpartition("/")
+        base = self._path(folder) if folder else self.root
+        if not base.is_dir():
+            return
+        for path in base.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith(".part-"):
+                yield key
+
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -212,13 +233,18 @@ class LocalStorage:
         except OSError as exc:
             raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
 
+    def presign_put(self, key: str, size_bytes: int, expires_seconds: int) -> str:
+        raise NotSupported("Direct uploads need the S3 storage backend (STORAGE_BACKEND=s3); "
+                           "with local storage, send the file to POST /convert.")
+
 
 class S3Storage:
     """Objects in one S3 bucket. Multipart uploads stream (boto3's transfer manager)."""
 
-    def __init__(self, client, bucket: str):
+    def __init__(self, client, bucket: str, presigner=None):
         self.client = client
         self.bucket = bucket
+        self.presigner = presigner or client  # signs upload URLs (SigV4, for the endpoint clients reach)
 
     @classmethod
     def from_settings(cls, s: Settings) -> S3Storage:
@@ -238,7 +264,14 @@ class S3Storage:
                 s3={"addressing_style": "path"},
             ),
         )
-        return cls(client, s.s3_bucket)
+        # Signature V4 signs Content-Length (botocore presigns with V2 by default, which does not);
+        # it also covers the host, so the URL names the endpoint clients reach.
+        presigner = boto3.client(
+            "s3", endpoint_url=s.s3_public_endpoint_url or s.s3_endpoint_url, region_name=s.s3_region,
+            aws_access_key_id=s.aws_access_key_id, aws_secret_access_key=s.aws_secret_access_key,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+        return cls(client, s.s3_bucket, presigner)
 
     def _call(self, what: str, fn, *args, **kwargs):
         from botocore.exceptions import BotoCoreError, ClientError
@@ -290,11 +323,23 @@ class S3Storage:
         if keys:
             self._call(prefix, self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": keys})
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = self._call(prefix, lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=prefix)))
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield obj["Key"]
+
     def check(self) -> None:
         try:
             self._call(self.bucket, self.client.head_bucket, Bucket=self.bucket)
         except ObjectNotFound:  # HeadBucket says a missing bucket with a bare 404, like a missing key
             raise StorageUnavailable(f"s3: no bucket {self.bucket!r}") from None
+
+    def presign_put(self, key: str, size_bytes: int, expires_seconds: int) -> str:
+        params = {"Bucket": self.bucket, "Key": key, "ContentLength": size_bytes}
+        return self._call(key, self.presigner.generate_presigned_url, "put_object", Params=params,
+                          ExpiresIn=expires_seconds)
 
 
 class _CountingReader:

@@ -1,24 +1,35 @@
-"""From a local input file to a checked MP3: probe, choose the stream, encode, verify."""
+"""From a local input file to a checked audio file: probe, plan, (measure loudness,) encode, verify."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from services.conversion import loudnorm
 from services.conversion import media_codes as codes
-from services.conversion.encode import EncodeLimits, EncodeResult, FfmpegProcess, build_mp3_command
+from services.conversion.encode import EncodeLimits, EncodePlan, EncodeResult, FfmpegProcess, build_command
+from services.conversion.plan import plan_encode
 from services.conversion.probe import ProbeResult, measure_audio_seconds, probe_media
 from shared.config import Settings
 from shared.errors import MediaError
+from shared.options import ConversionOptions
 
 MIN_AUDIO_SECONDS = 0.001
 """An output holding less audio than this is treated as holding none, seconds."""
 
+Progress = Callable[[float], None]
+"""Receives the fraction of the conversion done, 0.0 to 1.0."""
+
 
 class Converter:
-    """Converts local files to MP3 with the configured tools and limits.
+    """Converts local files with the configured tools and limits.
 
-    :meth:`abort` stops the conversion in progress from another thread (graceful shutdown).
+    :meth:`abort` stops the conversion in progress from another thread and refuses any further one
+    (graceful shutdown); a ``cancelled`` event passed to :meth:`convert`, set from another thread
+    followed by :meth:`abort_current`, stops just that conversion (a client's cancel).
     """
 
     def __init__(self, s: Settings):
@@ -34,37 +45,84 @@ class Converter:
         return probe_media(source, self.ffprobe)
 
     def to_mp3(self, probe: ProbeResult, source: Path, target: Path,
-               on_progress: Callable[[float], None] = lambda seconds: None) -> EncodeResult:
-        """Encode the default audio stream of ``source`` into ``target`` (MP3).
+               on_progress: Progress = lambda fraction: None) -> EncodeResult:
+        """The plain MP3: :meth:`convert` with the default options."""
+        return self.convert(probe, source, target, ConversionOptions(), on_progress)
+
+    def convert(self, probe: ProbeResult, source: Path, target: Path, options: ConversionOptions,
+                on_progress: Progress = lambda fraction: None,
+                cancelled: threading.Event | None = None) -> EncodeResult:
+        """Encode ``source`` into ``target`` as ``options`` ask (see ``services.conversion.plan``).
+
+        ``on_progress`` gets the fraction done while ffmpeg runs (not at all when the input's
+        duration is unknown); with ``normalize``, the measuring pass is the first half.
 
         Raises:
-            MediaError: no usable audio, a decoding failure, a limit exceeded, or no audio
-                frames in the output (``no_audio_frames``: never an empty MP3).
-            ConversionInterrupted: :meth:`abort` was called or ffmpeg crashed.
+            MediaError: no usable audio (or not the asked-for track), a decoding failure, a limit
+                exceeded, or no audio frames in the output (``no_audio_frames``: never an empty file).
+            ConversionInterrupted: :meth:`abort` was called, ``cancelled`` was set, or ffmpeg crashed.
             OSError: the work directory is full (``errno.ENOSPC``).
         """
-        stream = probe.default_audio()
-        command = build_mp3_command(self.ffmpeg, probe, stream, source, target, self.limits, self.vbr_quality)
-        process = self._current = FfmpegProcess(command, target.with_suffix(".ffmpeg.log"))
-        if self._aborted:
+        plan = plan_encode(probe, options, self.vbr_quality, self.limits.max_duration_seconds)
+        passes = 1 if options.normalize is None else 2
+        started = time.monotonic()
+        if options.normalize is not None:
+            plan = self._with_loudnorm(plan, options.normalize, source, target,
+                                       _share(on_progress, plan.expected_seconds, 0, passes), cancelled)
+        command = build_command(self.ffmpeg, plan, source, target, self.limits)
+        self._run(command, target.with_suffix(".ffmpeg.log"), _share(on_progress, plan.expected_seconds,
+                                                                     passes - 1, passes), cancelled)
+        size = target.stat().st_size if target.exists() else 0
+        # ffmpeg's progress clock follows the input's timestamps, not the samples written (FFmpeg 5.1
+        # reports 1.6 s for the 0.31 s it decodes of an E-AC-3 file), so the output itself is measured.
+        seconds = measure_audio_seconds(target, self.ffprobe) if size else 0.0
+        if seconds < MIN_AUDIO_SECONDS:
+            raise MediaError("The audio stream holds no decodable audio.", code=codes.NO_AUDIO_FRAMES)
+        if size >= self.limits.max_output_bytes:
+            raise MediaError(f"The output would exceed the {self.limits.max_output_bytes}-byte limit.",
+                             code=codes.OUTPUT_TOO_LARGE)
+        elapsed = time.monotonic() - started
+        return EncodeResult(duration_seconds=seconds, size_bytes=size,
+                            speed=round(seconds / elapsed, 2) if elapsed > 0 else None)
+
+    def _with_loudnorm(self, plan: EncodePlan, target_lufs: float, source: Path, target: Path,
+                       on_progress: Callable[[float], None], cancelled: threading.Event | None) -> EncodePlan:
+        """The plan with pass 2's loudnorm filter, after running pass 1; unchanged for silence."""
+        log = target.with_suffix(".loudnorm.log")
+        command = loudnorm.measure_command(self.ffmpeg, plan, source, self.limits, target_lufs)
+        measured = loudnorm.parse_measurement(self._run(command, log, on_progress, cancelled).stderr_tail())
+        if measured is None:
+            return plan
+        return replace(plan, audio_filter=loudnorm.normalize_filter(target_lufs, measured))
+
+    def _run(self, command: list[str], log: Path, on_progress: Callable[[float], None],
+             cancelled: threading.Event | None) -> FfmpegProcess:
+        process = self._current = FfmpegProcess(command, log)
+        # Checked after _current is set: a cancel landing before this line is seen here, one after it
+        # finds the process in _current (abort_current), so none is lost.
+        if self._aborted or (cancelled is not None and cancelled.is_set()):
             process.abort()
         try:
             process.run(self.limits.timeout_seconds, on_progress)
         finally:
             self._current = None
-        size = target.stat().st_size if target.exists() else 0
-        # ffmpeg's progress clock follows the input's timestamps, not the samples written (FFmpeg 5.1
-        # reports 1.6 s for the 0.31 s it decodes of an E-AC-3 file), so the MP3 itself is measured.
-        seconds = measure_audio_seconds(target, self.ffprobe) if size else 0.0
-        if seconds < MIN_AUDIO_SECONDS:
-            raise MediaError("The audio stream holds no decodable audio.", code=codes.NO_AUDIO_FRAMES)
-        if size >= self.limits.max_output_bytes:
-            raise MediaError(f"The MP3 would exceed the {self.limits.max_output_bytes}-byte limit.",
-                             code=codes.OUTPUT_TOO_LARGE)
-        return EncodeResult(duration_seconds=seconds, size_bytes=size)
+        return process
+
+    def abort_current(self) -> None:
+        """Kill the running ffmpeg, if any; later conversions run as usual (a cancel)."""
+        current = self._current
+        if current is not None:
+            current.abort()
 
     def abort(self) -> None:
         """Kill the running ffmpeg (if any) and refuse to start another."""
         self._aborted = True
         if self._current is not None:
             self._current.abort()
+
+
+def _share(on_progress: Progress, expected_seconds: float | None, index: int, passes: int) -> Callable[[float], None]:
+    """Pass ``index`` of ``passes``' share of the progress: its seconds of output as a fraction of the whole."""
+    if expected_seconds is None:
+        return lambda seconds: None
+    return lambda seconds: on_progress((index + min(seconds / expected_seconds, 1.0)) / passes)

@@ -1,14 +1,27 @@
-"""Running ffmpeg to extract one audio stream as MP3, under limits, with progress.
+"""Running ffmpeg to extract one audio stream in the chosen format, under limits, with progress.
 
-The command (FFmpeg's documentation: ffmpeg(1), "Main options"; libmp3lame in ffmpeg-codecs(1))::
+The command (FFmpeg's documentation: ffmpeg(1) "Main options" and "Advanced options"; the
+encoders in ffmpeg-codecs(1), the muxers in ffmpeg-formats(1))::
 
     ffmpeg -nostdin -hide_banner -loglevel error
            -protocol_whitelist file -format_whitelist <ALLOWED_DEMUXERS> -f <probed demuxer>
-           -i file:<input>
-           -map 0:<stream> -vn -sn -dn
-           -c:a libmp3lame -q:a <V> -ar <Hz> -ac <1|2>
+           [-ss <start>] [-to <end>] -i file:<input>
+           [-protocol_whitelist file -format_whitelist ... -f <demuxer> [-ss <frame time>] -i file:<input>]
+           -map 0:<audio stream> [-map 1:<picture stream>] -vn -sn -dn
+           -map_metadata:g -1 -map_metadata:s -1 [-metadata <tag>=<value> ...]
+           -c:a <encoder> <rate control> -ar <Hz> -ac <1|2> [-af loudnorm=...]
+           [-c:v mjpeg|copy -frames:v 1 -disposition:v:0 attached_pic -metadata:s:v:0 "comment=Cover (front)"]
+           <muxer options: -id3v2_version 4 (mp3), -movflags +faststart (m4a)>
            -t <max seconds> -fs <max bytes> -progress pipe:1 -nostats
-           -f mp3 -y file:<output>
+           -f <muxer> -y file:<output>
+
+Every input is confined (``-protocol_whitelist file``, ``-format_whitelist``: these are per-input
+options, so the cover's second opening of the same file repeats them). Without a cover the output
+takes the one mapped audio stream and ``-vn -sn -dn``; with one it maps exactly that audio stream
+and one picture from the second input, so only ``-vn`` goes. Tags are not copied wholesale
+(``-map_metadata -1`` for global and stream metadata: no GPS location, encoder or brand tags leak
+through); the ones siphon carries are set one by one. Chapters are copied by FFmpeg's default
+(``-map_chapters``): the mp3 muxer writes them as ID3 CHAP/CTOC frames.
 
 ffmpeg runs in its own process group, so a timeout or an abort kills it and anything it spawned.
 """
@@ -30,12 +43,25 @@ from pathlib import Path
 from services.conversion import media_codes as codes
 from services.conversion.probe import AudioStream, ProbeResult, confinement_options, explain_unreadable
 from shared.errors import MediaError
-
-MP3_SAMPLE_RATES_HZ = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-"""Sample rates MP3 can carry: MPEG-1 (ISO/IEC 11172-3), MPEG-2 (13818-3) and MPEG-2.5 layer III."""
+from shared.options import FORMATS, MP3_SAMPLE_RATES_HZ, ConversionOptions, OutputFormat
 
 DEFAULT_SAMPLE_RATE_HZ = 44100
+
+LAME_VBR_KBPS = (245, 225, 190, 175, 165, 130, 115, 100, 85, 65)
+"""Average bitrate of LAME's VBR presets -V0 ... -V9 (LAME's usage notes, "VBR presets"), kbps: what
+``quality`` asks of the encoders that have no -V scale of their own (AAC; Opus at half of it)."""
+
+OPUS_MAX_KBPS_PER_CHANNEL = 256
+"""libopus refuses bitrates above 256 kbps per channel (ffmpeg-codecs(1), libopus "b")."""
+
+COVER_COMMENT = "Cover (front)"
+"""The picture stream's ``comment``: FFmpeg's ID3 and FLAC writers take the picture type from it."""
+
 STDERR_TAIL_BYTES = 4096
+
+NEARLY_FULL_BYTES = 1024 * 1024
+"""Free space under which a failed ffmpeg run is put down to a full work dir, bytes. When the disk
+filled up, ffmpeg's own "No space left on device" could not be written to its log there."""
 
 TRUNCATION_MESSAGES = (": partial file", "File ended prematurely")
 """What FFmpeg's MP4 (mov) and Matroska demuxers log when the file ends before media its index
@@ -59,6 +85,15 @@ def _die_with(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _nearly_full(directory: Path) -> bool:
+    """Whether the filesystem holding ``directory`` has less than :data:`NEARLY_FULL_BYTES` free."""
+    try:
+        fs = os.statvfs(directory)
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < NEARLY_FULL_BYTES
+
+
 class ConversionInterrupted(Exception):
     """ffmpeg was stopped from outside siphon's limits: an abort (shutdown) or a crash signal.
 
@@ -79,6 +114,47 @@ def mp3_channels(source_channels: int | None) -> int:
     return 1 if source_channels == 1 else 2
 
 
+def output_sample_rate(output: OutputFormat, source_hz: int | None) -> int:
+    """The sample rate to write: for formats with a fixed set of rates, the source's if allowed,
+    else the next higher one (no band-limiting), else the highest; otherwise the source's own."""
+    if output.sample_rates_hz is None:
+        return source_hz or DEFAULT_SAMPLE_RATE_HZ
+    if source_hz is None:
+        return DEFAULT_SAMPLE_RATE_HZ if DEFAULT_SAMPLE_RATE_HZ in output.sample_rates_hz else output.sample_rates_hz[-1]
+    return next((rate for rate in output.sample_rates_hz if rate >= source_hz), output.sample_rates_hz[-1])
+
+
+def rate_control(output: OutputFormat, options: ConversionOptions, default_quality: int, channels: int) -> list[str]:
+    """The encoder's bitrate arguments: constant ``bitrate`` (kbps) or VBR ``quality`` (LAME's -V
+    scale, ``default_quality`` when neither is set), translated for each encoder; none for lossless."""
+    if not output.lossy:
+        return []
+    opus_cap = OPUS_MAX_KBPS_PER_CHANNEL * channels
+    if options.bitrate is not None:
+        if output.encoder == "libopus":
+            return ["-b:a", f"{min(options.bitrate, opus_cap)}k", "-vbr", "off"]
+        return ["-b:a", f"{options.bitrate}k"]
+    quality = default_quality if options.quality is None else options.quality
+    if output.encoder == "libmp3lame":
+        return ["-q:a", str(quality)]
+    if output.encoder == "libvorbis":  # Vorbis -q 8 ≈ 256 kbps ... -q 0 ≈ 64 kbps, so -V0 → 8, -V2 → 6, -V9 → 0
+        return ["-q:a", str(round(8 - quality * 8 / 9))]
+    if output.encoder == "libopus":
+        return ["-b:a", f"{min(LAME_VBR_KBPS[quality] // 2, opus_cap)}k", "-vbr", "on"]
+    return ["-b:a", f"{LAME_VBR_KBPS[quality]}k"]  # FFmpeg's AAC encoder: its own VBR mode is experimental
+
+
+def muxer_options(output: OutputFormat) -> list[str]:
+    """What each muxer needs beyond its name."""
+    if output.muxer == "mp3":
+        return ["-id3v2_version", "4"]
+    if output.muxer == "ipod":
+        return ["-movflags", "+faststart"]  # the index first, so players start before the whole file is in
+    if output.encoder == "flac":
+        return ["-sample_fmt", "s16"]  # 16-bit: decoded lossy audio holds no more than that
+    return []
+
+
 @dataclass(frozen=True)
 class EncodeLimits:
     """Per-job limits: audio seconds kept, output bytes, wall-clock seconds."""
@@ -90,25 +166,102 @@ class EncodeLimits:
 
 @dataclass(frozen=True)
 class EncodeResult:
-    """The MP3 written: its duration (seconds, from ffmpeg's own count) and size (bytes)."""
+    """The audio file written: its duration (seconds, measured in the file) and size (bytes), and
+    the conversion's speed (seconds of audio per wall-clock second, × realtime)."""
 
     duration_seconds: float
     size_bytes: int
+    speed: float | None = None
+
+
+@dataclass(frozen=True)
+class Cover:
+    """A picture to embed from input stream ``index``: one frame at ``at_seconds`` encoded as JPEG,
+    or, when ``at_seconds`` is None, the source's own cover picture (stream-copied if ``copy``)."""
+
+    index: int
+    at_seconds: float | None = None
+    copy: bool = False
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    """Everything one conversion's ffmpeg command depends on (``services.conversion.plan`` makes it).
+
+    ``start_seconds``/``end_seconds`` trim the input; ``tags`` are ``(key, value)`` pairs in
+    FFmpeg's generic names; ``expected_seconds`` is how much audio the output should hold (for
+    progress), None when the input does not say how long it is.
+    """
+
+    demuxer: str
+    audio_index: int
+    output: OutputFormat
+    rate_control: tuple[str, ...]
+    sample_rate_hz: int
+    channels: int
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    cover: Cover | None = None
+    audio_filter: str | None = None
+    expected_seconds: float | None = None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.6f}"  # a plain decimal: ffmpeg refuses "1e+06"
+
+
+def input_options(plan: EncodePlan, source: Path) -> list[str]:
+    """The confined, trimmed audio input (input 0)."""
+    trim = []
+    if plan.start_seconds is not None:
+        trim += ["-ss", _seconds(plan.start_seconds)]
+    if plan.end_seconds is not None:
+        trim += ["-to", _seconds(plan.end_seconds)]
+    return [*confinement_options(), "-f", plan.demuxer, *trim, "-i", f"file:{source}"]
+
+
+def _cover_input(plan: EncodePlan, source: Path) -> list[str]:
+    seek = [] if plan.cover.at_seconds is None else ["-ss", _seconds(plan.cover.at_seconds)]
+    return [*confinement_options(), "-f", plan.demuxer, *seek, "-i", f"file:{source}"]
+
+
+def _cover_output(cover: Cover) -> list[str]:
+    codec = ["-c:v", "copy"] if cover.copy else ["-c:v", "mjpeg"]
+    return [*codec, "-frames:v", "1", "-disposition:v:0", "attached_pic", "-metadata:s:v:0", f"comment={COVER_COMMENT}"]
+
+
+def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, limits: EncodeLimits) -> list[str]:
+    """The ffmpeg argv (see the module docstring)."""
+    inputs = input_options(plan, source)
+    maps = ["-map", f"0:{plan.audio_index}"]
+    if plan.cover is not None:
+        inputs += _cover_input(plan, source)
+        maps += ["-map", f"1:{plan.cover.index}", "-sn", "-dn"]
+    else:
+        maps += ["-vn", "-sn", "-dn"]
+    tags = [arg for key, value in plan.tags for arg in ("-metadata", f"{key}={value}")]
+    audio = ["-c:a", plan.output.encoder, *plan.rate_control,
+             "-ar", str(plan.sample_rate_hz), "-ac", str(plan.channels)]
+    if plan.audio_filter:
+        audio += ["-af", plan.audio_filter]
+    picture = _cover_output(plan.cover) if plan.cover is not None else []
+    return [
+        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *inputs, *maps,
+        "-map_metadata:g", "-1", "-map_metadata:s", "-1", *tags, *audio, *picture, *muxer_options(plan.output),
+        "-t", _seconds(limits.max_duration_seconds), "-fs", str(limits.max_output_bytes),
+        "-progress", "pipe:1", "-nostats",
+        "-f", plan.output.muxer, "-y", f"file:{target}",
+    ]
 
 
 def build_mp3_command(ffmpeg: str, probe: ProbeResult, stream: AudioStream, source: Path, target: Path,
                       limits: EncodeLimits, vbr_quality: int) -> list[str]:
-    """The ffmpeg argv (see the module docstring)."""
-    return [
-        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
-        *confinement_options(), "-f", probe.demuxer, "-i", f"file:{source}",
-        "-map", f"0:{stream.index}", "-vn", "-sn", "-dn",
-        "-c:a", "libmp3lame", "-q:a", str(vbr_quality),
-        "-ar", str(mp3_sample_rate(stream.sample_rate_hz)), "-ac", str(mp3_channels(stream.channels)),
-        "-t", f"{limits.max_duration_seconds:.6f}", "-fs", str(limits.max_output_bytes),  # never "1e+06"
-        "-progress", "pipe:1", "-nostats",
-        "-f", "mp3", "-y", f"file:{target}",
-    ]
+    """The plain MP3's argv: ``stream`` at LAME -V ``vbr_quality``, no trim, tags or cover."""
+    plan = EncodePlan(demuxer=probe.demuxer, audio_index=stream.index, output=FORMATS["mp3"],
+                      rate_control=("-q:a", str(vbr_quality)), sample_rate_hz=mp3_sample_rate(stream.sample_rate_hz),
+                      channels=mp3_channels(stream.channels))
+    return build_command(ffmpeg, plan, source, target, limits)
 
 
 class FfmpegProcess:
@@ -164,7 +317,7 @@ class FfmpegProcess:
             raise ConversionInterrupted(f"ffmpeg killed by signal {-returncode}")
         if returncode != 0:
             tail = self.stderr_tail()
-            if "No space left on device" in tail:
+            if "No space left on device" in tail or _nearly_full(self.stderr_path.parent):
                 raise OSError(errno.ENOSPC, "No space left on device (ffmpeg)")
             raise self._decode_error(tail)
         if any(message in self.stderr_tail() for message in TRUNCATION_MESSAGES):

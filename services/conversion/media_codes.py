@@ -15,6 +15,8 @@ NO_AUDIO_FRAMES = "no_audio_frames"        # an audio stream with no decodable s
 DECODE_FAILED = "decode_failed"            # FFmpeg gave up while decoding
 OUTPUT_TOO_LARGE = "output_too_large"      # the MP3 would exceed MAX_OUTPUT_BYTES
 TIMEOUT = "timeout"                        # FFmpeg ran longer than CONVERSION_TIMEOUT_SECONDS
+AUDIO_TRACK_NOT_FOUND = "audio_track_not_found"  # the audio_track option names a stream the file lacks
+TRIM_OUT_OF_RANGE = "trim_out_of_range"    # the start option lies at or past the end of the media
 
 # Operational codes (not the file's fault).
 DISK_FULL = "disk_full"                    # the worker's WORK_DIR ran out of space

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.conversion import media_codes as codes
@@ -45,15 +45,30 @@ class AudioStream:
     sample_rate_hz: int | None
     channels: int | None
     is_default: bool
+    tags: dict[str, str] = field(default_factory=dict)
+    """The stream's tags, keys lower-cased (Ogg and FLAC keep a file's tags here, not globally)."""
+
+
+@dataclass(frozen=True)
+class VideoStream:
+    """One video stream: ``index`` among all streams; ``is_attached_pic`` for a cover picture
+    (an MP4 ``covr``, an ID3 APIC, a Matroska attachment) rather than moving images."""
+
+    index: int
+    codec: str | None
+    is_attached_pic: bool
 
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """What ffprobe found: the demuxer (``format_name``), duration in seconds, the audio streams."""
+    """What ffprobe found: the demuxer (``format_name``), duration in seconds, the audio streams,
+    the video streams and the container's tags (keys lower-cased)."""
 
     format_name: str
     duration_seconds: float | None
     audio_streams: tuple[AudioStream, ...]
+    video_streams: tuple[VideoStream, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def demuxer(self) -> str:
@@ -73,6 +88,31 @@ class ProbeResult:
             raise MediaError("The audio stream uses a codec FFmpeg cannot decode.", code=codes.UNSUPPORTED_CODEC)
         return next((s for s in decodable if s.is_default), decodable[0])
 
+    def audio_track(self, number: int | None) -> AudioStream:
+        """Audio stream ``number`` (0-based among the audio streams), or :meth:`default_audio` for None.
+
+        Raises:
+            MediaError: ``audio_track_not_found`` (no such stream) or ``unsupported_codec``.
+        """
+        if number is None:
+            return self.default_audio()
+        if number >= len(self.audio_streams):
+            count = len(self.audio_streams)
+            raise MediaError(f"There is no audio track {number}: the file has {count} "
+                             f"(audio_track counts from 0).", code=codes.AUDIO_TRACK_NOT_FOUND)
+        stream = self.audio_streams[number]
+        if not stream.codec:
+            raise MediaError(f"Audio track {number} uses a codec FFmpeg cannot decode.", code=codes.UNSUPPORTED_CODEC)
+        return stream
+
+    def attached_picture(self) -> VideoStream | None:
+        """The first cover picture stream, if any."""
+        return next((s for s in self.video_streams if s.is_attached_pic and s.codec), None)
+
+    def moving_picture(self) -> VideoStream | None:
+        """The first video stream that is not a cover picture, if any."""
+        return next((s for s in self.video_streams if not s.is_attached_pic and s.codec), None)
+
     def facts(self, stream: AudioStream | None = None) -> MediaFacts:
         """The media facts recorded on the job."""
         return MediaFacts(
@@ -81,6 +121,7 @@ class ProbeResult:
             duration_seconds=self.duration_seconds,
             sample_rate_hz=stream.sample_rate_hz if stream else None,
             channels=stream.channels if stream else None,
+            video_codec=video.codec if (video := self.moving_picture()) else None,
         )
 
 
@@ -95,8 +136,8 @@ def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
         raise MediaError("The file is empty.", code=codes.EMPTY_FILE)
     command = [
         ffprobe, "-v", "error", *confinement_options(),
-        "-show_entries", "format=format_name,duration:stream=index,codec_type,codec_name,sample_rate,channels"
-        ":stream_disposition=default",
+        "-show_entries", "format=format_name,duration:format_tags:stream=index,codec_type,codec_name,sample_rate,channels"
+        ":stream_disposition=default,attached_pic:stream_tags",
         "-of", "json", f"file:{path}",
     ]
     try:
@@ -123,12 +164,25 @@ def _parse(data: dict) -> ProbeResult:
             sample_rate_hz=int(s["sample_rate"]) if s.get("sample_rate") else None,
             channels=int(s["channels"]) if s.get("channels") else None,
             is_default=bool(s.get("disposition", {}).get("default")),
+            tags=_tags(s),
         )
         for s in data.get("streams", [])
         if s.get("codec_type") == "audio"
     )
+    videos = tuple(
+        VideoStream(index=int(s["index"]), codec=s.get("codec_name"),
+                    is_attached_pic=bool(s.get("disposition", {}).get("attached_pic")))
+        for s in data.get("streams", [])
+        if s.get("codec_type") == "video"
+    )
     duration = float(fmt["duration"]) if fmt.get("duration") not in (None, "N/A") else None
-    return ProbeResult(format_name=fmt.get("format_name", ""), duration_seconds=duration, audio_streams=streams)
+    return ProbeResult(format_name=fmt.get("format_name", ""), duration_seconds=duration, audio_streams=streams,
+                       video_streams=videos, tags=_tags(fmt))
+
+
+def _tags(entry: dict) -> dict[str, str]:
+    """An ffprobe entry's tags with lower-cased keys (Vorbis comments are upper-case, MP4's lower)."""
+    return {str(key).lower(): str(value) for key, value in (entry.get("tags") or {}).items()}
 
 
 def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe") -> float:

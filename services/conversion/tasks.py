@@ -1,8 +1,14 @@
 """Handling one conversion task, from message body to outcome, independent of pika.
 
-Per task: publish ``processing``; fetch the input into a fresh temp dir (or read it in place from local storage); probe; encode; store the
-MP3; publish ``completed`` (or ``failed`` with a stable code); remove the temp dir. The worker
-settles the message with the returned :class:`Outcome` only after all of that.
+Per task: skip it if the job was cancelled; publish ``processing``; fetch the input into a fresh
+temp dir (the local backend's file is read in place); probe; encode as the task's options ask,
+publishing ``processing`` progress reports; store the output; publish ``completed`` (or ``failed``
+with a stable code); remove the temp dir. The worker settles the message with the returned
+:class:`Outcome` only after all of that.
+
+A cancel (the worker sets ``cancelled`` and kills ffmpeg) ends the task with an ack and no more
+events: the metadata service recorded ``cancelled`` before telling the workers, and deletes any
+output that a worker stores just after it.
 """
 
 from __future__ import annotations
@@ -12,22 +18,27 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from services.conversion import media_codes as codes
+from services.conversion import metrics
 from services.conversion.converter import Converter
 from services.conversion.encode import ConversionInterrupted
 from services.conversion.probe import ProbeResult
 from shared.config import Settings
-from shared.errors import MediaError, MessageError, ObjectNotFound, StorageUnavailable
-from shared.jobs import JOB_ID_PATTERN, JobErrorInfo, JobStatus, MediaFacts
+from shared.errors import MediaError, MessageError, ObjectNotFound, SiphonError, StorageUnavailable
+from shared.jobs import JOB_ID_PATTERN, Job, JobErrorInfo, JobStatus, MediaFacts
 from shared.logs import job_context
 from shared.messages import ConversionTask, JobEvent
+from shared.options import ConversionOptions
 from shared.storage import Storage, local_path
 
 log = logging.getLogger(__name__)
@@ -51,16 +62,55 @@ class Outcome:
 
 
 ACK = Outcome(Disposition.ACK)
+CANCELLED = Outcome(Disposition.ACK, "cancelled", "The job was cancelled.")
+
+PROGRESS_INTERVAL_SECONDS = 0.5
+"""Least time between two progress reports of one task, seconds."""
+
+
+class JobLookup(Protocol):
+    """Reads a job (the metadata client); used to skip tasks whose job was cancelled."""
+
+    def get_job(self, job_id: str) -> Job: ...
+
+
+class ProgressReports:
+    """Turns the converter's fraction done into ``processing`` events carrying ``progress`` (0-99 %):
+    at most one every :data:`PROGRESS_INTERVAL_SECONDS`, and only when the percentage rose."""
+
+    def __init__(self, send: Callable[[JobEvent], None], job_id: str, attempt: int, run: int | None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.send = send
+        self.event = JobEvent(job_id=job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=run, progress=0)
+        self.clock = clock
+        self.last_percent = 0
+        self.last_at = float("-inf")
+
+    def __call__(self, fraction: float) -> None:
+        percent = min(99, int(fraction * 100))
+        now = self.clock()
+        if percent <= self.last_percent or now - self.last_at < PROGRESS_INTERVAL_SECONDS:
+            return
+        self.last_percent, self.last_at = percent, now
+        self.send(self.event.model_copy(update={"progress": percent, "at": time.time()}))
 
 
 class TaskRunner:
     """Runs conversion tasks; ``publish`` sends a job event and returns once it is confirmed."""
 
-    def __init__(self, s: Settings, storage: Storage, converter: Converter, publish: Callable[[JobEvent], None]):
+    def __init__(self, s: Settings, storage: Storage, converter: Converter, publish: Callable[[JobEvent], None],
+                 *, report_progress: Callable[[JobEvent], None] | None = None,
+                 cancelled: threading.Event | None = None, jobs: JobLookup | None = None):
+        """``report_progress`` sends progress events (default: ``publish``; they need no confirm);
+        ``cancelled`` is set (by the worker) when the client cancels this task's job; ``jobs``, if
+        given, is asked before the work starts whether the job was cancelled while queued."""
         self.settings = s
         self.storage = storage
         self.converter = converter
         self.publish = publish
+        self.report_progress = report_progress or publish
+        self.cancelled = cancelled or threading.Event()
+        self.jobs = jobs
         self.run: int | None = None  # the task's ``retry``: every event of this task carries it
         self.retrying = Retrying(
             stop=stop_after_attempt(s.storage_retries),
@@ -79,10 +129,14 @@ class TaskRunner:
             return self._refuse_malformed(body, attempt, exc)
         self.run = task.retry
         with job_context(task.job_id):
+            if self._was_cancelled(task.job_id):
+                log.info("job cancelled before its conversion started; skipping it")
+                return CANCELLED
             if attempt > self.settings.max_attempts:
                 message = f"The conversion was interrupted {attempt - 1} times; giving up."
                 return self._fail(task.job_id, attempt, codes.TOO_MANY_ATTEMPTS, message, dead_letter=True)
-            self.publish(JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=self.run))
+            self.publish(JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=self.run,
+                                  progress=0))
             self.settings.work_dir.mkdir(parents=True, exist_ok=True)
             _remove_leftovers(self.settings.work_dir, task.job_id)
             with tempfile.TemporaryDirectory(dir=self.settings.work_dir, prefix=f"{task.job_id}-") as tmp:
@@ -90,12 +144,21 @@ class TaskRunner:
 
     def _run(self, task: ConversionTask, attempt: int, tmp: Path) -> Outcome:
         probe: ProbeResult | None = None
+        options = task.options or ConversionOptions()
         try:
-            target = tmp / "output.mp3"
+            target = tmp / f"output.{options.output_format.extension}"
             source = self._fetch(task.input_key, tmp / "input")
             probe = self.converter.probe(source)
-            result = self.converter.to_mp3(probe, source, target)
+            progress = ProgressReports(self.report_progress, task.job_id, attempt, self.run)
+            started = time.monotonic()
+            result = self.converter.convert(probe, source, target, options, progress, self.cancelled)
+            converted_in = time.monotonic() - started
+            if self.cancelled.is_set():
+                return self._cancelled_midway()
             self.retrying(self.storage.put_file, task.output_key, target)
+            if self.cancelled.is_set():
+                self.retrying(self.storage.delete_prefix, task.output_key)
+                return self._cancelled_midway()
         except MediaError as exc:
             return self._fail(task.job_id, attempt, exc.code, exc.message, probe)
         except StorageUnavailable as exc:
@@ -103,9 +166,14 @@ class TaskRunner:
             return self._fail(task.job_id, attempt, codes.STORAGE_UNAVAILABLE,
                               "Object storage is unavailable; the job can be retried later.", probe)
         except ObjectNotFound:
+            if self._output_stored(task):
+                log.info("input gone, output stored: a redelivery of a task that finished; nothing to do")
+                return ACK
             return self._fail(task.job_id, attempt, codes.INPUT_MISSING, "The uploaded file no longer exists.",
                               probe, dead_letter=True)
         except ConversionInterrupted as exc:
+            if self.cancelled.is_set():
+                return self._cancelled_midway()
             return self._interrupted(task, attempt, exc, probe)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
@@ -115,9 +183,20 @@ class TaskRunner:
         self.publish(JobEvent(
             job_id=task.job_id, status=JobStatus.COMPLETED, attempt=attempt, media=_facts(probe),
             output_size=result.size_bytes, output_duration_seconds=round(result.duration_seconds, 3), retry=self.run,
+            speed=result.speed,
         ))
         log.info("converted %.2f s of audio into %d bytes", result.duration_seconds, result.size_bytes)
+        metrics.observe_conversion(converted_in, result.duration_seconds, result.size_bytes)
         return ACK
+
+    def _output_stored(self, task: ConversionTask) -> bool:
+        """Whether the task's output exists. With the input gone, the job ended after an earlier
+        delivery stored it (the worker died before its ack): the redelivery must change nothing."""
+        try:
+            self.storage.size(task.output_key)
+        except (ObjectNotFound, StorageUnavailable):
+            return False
+        return True
 
     def _fetch(self, key: str, copy: Path) -> Path:
         """The input as a local file: the stored file itself when the backend keeps files (read
@@ -127,6 +206,24 @@ class TaskRunner:
             return stored
         self.retrying(self.storage.download, key, copy)
         return copy
+
+    def _was_cancelled(self, job_id: str) -> bool:
+        """Whether the job was cancelled (the worker heard it, or the job record says so). A job
+        store that cannot answer does not stop the work: the conversion runs, and its output is
+        deleted when the cancel is already recorded."""
+        if self.cancelled.is_set():
+            return True
+        if self.jobs is None:
+            return False
+        try:
+            return self.jobs.get_job(job_id).status is JobStatus.CANCELLED
+        except SiphonError as exc:
+            log.info("could not ask whether the job was cancelled (%s); converting it", exc.code)
+            return False
+
+    def _cancelled_midway(self) -> Outcome:
+        log.info("job cancelled during its conversion; dropped")
+        return CANCELLED
 
     def _interrupted(self, task: ConversionTask, attempt: int, exc: ConversionInterrupted,
                      probe: ProbeResult | None) -> Outcome:
@@ -141,10 +238,11 @@ class TaskRunner:
         log.info("job failed: %s: %s", code, message)
         self.publish(JobEvent(job_id=job_id, status=JobStatus.FAILED, attempt=attempt, media=_facts(probe),
                               error=JobErrorInfo(code=code, message=message), retry=self.run))
+        metrics.count_failure(code)
         return Outcome(Disposition.DEAD_LETTER if dead_letter else Disposition.ACK, code, message)
 
     def _refuse_malformed(self, body: bytes, attempt: int, exc: MessageError) -> Outcome:
-        job_id = _job_id_in(body)
+        job_id = job_id_in(body)
         if job_id is None:
             log.error("dead-lettering a malformed task: %s", exc)
             return Outcome(Disposition.DEAD_LETTER, codes.INVALID_TASK, exc.message)
@@ -169,8 +267,8 @@ def _facts(probe: ProbeResult | None) -> MediaFacts | None:
         return probe.facts()
 
 
-def _job_id_in(body: bytes) -> str | None:
-    """The job id of a task that fails validation, if one can be read from it."""
+def job_id_in(body: bytes) -> str | None:
+    """The job id a task body names, if one can be read from it (also from a body that fails validation)."""
     try:
         job_id = json.loads(body).get("job_id")
     except (ValueError, AttributeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Request, Response
 from werkzeug.datastructures import Range
 
+from services.gateway.metrics import counted_download
 from shared.filenames import content_disposition
 from shared.http import error_response
 from shared.storage import Storage
@@ -26,7 +27,7 @@ def audio_response(storage: Storage, key: str, size: int, request: Request, file
         (start, stop), status = byte_range, 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     headers["Content-Length"] = str(stop - start)
-    body = storage.stream(key, start, stop) if request.method != "HEAD" else iter(())
+    body = counted_download(storage.stream(key, start, stop)) if request.method != "HEAD" else iter(())
     response = Response(body, status=status, mimetype=mimetype, headers=headers, direct_passthrough=True)
     response.set_etag(etag)
     return response

@@ -17,6 +17,9 @@ from shared.errors import RequestRejected, Unavailable
 FORWARD_CHUNK_BYTES = 1024 * 1024
 """Size of the reads from the client and the chunks sent upstream, bytes."""
 
+MAX_JSON_BODY_BYTES = 64 * 1024
+"""Largest JSON body passed on (``POST /uploads``, a direct upload's ``POST /convert``), bytes."""
+
 
 def limited_chunks(stream: BinaryIO, limit: int) -> Iterator[bytes]:
     """Yield ``stream``'s bytes in chunks; raise 413 ``file_too_large`` past ``limit`` bytes."""
@@ -29,11 +32,25 @@ def limited_chunks(stream: BinaryIO, limit: int) -> Iterator[bytes]:
         yield chunk
 
 
+def read_json_body(stream: BinaryIO) -> bytes:
+    """A small JSON body, whole; the upload service checks what it says.
+
+    Raises:
+        RequestRejected: more than :data:`MAX_JSON_BODY_BYTES` (413 ``request_too_large``).
+    """
+    try:
+        return b"".join(limited_chunks(stream, MAX_JSON_BODY_BYTES))
+    except RequestRejected:
+        raise RequestRejected(f"A JSON body may hold at most {MAX_JSON_BODY_BYTES} bytes.",
+                              code="request_too_large", status=413) from None
+
+
 class UploadService:
-    """Client of the upload service's ``POST /convert``."""
+    """Client of the upload service's ``POST /convert`` (multipart, streamed; or JSON) and ``POST /uploads``."""
 
     def __init__(self, base_url: str, connect_timeout: float, read_timeout: float):
-        self.url = base_url.rstrip("/") + "/convert"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/convert"
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
 
@@ -50,6 +67,19 @@ class UploadService:
         headers = {"Content-Type": content_type, "Connection": "close"}
         try:
             return self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise Unavailable(f"The upload service is unavailable ({exc.__class__.__name__}).",
+                              code="upload_unavailable") from exc
+
+    def post_json(self, path: str, body: bytes) -> requests.Response:
+        """Send a small JSON ``body`` to ``path`` (``/uploads``, ``/convert``); return the response.
+
+        Raises:
+            Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).
+        """
+        try:
+            return self.session.post(self.base_url + path, data=body, headers={"Content-Type": "application/json"},
+                                     timeout=self.timeout)
         except requests.RequestException as exc:
             raise Unavailable(f"The upload service is unavailable ({exc.__class__.__name__}).",
                               code="upload_unavailable") from exc

@@ -9,6 +9,8 @@ STATUS_MESSAGES = {
     JobStatus.PROCESSING: "Conversion in progress.",
     JobStatus.COMPLETED: "Conversion completed.",
     JobStatus.FAILED: "Conversion failed.",
+    JobStatus.CANCELLED: "Conversion cancelled.",
+    JobStatus.EXPIRED: "The converted file has expired and was deleted; convert the video again.",
 }
 
 NOT_FOUND_MESSAGE = "Job not found."
@@ -16,13 +18,21 @@ MAX_ECHOED_ID_CHARS = 64
 
 
 def status_body(job: Job, host_url: str) -> dict:
-    """``{"job_id", "status", "message"}`` plus ``download_url`` (completed) or ``error`` (failed)."""
+    """``{"job_id", "status", "message"}`` plus ``download_url`` (completed), ``error`` (failed),
+    ``progress`` (processing, once reported), ``options`` (when the client set any) and ``cached``
+    (true when an identical earlier upload's output served the job)."""
     body = {"job_id": job.job_id, "status": job.status.value, "message": STATUS_MESSAGES[job.status]}
+    if job.options:
+        body["options"] = job.options
+    if job.status is JobStatus.PROCESSING and job.progress is not None:
+        body["progress"] = job.progress
     if job.status is JobStatus.COMPLETED:
-        body["download_url"] = f"{host_url.rstrip('/')}/download/{job.job_id}.mp3"
+        body["download_url"] = f"{host_url.rstrip('/')}/download/{job.job_id}.{job.output_extension}"
     if job.status is JobStatus.FAILED and job.error is not None:
         body["message"] = f"{STATUS_MESSAGES[job.status]} {job.error.message}"
         body["error"] = job.error.model_dump()
+    if job.cached:
+        body["cached"] = True
     return body
 
 

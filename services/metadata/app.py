@@ -2,37 +2,52 @@
 
 from __future__ import annotations
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from flask import Flask, Response, jsonify, request
 
+from services.metadata.bootstrap import metadata_parts
+from services.metadata.control import WorkerControl
+from services.metadata.index import JobIndex, page_size, status_filter
+from services.metadata.metrics import JobsByStateCollector
+from services.metadata.outputs import OutputCache
 from services.metadata.store import JobStore
+from shared.broker import ConfirmingPublisher, Topology
 from shared.config import Settings, settings
-from shared.errors import JobNotFound, MessageError, RequestRejected
-from shared.http import install_json_errors
-from shared.jobs import Job, is_valid_job_id
+from shared.errors import JobNotFound, MessageError, RequestRejected, SiphonError
+from shared.http import install_job_log_context, install_json_errors
+from shared.jobs import Job, JobStatus, is_valid_job_id
 from shared.messages import JobEvent
-from shared.storage import make_storage
+from shared.metrics import install_metrics
 
 MAX_WAIT_SECONDS = 60.0
 """Longest ``GET /jobs/<id>?wait=`` long-poll, seconds (a gunicorn thread is held meanwhile)."""
 
 
 def make_store(s: Settings) -> JobStore:
-    """A job store on the configured Redis and storage backend (connects on first use)."""
-    # One quick retry, not redis-py's default backoff: a dead Redis should become a 503 within seconds.
-    client = redis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                                  retry=Retry(NoBackoff(), 1))
-    return JobStore(client, s.redis_prefix, make_storage(s))
+    """A job store on the configured Redis and storage backend (connects on first use), keeping the
+    job index, the change feed and each job's follow-ups in step (``bootstrap.py``)."""
+    return metadata_parts(s).store
 
 
-def create_app(s: Settings | None = None, store: JobStore | None = None) -> Flask:
-    """The Flask app; tests pass their own settings or store."""
+def make_control(s: Settings) -> WorkerControl:
+    """Commands to the conversion workers over RabbitMQ (connects on first use)."""
+    topology = Topology.from_settings(s)
+    return WorkerControl(ConfirmingPublisher(s, topology), topology)
+
+
+def create_app(s: Settings | None = None, store: JobStore | None = None,
+               control: WorkerControl | None = None, index: JobIndex | None = None,
+               outputs: OutputCache | None = None) -> Flask:
+    """The Flask app; tests pass their own settings, store, worker control, index or output cache
+    (by default the index and the cache share the store's Redis)."""
     s = s or settings()
     store = store or make_store(s)
+    control = control or make_control(s)
+    index = index or JobIndex(store.redis, store.prefix)
+    outputs = outputs or OutputCache(store.redis, store.prefix, store.storage, enabled=s.output_cache)
     app = Flask(__name__)
     install_json_errors(app)
+    install_job_log_context(app)
+    install_metrics(app, JobsByStateCollector(store))
 
     def checked(job_id: str) -> str:
         if not is_valid_job_id(job_id):
@@ -45,8 +60,27 @@ def create_app(s: Settings | None = None, store: JobStore | None = None) -> Flas
             job = Job.model_validate_json(request.get_data())
         except ValueError as exc:
             raise RequestRejected(f"invalid job: {exc}") from None
-        store.create(job)
+        job = outputs.reuse(job)  # an identical earlier upload: completed at once, from its output
+        try:
+            store.create(job)
+        except SiphonError:
+            if job.cached:
+                outputs.release(job)
+            raise
         return Response(job.model_dump_json(), status=201, mimetype="application/json")
+
+    @app.get("/jobs")
+    def list_jobs():
+        """``?status=&limit=&cursor=``: ``{"jobs": [Job, ...], "next_cursor"}``, newest first."""
+        page = index.page(status_filter(request.args.get("status")), page_size(request.args.get("limit")),
+                          request.args.get("cursor") or None)
+        jobs = []
+        for job_id in page.job_ids:
+            try:
+                jobs.append(store.get(job_id).model_dump(mode="json"))
+            except JobNotFound:  # forgotten between the index read and now
+                continue
+        return jsonify(jobs=jobs, next_cursor=page.next_cursor)
 
     @app.get("/jobs/<job_id>")
     def get_job(job_id: str):
@@ -69,6 +103,15 @@ def create_app(s: Settings | None = None, store: JobStore | None = None) -> Flas
         job = updated or store.get(job_id)
         return Response(job.model_dump_json(), mimetype="application/json",
                         headers={"X-Siphon-Applied": "true" if updated else "false"})
+
+    @app.post("/jobs/<job_id>/cancel")
+    def cancel_job(job_id: str):
+        """Cancel a queued or processing job (its input and output deleted, its worker told to stop);
+        answers the job afterwards: ``cancelled``, or ``completed``/``failed`` when it was too late."""
+        job, _ = store.cancel(checked(job_id))
+        if job.status is JobStatus.CANCELLED:  # again on a repeated cancel: the first broadcast may have failed
+            control.cancel(job_id)
+        return Response(job.model_dump_json(), mimetype="application/json")
 
     @app.delete("/jobs/<job_id>")
     def delete_job(job_id: str):

@@ -2,6 +2,7 @@
 
 Run: ``python -m services.metadata.consumer``. Acks after the transition is stored; a store that
 is down gets the event requeued; a malformed event or one for an unknown job is dropped (logged).
+With ``METRICS_PORT`` set it serves ``/metrics``, with the depth of the conversion and dead-letter queues.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import signal
 import time
 
 from services.metadata.app import make_store
+from services.metadata.metrics import queue_depth_collector
 from services.metadata.store import JobStore
 from shared.broker import ReconnectingConsumer, Topology
 from shared.config import settings
 from shared.errors import JobNotFound, MessageError, Unavailable
 from shared.logs import configure_logging, job_context
 from shared.messages import JobEvent
+from shared.metrics import start_metrics_server
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ def main() -> None:
     configure_logging("metadata-consumer", s.log_level)
     store = make_store(s)
     topology = Topology.from_settings(s)
+    start_metrics_server(s.metrics_port, queue_depth_collector(s, topology))
 
     def on_message(channel, method, properties, body):
         if handle_event(store, body):

@@ -6,10 +6,14 @@ do not starve other users; graceful_timeout bounds a rolling restart.
 
 import os
 
+from shared.gunicorn_hooks import child_exit, on_exit, on_starting  # noqa: F401 (server hooks: metrics files)
+from shared.logs import gunicorn_logconfig
+
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "32"))
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
-accesslog = None
+# gunicorn's error and access lines as JSON, like the app's (access lines carry the job_id of their path).
+logconfig_dict = gunicorn_logconfig("metadata", os.environ.get("LOG_LEVEL", "INFO"))

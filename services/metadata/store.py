@@ -3,17 +3,26 @@
 Every write goes to the manifest first, then to Redis; a read that misses Redis rebuilds the
 record from the manifest. So losing Redis (restart without persistence, FLUSHDB) loses no job.
 Transitions run in a WATCH/MULTI transaction, so concurrent events never overwrite each other.
+Observers (:class:`RecordObserver`: the job index, the change feed, what follows a job's end) add
+their Redis commands to the same transaction, so they never disagree with the records.
+Progress reports (several a second per running job) go to Redis only: losing one costs nothing.
+
+Beside the records, a hash ``<prefix>stats:jobs-by-state`` counts the jobs in each state for
+``/metrics``; each write changes it in the same round trip as the record. After Redis loses its
+data the counts start again from the jobs written or restored since.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
 import redis
 
 from shared.errors import JobNotFound, JobStoreUnavailable, ObjectNotFound
-from shared.jobs import Job, job_prefix, manifest_key
+from shared.jobs import Job, JobStatus, NotificationRecord, job_prefix, manifest_key
 from shared.messages import JobEvent
 from shared.storage import Storage
 
@@ -29,13 +38,28 @@ WAIT_SLICE_SECONDS = 2.0
 socket timeout, so a long wait is a few blocking calls rather than one the socket would cut."""
 
 
+class RecordObserver(Protocol):
+    """Kept in step with the job records (``index.py``, ``feed.py``, ``followups.py``)."""
+
+    def prepare(self, before: Job | None, after: Job) -> None:
+        """Before a write's transaction (after its manifest): storage work; raising aborts the write."""
+
+    def within(self, pipe, before: Job | None, after: Job) -> None:
+        """Queue Redis commands inside the write's MULTI (``before`` is None for a new job)."""
+
+    def forgotten(self, pipe, job_id: str) -> None:
+        """Queue Redis commands inside the MULTI that forgets a job (an upload's rollback)."""
+
+
 class JobStore:
     """Jobs keyed ``<prefix>job:<job_id>`` in Redis, each a JSON :class:`~shared.jobs.Job`."""
 
-    def __init__(self, client: redis.Redis, prefix: str, storage: Storage):
+    def __init__(self, client: redis.Redis, prefix: str, storage: Storage,
+                 observers: Sequence[RecordObserver] = ()):
         self.redis = client
         self.prefix = prefix
         self.storage = storage
+        self.observers = tuple(observers)
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -43,6 +67,10 @@ class JobStore:
     def _done_key(self, job_id: str) -> str:
         """A list that holds one element once the job is terminal; long-polls block on it."""
         return f"{self.prefix}job:{job_id}:done"
+
+    def _counts_key(self) -> str:
+        """A hash ``{status: number of jobs}`` (see :meth:`count_by_state`)."""
+        return f"{self.prefix}stats:jobs-by-state"
 
     def _save_manifest(self, job: Job) -> None:
         self.storage.put_bytes(manifest_key(job.job_id), job.model_dump_json().encode())
@@ -55,8 +83,15 @@ class JobStore:
                 left in Redis (the manifest, if written, is removed by :meth:`delete`).
         """
         self._save_manifest(job)
+        self._prepare(None, job)
         try:
-            self.redis.set(self._key(job.job_id), job.model_dump_json())
+            with self.redis.pipeline() as pipe:
+                pipe.multi()
+                pipe.set(self._key(job.job_id), job.model_dump_json())
+                pipe.hincrby(self._counts_key(), job.status.value, 1)
+                self._mark_done(pipe, job)
+                self._observe(pipe, None, job)
+                pipe.execute()
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 
@@ -80,7 +115,8 @@ class JobStore:
         except ObjectNotFound:
             raise JobNotFound("Job not found.") from None
         try:
-            self.redis.set(self._key(job_id), job.model_dump_json(), nx=True)
+            if self.redis.set(self._key(job_id), job.model_dump_json(), nx=True):
+                self.redis.hincrby(self._counts_key(), job.status.value, 1)
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
         log.info("job record restored from its manifest", extra={"job_id": job_id})
@@ -103,21 +139,114 @@ class JobStore:
                         job = Job.model_validate_json(raw) if raw is not None else self._restore(event.job_id)
                         updated = job.apply(event)
                         if updated is None and not wrote_manifest:
+                            self._discard_late_output(job, event)
                             return None
                         # After a lost race our manifest may have overwritten the winner's: write the current
                         # state back, under the same WATCH, even when the event no longer changes anything.
                         current = job if updated is None else updated
-                        self._save_manifest(current)
-                        wrote_manifest = True
+                        if wrote_manifest or updated is None or not job.differs_only_in_progress(updated):
+                            self._save_manifest(current)
+                            wrote_manifest = True
+                        if updated is not None:
+                            self._prepare(job, updated)
                         pipe.multi()
                         pipe.set(key, current.model_dump_json())
                         self._mark_done(pipe, current)
+                        self._count_transition(pipe, job, current)
+                        if updated is not None:
+                            self._observe(pipe, job, updated)
                         pipe.execute()
                         return updated
                     except redis.WatchError:
                         continue
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
+
+    def record_notification(self, job_id: str, record: NotificationRecord) -> Job:
+        """Add one notification attempt to the job's record (manifest, then Redis, atomically like a
+        transition; the job's state does not change). Returns the job afterwards.
+
+        Raises:
+            JobNotFound: nobody knows the job.
+        """
+        key = self._key(job_id)
+        try:
+            with self.redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)
+                        raw = pipe.get(key)
+                        job = Job.model_validate_json(raw) if raw is not None else self._restore(job_id)
+                        updated = job.with_notification(record)
+                        self._save_manifest(updated)
+                        pipe.multi()
+                        pipe.set(key, updated.model_dump_json())
+                        self._observe(pipe, job, updated)
+                        pipe.execute()
+                        return updated
+                    except redis.WatchError:
+                        continue
+        except REDIS_ERRORS as exc:
+            raise JobStoreUnavailable(f"redis: {exc}") from exc
+
+    def _prepare(self, before: Job | None, after: Job) -> None:
+        for observer in self.observers:
+            observer.prepare(before, after)
+
+    def _observe(self, pipe, before: Job | None, after: Job) -> None:
+        for observer in self.observers:
+            observer.within(pipe, before, after)
+
+    def cancel(self, job_id: str) -> tuple[Job, bool]:
+        """Cancel a job that is not finished and delete its input and any output (its record and
+        manifest stay). Returns the job afterwards and whether this call cancelled it; a completed
+        or failed job comes back unchanged. Cancelling again is harmless (and deletes again).
+
+        Raises:
+            JobNotFound: nobody knows the job.
+        """
+        updated = self.apply(JobEvent(job_id=job_id, status=JobStatus.CANCELLED))
+        job = updated or self.get(job_id)
+        if job.status is JobStatus.CANCELLED:
+            self._delete_media(job)
+        return job, updated is not None
+
+    def _discard_late_output(self, job: Job, event: JobEvent) -> None:
+        """A worker that stored its output just after the job was cancelled: delete that output."""
+        if job.status is JobStatus.CANCELLED and event.status is JobStatus.COMPLETED:
+            log.info("deleting the output of a cancelled job", extra={"job_id": job.job_id})
+            self._delete_media(job)
+
+    def _delete_media(self, job: Job) -> None:
+        """Delete the job's input and output, where they are the job's own (under its prefix): the
+        objects of queue producers and S3 events belong to them, and stay."""
+        for key in (job.input_key, job.output_key):
+            if key.startswith(job_prefix(job.job_id)):
+                self.storage.delete_prefix(key)
+
+    def _count_transition(self, pipe, before: Job, after: Job) -> None:
+        if before.status is not after.status:
+            pipe.hincrby(self._counts_key(), before.status.value, -1)
+            pipe.hincrby(self._counts_key(), after.status.value, 1)
+
+    def count_by_state(self) -> dict[JobStatus, int]:
+        """How many jobs are in each state (every state present; one ``HGETALL``).
+
+        Raises:
+            JobStoreUnavailable: Redis is down.
+        """
+        try:
+            stored = self.redis.hgetall(self._counts_key())
+        except REDIS_ERRORS as exc:
+            raise JobStoreUnavailable(f"redis: {exc}") from exc
+        counts = dict.fromkeys(JobStatus, 0)
+        for name, value in stored.items():
+            try:
+                status = JobStatus(name.decode() if isinstance(name, bytes) else name)
+            except ValueError:  # a state this version does not know
+                continue
+            counts[status] = max(0, int(value))  # below 0 only after Redis lost the counters
+        return counts
 
     def _mark_done(self, pipe, job: Job) -> None:
         """Set the done marker of a terminal job; clear it when a retry makes the job live again."""
@@ -151,7 +280,15 @@ class JobStore:
         """Forget the job's record in Redis and storage (not its media files)."""
         self.storage.delete_prefix(manifest_key(job_id))
         try:
-            self.redis.delete(self._key(job_id), self._done_key(job_id))
+            with self.redis.pipeline() as pipe:
+                pipe.multi()
+                pipe.get(self._key(job_id))
+                pipe.delete(self._key(job_id), self._done_key(job_id))
+                for observer in self.observers:
+                    observer.forgotten(pipe, job_id)
+                raw, *_ = pipe.execute()
+            if raw is not None:
+                self.redis.hincrby(self._counts_key(), Job.model_validate_json(raw).status.value, -1)
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 

@@ -1,6 +1,11 @@
 """The upload service's HTTP API (internal; the gateway forwards ``POST /convert`` here).
 
-    POST /convert             multipart/form-data with a ``file`` part → 202 {"job_id", "status", "message"}
+    POST /convert             multipart/form-data with a ``file`` part and optional option fields
+                              (``shared/options.py``) and notification fields (``email``, ``callback_url``:
+                              ``shared/notifications.py``) → 202 {"job_id", "status", "message", "cached"?}
+                              | 400 invalid_option, invalid_field
+                              or JSON {"upload_id", "filename"?, <options>} for a direct upload (direct.py)
+    POST /uploads             JSON {"size"} → 201 {"upload_id", "upload_url", ...} | 413 | 501 not_supported
     POST /jobs/<id>/retry     queue again a job that failed with storage_unavailable or disk_full
                               → 202 {"job_id", "status": "queued", "message"} | 404 | 409 job_not_retryable
 """
@@ -9,14 +14,19 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 
+from services.upload import metrics
+from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
-from services.upload.staging import staging_request_class
+from services.upload.receive import content_digest, upload_request_class
 from shared.broker import ConfirmingPublisher, Topology, connect
 from shared.config import Settings, settings
 from shared.errors import JobNotFound, RequestRejected
-from shared.http import install_json_errors
-from shared.jobs import is_valid_job_id
+from shared.http import install_job_log_context, install_json_errors
+from shared.jobs import Job, is_valid_job_id
 from shared.metadata_client import MetadataClient
+from shared.metrics import install_metrics
+from shared.notifications import targets_from_form
+from shared.options import options_from_form
 from shared.storage import make_storage
 
 MULTIPART_SLACK_BYTES = 64 * 1024
@@ -40,22 +50,57 @@ def make_intake(s: Settings) -> Intake:
     )
 
 
+def submitted_body(job: Job) -> dict:
+    """The 202 body: ``{"job_id", "status", "message"}``; an upload identical to an earlier one
+    comes back ``completed`` at once, with ``"cached": true``."""
+    body = {"job_id": job.job_id, "status": job.status.value, "message": SUBMITTED_MESSAGE}
+    if job.cached:
+        body["cached"] = True
+    return body
+
+
+def json_body() -> dict:
+    """The request's JSON object.
+
+    Raises:
+        RequestRejected: the body is not a JSON object (400 ``invalid_json``).
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise RequestRejected("Send a JSON object (Content-Type: application/json).", code="invalid_json")
+    return body
+
+
 def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask:
     """The Flask app; tests pass their own settings or an intake built on fakes."""
     s = s or settings()
     intake = intake or make_intake(s)
     app = Flask(__name__)
-    app.request_class = staging_request_class(intake.storage)
+    app.request_class = upload_request_class(intake.storage)
     app.config.update(MAX_CONTENT_LENGTH=s.max_upload_bytes + MULTIPART_SLACK_BYTES, MAX_FORM_PARTS=MAX_FORM_PARTS)
     install_json_errors(app)
+    install_job_log_context(app)
+    install_metrics(app)
+    direct = DirectUploads(intake, s.presigned_url_expiry_seconds)
+
+    @app.post("/uploads")
+    def begin_upload():
+        return jsonify(direct.begin(json_body())), 201
 
     @app.post("/convert")
     def convert():
+        if request.mimetype == "application/json":  # a direct upload's file, already in storage
+            job = direct.start(json_body())
+            return jsonify(job_id=job.job_id, status=job.status.value, message=SUBMITTED_MESSAGE), 202
         upload = request.files.get("file")
         if upload is None:
             raise RequestRejected("Send the video as a multipart/form-data part named 'file'.", code="missing_file")
-        job = intake.submit(upload.stream, upload.filename)
-        return jsonify(job_id=job.job_id, status=job.status.value, message=SUBMITTED_MESSAGE), 202
+        options = options_from_form(request.form)  # before anything is stored: a bad option keeps nothing
+        targets = targets_from_form(request.form, s.callback_allowed_hosts)
+        job = intake.submit(upload.stream, upload.filename, options, targets=targets,
+                            content_sha256=content_digest(upload.stream))
+        metrics.UPLOAD_BYTES.inc(job.input_size)
+        return jsonify(submitted_body(job)), 202
 
     @app.post("/jobs/<job_id>/retry")
     def retry(job_id: str):

@@ -269,7 +269,9 @@ def test_download_while_processing_is_409_json(stack, tmp_path):
     job_id = submit(stack, make_tone_wav(tmp_path / "tone.wav", seconds=1200), "tone.wav")
     body = stack.wait_for_job(job_id, timeout=30, states=("processing", "completed", "failed"))
     download = stack.download(job_id)
+    progress = body.pop("progress", 0)  # the worker's progress report, once it has sent one
     assert body == {"job_id": job_id, "status": "processing", "message": "Conversion in progress."}
+    assert isinstance(progress, int) and 0 <= progress < 100
     assert_json_error(download, 409, "job_not_ready")
     assert stack.wait_for_job(job_id, timeout=60)["status"] == "completed"
 

@@ -8,9 +8,11 @@ docs/reliability.md tells what each test does and what it proved.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -19,13 +21,18 @@ import pytest
 import redis
 import requests
 
+from shared.jobs import input_key, new_job_id, output_key
 from tests.support.faults import (
     TcpProxy,
+    amqp_channel,
     assert_stack_clean,
     consumer_count,
+    dead_letters,
     ffmpeg_processes,
     log_lines,
     pid_alive,
+    publish_raw_task,
+    queue_depth,
     small_filesystem,
     tone,
     wait_for_ffmpeg,
@@ -58,8 +65,10 @@ def fault_stack(make_stack):
         assert_stack_clean(stack)
 
 
-def job_objects(stack, job_id: str) -> list[str]:
-    return sorted(key.rsplit("/", 1)[1] for key in stack.stored_keys() if key.startswith(f"jobs/{job_id}/"))
+def mp3_objects(stack, job_id: str) -> list[str]:
+    """The names of the job's stored outputs (everything but its input and its manifest)."""
+    return sorted(name for key in stack.stored_keys() if key.startswith(f"jobs/{job_id}/")
+                  and (name := key.rsplit("/", 1)[1]) not in ("input", "job.json"))
 
 
 def submit(stack, path: Path) -> str:
@@ -72,6 +81,12 @@ def worker_running(stack, ffmpeg_pid: int) -> str:
     """The name of the worker process whose ffmpeg has pid ``ffmpeg_pid``."""
     parent = int(Path(f"/proc/{ffmpeg_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     return next(name for name, p in stack.processes.items() if p.pid == parent)
+
+
+def settled_tasks(stack, worker: str) -> list[dict]:
+    """A worker's log records of finishing a task (converted, failed, or nothing to do)."""
+    return [r for r in log_lines(stack, worker)
+            if r["msg"].startswith(("converted", "job failed", "input gone, output stored"))]
 
 
 def applied_events(stack, job_id: str, status: str) -> list[dict]:
@@ -94,7 +109,7 @@ def test_worker_killed_mid_ffmpeg_is_redelivered(fault_stack, tones):
     assert final["status"] == "completed", final
     record = stack.job_record(job_id)
     assert record["attempts"] == 2
-    assert job_objects(stack, job_id) == ["input", "job.json", "output.mp3"]
+    assert mp3_objects(stack, job_id) == ["output.mp3"]
     assert record["output_duration_seconds"] == pytest.approx(600, abs=1)
     assert stack.processes[victim].wait(5) == -signal.SIGKILL
 
@@ -113,17 +128,18 @@ def test_worker_killed_before_ack_redelivery_is_harmless(fault_stack, tones, poi
 
     final = stack.wait_for_job(job_id, timeout=30)
     assert final["status"] == "completed", final
-    wait_until(lambda: [r for r in log_lines(stack, "conversion-2") if r["msg"].startswith("converted")], 30, 0.1,
-               "the redelivered task to be converted")
+    wait_until(lambda: settled_tasks(stack, "conversion-2"), 30, 0.1, "the redelivered task to be settled")
     record = stack.job_record(job_id)
-    assert job_objects(stack, job_id) == ["input", "job.json", "output.mp3"]
+    assert mp3_objects(stack, job_id) == ["output.mp3"]
     assert len(applied_events(stack, job_id, "completed")) == 1
     if point == "after_output_stored":
         assert first["status"] == "processing"
         assert record["attempts"] == 2
-    else:  # completed before the kill; the redelivery changed nothing
+    else:  # completed before the kill (its input deleted then): the redelivery changed nothing
         assert first["status"] == "completed"
         assert record == first
+        assert "nothing to do" in settled_tasks(stack, "conversion-2")[0]["msg"]
+    assert queue_depth(stack, stack.topology.dead_letter_queue) == 0
     assert stack.download(job_id).content == stack.download(job_id).content
 
 
@@ -311,6 +327,29 @@ def exit_times(stack, timeout: float) -> dict[str, float]:
     return {name: times.get(name, float("inf")) for name in stack.processes}
 
 
+def slow_upload(stack, path: Path, seconds: float, answer: dict) -> threading.Thread:
+    """POST ``path`` to /convert in a thread, its body trickling in over ``seconds``; the response
+    lands in ``answer["response"]``."""
+    boundary = "siphon-slow-upload"
+    data = path.read_bytes()
+
+    def body():
+        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.flac"\r\n'
+               "Content-Type: application/octet-stream\r\n\r\n").encode()
+        for i in range(20):
+            yield data[i * len(data) // 20:(i + 1) * len(data) // 20]
+            time.sleep(seconds / 20)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    def post():
+        answer["response"] = requests.post(f"{stack.url}/convert", data=body(), timeout=60,
+                                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    thread = threading.Thread(target=post, name="slow-upload")
+    thread.start()
+    return thread
+
+
 def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_stack, tones):
     grace = 4
     stack = fault_stack(workers=2, SHUTDOWN_GRACE_SECONDS=str(grace))
@@ -318,18 +357,27 @@ def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_s
     wait_for_ffmpeg(stack)
     short_job = submit(stack, tones(240))  # ~1 s of CPU: finishes within it
     wait_until(lambda: len(encoding_workers(stack)) == 2, 30, 0.02, "both workers to encode")
+    upload = {}
+    uploading = slow_upload(stack, tones(5), 2, upload)
+    time.sleep(0.5)
 
     for name in stack.processes:
         stack.signal(name, signal.SIGTERM)
     exits = exit_times(stack, grace + 30)
+    uploading.join(30)
 
     assert max(exits.values()) < grace + 10, exits
     assert ffmpeg_processes(stack) == []
+    # The request in flight was answered, not cut: accepted, or refused cleanly because the
+    # metadata service it needed had stopped taking requests (nothing is left of it then).
+    assert upload["response"].headers["Content-Type"] == "application/json"
+    assert upload["response"].status_code in (202, 503), upload["response"].text
     for name in list(stack.processes):
         stack.restart(name)
     wait_for_services(stack)
-    finals = stack.wait_for_jobs([long_job, short_job], timeout=90)
-    assert [finals[long_job]["status"], finals[short_job]["status"]] == ["completed", "completed"], finals
+    jobs = [long_job, short_job] + ([upload["response"].json()["job_id"]] if upload["response"].ok else [])
+    finals = stack.wait_for_jobs(jobs, timeout=90)
+    assert {body["status"] for body in finals.values()} == {"completed"}, finals
     assert stack.job_record(long_job)["attempts"] == 2  # aborted at the end of the grace period, requeued
     assert stack.job_record(short_job)["attempts"] == 1  # finished and acked during the grace period
 
@@ -350,10 +398,11 @@ def small_work_dir(tmp_path):
 
 
 def test_work_dir_full_fails_the_job_with_disk_full_and_the_worker_goes_on(small_work_dir, fault_stack, tones):
-    stack = fault_stack(workers=1, WORK_DIR=str(small_work_dir))
+    # On S3 the worker downloads the input into WORK_DIR (the local backend's file is read in place).
+    stack = fault_stack("s3", workers=1, WORK_DIR=str(small_work_dir))
     worker = stack.processes["conversion-1"].pid
     input_too_big = submit(stack, tones(300))  # 4 MB of FLAC: the download fills the disk
-    output_too_big = submit(stack, tones(125))  # fits; ffmpeg fills the disk writing the MP3
+    output_too_big = submit(stack, tones(125))  # 1.7 MB fits; ffmpeg fills the disk writing 0.75 MB of MP3
     fine = submit(stack, tones(5))
 
     finals = stack.wait_for_jobs([input_too_big, output_too_big, fine], timeout=60)
@@ -364,3 +413,54 @@ def test_work_dir_full_fails_the_job_with_disk_full_and_the_worker_goes_on(small
     assert list(small_work_dir.iterdir()) == []
     assert shutil.disk_usage(small_work_dir).used == 0
     assert stack.processes["conversion-1"].pid == worker and stack.processes["conversion-1"].poll() is None
+
+
+# --- 10 ---------------------------------------------------------------------------------------
+MAX_ATTEMPTS = 3
+"""The default MAX_ATTEMPTS: deliveries of a task before the worker dead-letters it."""
+
+CRASHING_FFMPEG = "#!/bin/sh\n# crashes like an ffmpeg that segfaults on its input, every time\nkill -SEGV $$\n"
+
+
+def test_poison_messages_are_dead_lettered_with_their_reason_and_nothing_loops(fault_stack, tones, tmp_path):
+    ffmpeg = tmp_path / "ffmpeg"
+    ffmpeg.write_text(CRASHING_FFMPEG)
+    ffmpeg.chmod(0o755)
+    stack = fault_stack(workers=0, FFMPEG_PATH=str(ffmpeg))
+    misnamed = submit(stack, tones(5))
+    with amqp_channel() as channel:  # its own task goes; a malformed one naming it comes instead
+        channel.queue_purge(stack.topology.conversion_queue)
+    crashing = submit(stack, tones(5))
+    stranger = new_job_id()
+    poison = {
+        b"\x00\xff not JSON {": "invalid_task",
+        json.dumps({"job_id": "../../etc", "input_key": 5}).encode(): "invalid_task",
+        json.dumps({"job_id": misnamed, "input_key": f"jobs/{crashing}/input",
+                    "output_key": f"jobs/{crashing}/job.json"}).encode(): "invalid_task",
+        json.dumps({"job_id": stranger, "input_key": input_key(stranger),
+                    "output_key": output_key(stranger)}).encode(): "input_missing",
+    }
+    for body in poison:
+        publish_raw_task(stack, body)
+    stack.start_worker(1)
+
+    finals = stack.wait_for_jobs([misnamed, crashing], timeout=60)
+    assert finals[misnamed]["status"] == "failed" and finals[misnamed]["error"]["code"] == "invalid_task"
+    assert finals[crashing]["status"] == "failed" and finals[crashing]["error"]["code"] == "decode_failed"
+    assert stack.job_record(crashing)["attempts"] == MAX_ATTEMPTS
+    wait_until(lambda: queue_depth(stack, stack.topology.dead_letter_queue) == len(poison) + 1, 30, 0.1,
+               "every poison message in the dead-letter queue")
+    handled = len(task_logs(stack))
+    time.sleep(1)  # nothing comes back for another try
+    assert len(task_logs(stack)) == handled
+    parked = dead_letters(stack)
+    assert sorted(headers["x-siphon-code"] for _, headers in parked) == sorted([*poison.values(), "decode_failed"])
+    assert all(headers["x-siphon-reason"] for _, headers in parked)
+    assert {body for body, _ in parked} >= set(poison)
+    assert stack.status(stranger).status_code == 404  # the unknown job stays unknown
+
+
+def task_logs(stack) -> list[dict]:
+    """The worker's records of settling a task: failures, conversions, dead-lettering, requeueing."""
+    return [r for r in log_lines(stack, "conversion-1")
+            if r["msg"].startswith(("job failed", "converted", "dead-lettering", "conversion interrupted"))]

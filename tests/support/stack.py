@@ -23,6 +23,7 @@ import pika
 import redis
 import requests
 
+from services.metadata.rqueues import rq_slug
 from shared.broker import Topology
 from tests.support.moto import create_bucket, list_keys, s3_client
 from tests.support.net import free_port, wait_until
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TERMINAL = ("completed", "failed")
+TERMINAL = ("completed", "failed", "cancelled")
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Stack:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    """``METRICS_PORT`` of each process without an HTTP API of its own (conversion-N, metadata-consumer)."""
 
     def __post_init__(self):
         self.ports = {"gateway": free_port(), "upload": free_port(), "metadata": free_port()}
@@ -60,7 +63,8 @@ class Stack:
         self.bucket = f"siphon-{self.run_id}"
         self.prefix = f"test-{self.run_id}"
         self.redis_prefix = f"test-{self.run_id}:"
-        self.topology = Topology(prefix=self.prefix)
+        self.topology = Topology(prefix=self.prefix, jobs_queue=f"{self.prefix}.transcoding_jobs",
+                                 progress_queue=f"{self.prefix}.transcoding_progress")
 
     # --- lifecycle ------------------------------------------------------------------------
     @property
@@ -77,6 +81,8 @@ class Stack:
             "UPLOAD_URL": f"http://127.0.0.1:{self.ports['upload']}",
             "METADATA_URL": f"http://127.0.0.1:{self.ports['metadata']}",
             "WEB_WORKERS": "1", "WEB_THREADS": "16", "LOG_LEVEL": "INFO",
+            "TRANSCODING_JOBS_QUEUE": self.topology.jobs_queue,
+            "TRANSCODING_PROGRESS_QUEUE": self.topology.progress_queue,
         }
         if self.backend == "s3":
             env.update(S3_ENDPOINT_URL=self.s3_endpoint, S3_BUCKET=self.bucket, AWS_ACCESS_KEY_ID="testing",
@@ -91,7 +97,9 @@ class Stack:
             create_bucket(self.s3_endpoint, self.bucket)
         self._spawn("metadata", self._gunicorn("metadata"))
         self._spawn("metadata-consumer", [sys.executable, "-m", "services.metadata.consumer"])
+        self._spawn("metadata-notifier", [sys.executable, "-m", "services.metadata.notifier"])
         self._spawn("upload", self._gunicorn("upload"))
+        self._spawn("upload-queue-intake", [sys.executable, "-m", "services.upload.queue_intake"])
         for i in range(1, self.workers + 1):
             self.start_worker(i)
         self._spawn("gateway", self._gunicorn("gateway"))
@@ -101,13 +109,23 @@ class Stack:
             wait_until(self._consumers_ready, 30, 0.1, "queue consumers")
         return self
 
-    def _gunicorn(self, service: str) -> list[str]:
+    def _gunicorn(self, service: str, port: int | None = None) -> list[str]:
         return [str(BIN / "gunicorn"), "--config", str(ROOT / f"services/{service}/gunicorn.conf.py"),
-                "--bind", f"127.0.0.1:{self.ports[service]}", f"services.{service}.wsgi:app"]
+                "--bind", f"127.0.0.1:{port or self.ports[service]}", f"services.{service}.wsgi:app"]
+
+    def start_gateway(self, name: str) -> subprocess.Popen:
+        """Start one more gateway instance, ``name``, on a port of its own (``ports[name]``); wait for it."""
+        self.ports[name] = free_port()
+        process = self._spawn(name, self._gunicorn("gateway", self.ports[name]))
+        wait_until(lambda: self._healthy(name), 30, 0.1, f"{name} /healthz")
+        return process
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
-        process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        env = self.env
+        if name == "metadata-consumer" or name.startswith("conversion-"):
+            env["METRICS_PORT"] = str(self.metrics_ports.setdefault(name, free_port()))
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
         log.close()
         self.processes[name] = process
@@ -142,7 +160,8 @@ class Stack:
             channel = connection.channel()
             tasks = channel.queue_declare(self.topology.conversion_queue, passive=True).method.consumer_count
             events = channel.queue_declare(self.topology.metadata_queue, passive=True).method.consumer_count
-            return tasks >= self.workers and events >= 1
+            intake = channel.queue_declare(self.topology.jobs_queue, passive=True).method.consumer_count
+            return tasks >= self.workers and events >= 1 and intake >= 1
         except pika.exceptions.ChannelClosedByBroker:
             return False
         finally:
@@ -172,17 +191,26 @@ class Stack:
         connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         channel = connection.channel()
         t = self.topology
-        for queue in (t.conversion_queue, t.metadata_queue, t.dead_letter_queue):
+        for queue in (t.conversion_queue, t.metadata_queue, t.dead_letter_queue, t.jobs_queue, t.progress_queue,
+                      t.s3_events_queue, t.progress_relay_queue):
             channel.queue_delete(queue)
-        for exchange in (t.tasks_exchange, t.events_exchange, t.dead_letter_exchange):
+        for exchange in (t.tasks_exchange, t.events_exchange, t.dead_letter_exchange, t.control_exchange,
+                         t.progress_exchange, t.s3_events_exchange):
             channel.exchange_delete(exchange)
         connection.close()
 
     def _delete_redis_keys(self) -> None:
+        """The stack's keys, and rq's keys of its queues, jobs and notifiers (their names all hold
+        the prefix's rq slug, ``services/metadata/rqueues.py``)."""
         client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{self.redis_prefix}*"))
+        slug = rq_slug(self.redis_prefix)
+        keys = list(client.scan_iter(f"{self.redis_prefix}*")) + list(client.scan_iter(f"rq:*{slug}*"))
         if keys:
             client.delete(*keys)
+        for registry in ("rq:queues", "rq:workers"):
+            members = [m for m in client.smembers(registry) if slug.encode() in m]
+            if members:
+                client.srem(registry, *members)
 
     def _delete_bucket(self) -> None:
         s3 = s3_client(self.s3_endpoint)
@@ -198,8 +226,9 @@ class Stack:
         return sorted(p.relative_to(self.storage_dir).as_posix() for p in self.storage_dir.rglob("*") if p.is_file())
 
     def redis_keys(self) -> list[str]:
-        """Every Redis key under this stack's prefix, sorted."""
-        return sorted(key.decode() for key in redis.Redis.from_url(REDIS_URL).scan_iter(f"{self.redis_prefix}*"))
+        """Every Redis key under this stack's prefix but the job store's counters (``stats:``), sorted."""
+        keys = (key.decode() for key in redis.Redis.from_url(REDIS_URL).scan_iter(f"{self.redis_prefix}*"))
+        return sorted(key for key in keys if not key.startswith(f"{self.redis_prefix}stats:"))
 
     def job_record(self, job_id: str) -> dict:
         """The metadata service's full record of a job (its internal ``GET /jobs/<id>``)."""
@@ -242,8 +271,13 @@ class Stack:
             time.sleep(0.1)
         return last
 
-    def download(self, job_id: str, **headers) -> requests.Response:
-        return requests.get(f"{self.url}/download/{job_id}.mp3", headers=headers, timeout=60)
+    def download(self, job_id: str, extension: str = "mp3", **headers) -> requests.Response:
+        return requests.get(f"{self.url}/download/{job_id}.{extension}", headers=headers, timeout=60)
+
+    def cancel(self, job_id: str, method: str = "DELETE") -> requests.Response:
+        """Cancel a job with ``DELETE /jobs/<id>`` or (``method="POST"``) ``POST /cancel/<id>``."""
+        path = f"/jobs/{job_id}" if method == "DELETE" else f"/cancel/{job_id}"
+        return requests.request(method, f"{self.url}{path}", timeout=30)
 
 
 @contextmanager

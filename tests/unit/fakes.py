@@ -16,7 +16,7 @@ import requests
 from services.conversion.encode import EncodeResult
 from services.conversion.probe import AudioStream, ProbeResult
 from shared.errors import JobNotFound, ObjectNotFound
-from shared.jobs import Job
+from shared.jobs import Job, JobStatus
 from shared.storage import CHUNK_BYTES
 
 
@@ -102,6 +102,14 @@ class FakeStorage(_Recorder):
     def check(self) -> None:
         self._record("check", None)
 
+    def presign_put(self, key: str, size_bytes: int, expires_seconds: int) -> str:
+        self._record("presign_put", (key, size_bytes, expires_seconds))
+        return f"https://s3.test/bucket/{key}?size={size_bytes}&expires={expires_seconds}"
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        self._record("keys", prefix)
+        return iter(self.keys_under(prefix))
+
     def keys_under(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
 
@@ -126,6 +134,13 @@ class FakeMetadata(_Recorder):
     def delete_job(self, job_id: str) -> None:
         self._record("delete_job", job_id)
         self.jobs.pop(job_id, None)
+
+    def cancel_job(self, job_id: str) -> Job:
+        self._record("cancel_job", job_id)
+        job = self.get_job(job_id)
+        if not job.status.is_terminal:
+            job = self.jobs[job_id] = job.model_copy(update={"status": JobStatus.CANCELLED})
+        return job
 
 
 class FakePublisher(_Recorder):
@@ -157,13 +172,20 @@ class FakeUpload(_Recorder):
         self.forwarded.append((b"".join(body), content_type))
         return self.response
 
+    def post_json(self, path: str, body: bytes) -> requests.Response:
+        self._record("post_json", path)
+        self.forwarded.append((body, "application/json"))
+        return self.response
+
 
 STEREO_AAC = AudioStream(index=1, codec="aac", sample_rate_hz=48000, channels=2, is_default=True)
 MP4_PROBE = ProbeResult(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration_seconds=8.0, audio_streams=(STEREO_AAC,))
 
 
 class FakeConverter(_Recorder):
-    """The :class:`~services.conversion.converter.Converter`: ``probe`` and ``to_mp3`` (failures via ``fail``)."""
+    """The :class:`~services.conversion.converter.Converter`: ``probe`` and ``convert`` (failures via
+    ``fail``); ``options`` holds what each conversion was asked for, ``progress`` fractions are
+    reported as given, and ``during`` runs in the middle of the conversion (e.g. a cancel)."""
 
     def __init__(self, probe: ProbeResult = MP4_PROBE, audio: bytes = b"ID3 fake mp3", seconds: float = 8.0123) -> None:
         super().__init__()
@@ -171,13 +193,25 @@ class FakeConverter(_Recorder):
         self.audio = audio
         self.seconds = seconds
         self.sources: list[bytes] = []
+        self.options: list = []
+        self.progress: list[float] = []
+        self.during = lambda: None
+        self.aborted_current = 0
 
     def probe(self, source: Path) -> ProbeResult:
         self.sources.append(source.read_bytes())
         self._record("probe", source)
         return self.probe_result
 
-    def to_mp3(self, probe: ProbeResult, source: Path, target: Path, on_progress=lambda seconds: None) -> EncodeResult:
-        self._record("to_mp3", target)
+    def convert(self, probe: ProbeResult, source: Path, target: Path, options, on_progress=lambda fraction: None,
+                cancelled=None) -> EncodeResult:
+        self.options.append(options)
+        self._record("convert", target)
+        for fraction in self.progress:
+            on_progress(fraction)
+        self.during()
         target.write_bytes(self.audio)
-        return EncodeResult(duration_seconds=self.seconds, size_bytes=len(self.audio))
+        return EncodeResult(duration_seconds=self.seconds, size_bytes=len(self.audio), speed=12.5)
+
+    def abort_current(self) -> None:
+        self.aborted_current += 1

@@ -74,7 +74,7 @@ def test_a_good_task_is_acked_with_processing_then_completed(runner, storage, co
 
 
 def test_a_media_error_is_acked_with_a_failed_event(runner, converter, storage, events, work_dir):
-    converter.fail("to_mp3", MediaError("no samples", code="no_audio_frames"))
+    converter.fail("convert", MediaError("no samples", code="no_audio_frames"))
     outcome = runner.handle(TASK, attempt=2)
     assert (outcome.disposition, outcome.code) == (Disposition.ACK, "no_audio_frames")
     assert statuses(events) == [JobStatus.PROCESSING, JobStatus.FAILED] and failure(events) == "no_audio_frames"
@@ -121,14 +121,14 @@ def test_a_missing_input_is_dead_lettered(runner, storage, events):
 
 @pytest.mark.parametrize("attempt", range(1, MAX_ATTEMPTS))
 def test_an_interrupted_conversion_below_max_attempts_is_requeued(runner, converter, events, attempt):
-    converter.fail("to_mp3", ConversionInterrupted("ffmpeg killed by signal 9"))
+    converter.fail("convert", ConversionInterrupted("ffmpeg killed by signal 9"))
     outcome = runner.handle(TASK, attempt=attempt)
     assert outcome.disposition is Disposition.REQUEUE and "signal 9" in outcome.reason
     assert statuses(events) == [JobStatus.PROCESSING], "no failure is recorded for a retryable interruption"
 
 
 def test_an_interrupted_conversion_at_max_attempts_is_dead_lettered(runner, converter, events):
-    converter.fail("to_mp3", ConversionInterrupted("ffmpeg killed by signal 11"))
+    converter.fail("convert", ConversionInterrupted("ffmpeg killed by signal 11"))
     outcome = runner.handle(TASK, attempt=MAX_ATTEMPTS)
     assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "decode_failed")
     assert failure(events) == "decode_failed" and events[-1].attempt == MAX_ATTEMPTS
@@ -142,13 +142,13 @@ def test_a_delivery_past_max_attempts_fails_without_touching_anything(runner, st
 
 
 def test_a_full_work_disk_fails_the_job_disk_full(runner, converter, events):
-    converter.fail("to_mp3", OSError(errno.ENOSPC, "No space left on device"))
+    converter.fail("convert", OSError(errno.ENOSPC, "No space left on device"))
     outcome = runner.handle(TASK, attempt=1)
     assert (outcome.disposition, outcome.code) == (Disposition.ACK, "disk_full")
 
 
 def test_other_os_errors_are_bugs_and_propagate(runner, converter, work_dir):
-    converter.fail("to_mp3", PermissionError(errno.EACCES, "denied"))
+    converter.fail("convert", PermissionError(errno.EACCES, "denied"))
     with pytest.raises(PermissionError):
         runner.handle(TASK, attempt=1)
     assert list(work_dir.iterdir()) == []

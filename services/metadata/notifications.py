@@ -1,0 +1,199 @@
+"""Telling a client that its job ended: an email, and a signed webhook POST of the job's JSON.
+
+A webhook is one request::
+
+    POST <callback_url>
+    Content-Type: application/json
+    User-Agent: siphon-webhook/1
+    X-Siphon-Event: job.completed | job.failed
+    X-Siphon-Delivery: <id>            the same on every try of one notification (deduplicate on it)
+    X-Siphon-Timestamp: <Unix seconds> when this try was sent
+    X-Siphon-Signature: sha256=<hex>   HMAC-SHA256 of the raw body, keyed with WEBHOOK_SECRET
+
+    <the job's public JSON: shared/job_views.py>
+
+Per try: a 2xx answer is ``delivered``; a timeout, a refused connection or a 5xx is ``failed``
+and tried again later (``gave_up`` on the last try); any other answer, or a host that
+``CALLBACK_ALLOWED_HOSTS`` does not allow, is ``rejected`` and never tried again. Redirects are not
+followed. Emails go the same way: SMTP 4xx replies and connection errors are tried again, 5xx
+replies are ``rejected``. Every try is recorded on the job (``Job.notifications``); none of it
+changes the job's own outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+import requests
+
+from shared.errors import NotificationFailed
+from shared.job_views import download_url, job_summary
+from shared.jobs import Job, JobStatus, NotificationRecord
+from shared.notifications import host_allowed
+
+SIGNATURE_HEADER = "X-Siphon-Signature"
+TIMESTAMP_HEADER = "X-Siphon-Timestamp"
+DELIVERY_HEADER = "X-Siphon-Delivery"
+EVENT_HEADER = "X-Siphon-Event"
+USER_AGENT = "siphon-webhook/1"
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The ``X-Siphon-Signature`` value of ``body``: ``sha256=`` and the hex HMAC-SHA256 keyed with ``secret``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_body(job: Job, public_url: str) -> bytes:
+    """The JSON a webhook carries: the job's public view, compact, keys sorted."""
+    return json.dumps(job_summary(job, public_url), sort_keys=True, separators=(",", ":")).encode()
+
+
+class WebhookSender:
+    """POSTs webhooks with ``requests``; its exceptions stop here as :class:`NotificationFailed`."""
+
+    def __init__(self, secret: str | None, timeout: float, allowed_hosts: str = "*",
+                 session: requests.Session | None = None):
+        self.secret = secret
+        self.timeout = timeout
+        self.allowed_hosts = allowed_hosts
+        self.session = session or requests.Session()
+
+    def send(self, url: str, body: bytes, event: str, delivery_id: str) -> int:
+        """POST ``body`` to ``url``; return the 2xx status.
+
+        Raises:
+            NotificationFailed: no 2xx answer (``transient`` for a timeout, connection error or 5xx).
+        """
+        if not host_allowed(url, self.allowed_hosts):
+            raise NotificationFailed("CALLBACK_ALLOWED_HOSTS does not allow this host", transient=False)
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, EVENT_HEADER: event,
+                   DELIVERY_HEADER: delivery_id, TIMESTAMP_HEADER: str(int(time.time()))}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(body, self.secret)
+        try:
+            response = self.session.post(url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
+        except requests.Timeout:
+            raise NotificationFailed(f"no answer within {self.timeout:g} s", transient=True) from None
+        except requests.RequestException as exc:
+            raise NotificationFailed(f"could not connect ({exc.__class__.__name__})", transient=True) from None
+        if 200 <= response.status_code < 300:
+            return response.status_code
+        raise NotificationFailed(f"answered HTTP {response.status_code}", transient=response.status_code >= 500,
+                                 status_code=response.status_code)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    sender: str
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 10.0
+
+
+class Mailer:
+    """Sends one message per SMTP connection with ``smtplib``; its errors stop here."""
+
+    def __init__(self, smtp: SmtpSettings):
+        self.smtp = smtp
+
+    def send(self, message: EmailMessage) -> None:
+        """Send ``message``.
+
+        Raises:
+            NotificationFailed: not sent (``transient`` unless the server answered a 5xx).
+        """
+        smtp = self.smtp
+        try:
+            with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as client:
+                if smtp.starttls:
+                    client.starttls(context=ssl.create_default_context())
+                if smtp.username:
+                    client.login(smtp.username, smtp.password or "")
+                client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code = min(code for code, _ in exc.recipients.values())
+            raise NotificationFailed(f"the server refused the recipient ({code})", transient=code < 500,
+                                     status_code=code) from None
+        except smtplib.SMTPResponseException as exc:
+            raise NotificationFailed(f"the server answered {exc.smtp_code}", transient=exc.smtp_code < 500,
+                                     status_code=exc.smtp_code) from None
+        except (OSError, smtplib.SMTPException) as exc:  # refused, unreachable, timed out, dropped
+            raise NotificationFailed(f"could not talk to {smtp.host}:{smtp.port} ({exc.__class__.__name__})",
+                                     transient=True) from None
+
+
+def email_message(job: Job, sender: str, public_url: str, output_ttl: int) -> EmailMessage:
+    """The email telling ``job.email`` how its job ended: the download link, or the reason."""
+    name = job.original_filename or job.job_id
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = job.email
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="siphon")
+    message["X-Siphon-Job-Id"] = job.job_id
+    if job.status is JobStatus.COMPLETED:
+        message["Subject"] = f"Converted: {name}"
+        message.set_content(
+            f"siphon converted {name}.\n\n"
+            f"Download it within {_duration(output_ttl)}:\n{download_url(job, public_url)}\n\n"
+            f"Job {job.job_id}\n")
+    else:
+        reason = job.error.message if job.error else "unknown"
+        code = job.error.code if job.error else "unknown"
+        message["Subject"] = f"Conversion failed: {name}"
+        message.set_content(f"siphon could not convert {name}.\n\nReason: {reason} ({code})\n\nJob {job.job_id}\n")
+    return message
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hour{'s' if seconds != 3600 else ''}"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} minute{'s' if seconds != 60 else ''}"
+    return f"{seconds} seconds"
+
+
+class Notifier:
+    """Makes one try at one notification and records it on the job (``store.record_notification``)."""
+
+    def __init__(self, store, mailer: Mailer, webhooks: WebhookSender, sender: str, public_url: str,
+                 output_ttl: int, max_attempts: int):
+        self.store = store
+        self.mailer = mailer
+        self.webhooks = webhooks
+        self.sender = sender
+        self.public_url = public_url
+        self.output_ttl = output_ttl
+        self.max_attempts = max_attempts
+
+    def deliver(self, kind: str, job: Job, attempt: int, delivery_id: str) -> NotificationRecord:
+        """Try ``kind`` (``email`` or ``webhook``) for ``job`` as it was when it ended; this is try
+        number ``attempt``. Returns the record written; its outcome ``failed`` means "try again"."""
+        try:
+            status_code = self._send(kind, job, delivery_id)
+            record = NotificationRecord(kind=kind, attempt=attempt, at=time.time(), outcome="delivered",
+                                        status_code=status_code)
+        except NotificationFailed as exc:
+            outcome = "rejected" if not exc.transient else ("gave_up" if attempt >= self.max_attempts else "failed")
+            record = NotificationRecord(kind=kind, attempt=attempt, at=time.time(), outcome=outcome,
+                                        status_code=exc.status_code, detail=exc.message)
+        self.store.record_notification(job.job_id, record)
+        return record
+
+    def _send(self, kind: str, job: Job, delivery_id: str) -> int | None:
+        if kind == "email":
+            self.mailer.send(email_message(job, self.sender, self.public_url, self.output_ttl))
+            return None
+        return self.webhooks.send(job.callback_url, webhook_body(job, self.public_url), f"job.{job.status.value}",
+                                  delivery_id)

@@ -1,0 +1,98 @@
+"""Direct uploads: a large file goes from the client straight to S3 through a presigned PUT URL,
+and its job is started by id, so the bytes never pass through the gateway or this service.
+
+    POST /uploads {"size": <bytes>}
+        → 201 {"upload_id", "upload_url", "method": "PUT", "headers": {"Content-Length"},
+               "expires_in", "max_bytes"}
+    PUT <upload_url>, exactly <size> bytes (the length is signed: S3 refuses another one)
+    POST /convert {"upload_id", "filename"?, <options>...} → 202 {"job_id", "status", "message"}
+
+The upload id is the job id to come: the URL writes ``jobs/<upload_id>/input``, and
+``POST /convert`` creates the job there, so the job's files live together as for any other.
+Starting it again while its job is queued returns that job (a client may retry a lost answer);
+later, or with other options, it is a 409. Only the S3 backend can hand out URLs; with
+local storage ``POST /uploads`` answers 501 ``not_supported``.
+"""
+
+from __future__ import annotations
+
+from services.upload.intake import Intake, new_job
+from services.upload.json_options import options_from_json
+from shared.errors import JobNotFound, ObjectNotFound, RequestRejected
+from shared.filenames import clean_filename
+from shared.jobs import Job, JobStatus, input_key, is_valid_job_id, new_job_id
+
+START_FIELDS = ("upload_id", "filename")
+"""Fields of a ``POST /convert`` JSON body that are not conversion options."""
+
+
+class DirectUploads:
+    """Hands out presigned upload URLs and starts the jobs of finished uploads."""
+
+    def __init__(self, intake: Intake, expiry_seconds: int):
+        self.intake = intake
+        self.expiry_seconds = expiry_seconds
+
+    def begin(self, body: dict) -> dict:
+        """A fresh upload id and the URL to PUT the file to.
+
+        Raises:
+            RequestRejected: ``size`` missing or not a whole number above 0 (``invalid_size``), or
+                above ``MAX_UPLOAD_BYTES`` (``file_too_large``); both 400, the request itself being
+                small (413 would say the request is too large).
+            NotSupported: the storage backend cannot presign (501).
+        """
+        size = body.get("size")
+        if isinstance(size, float) and size.is_integer():  # JSON does not tell 5 from 5.0
+            size = int(size)
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise RequestRejected("Send the file's size in bytes as 'size', a whole number above 0.",
+                                  code="invalid_size")
+        if size > self.intake.max_upload_bytes:
+            raise RequestRejected(f"The file is larger than the {self.intake.max_upload_bytes}-byte limit.",
+                                  code="file_too_large")
+        upload_id = new_job_id()
+        url = self.intake.storage.presign_put(input_key(upload_id), size, self.expiry_seconds)
+        return {"upload_id": upload_id, "upload_url": url, "method": "PUT", "headers": {"Content-Length": str(size)},
+                "expires_in": self.expiry_seconds, "max_bytes": self.intake.max_upload_bytes}
+
+    def start(self, body: dict) -> Job:
+        """Queue the conversion of an uploaded file; return its job (the existing one if started before).
+
+        Raises:
+            RequestRejected: a malformed ``upload_id`` (400 ``invalid_upload_id``), no file uploaded
+                under it (404 ``upload_not_found``), a bad option (400 ``invalid_option``), a stored
+                file that is empty or too large (400 / 413; the file is then deleted), or a job that
+                has left ``queued`` or has other options (409 ``upload_already_started``).
+            Unavailable: storage, the metadata service or RabbitMQ is down (503); try again.
+        """
+        upload_id = body.get("upload_id")
+        if not isinstance(upload_id, str) or not is_valid_job_id(upload_id):
+            raise RequestRejected("'upload_id' must be the id POST /uploads answered with.", code="invalid_upload_id")
+        try:
+            size = self.intake.stored_size(input_key(upload_id))
+        except ObjectNotFound:
+            raise RequestRejected("No file was uploaded for this upload_id (or not before its URL expired).",
+                                  code="upload_not_found", status=404) from None
+        except RequestRejected:
+            self._discard(upload_id)
+            raise
+        options = options_from_json({k: v for k, v in body.items() if k not in START_FIELDS})
+        filename = body.get("filename")
+        job = new_job(upload_id, clean_filename(filename if isinstance(filename, str) else None), size, options)
+        try:
+            job = self.intake.queue_stored(job)
+        except RequestRejected as exc:  # duplicate_job_id: started before, with other options
+            raise RequestRejected("This upload was started already, with other options.",
+                                  code="upload_already_started", status=409) from exc
+        if job.status is not JobStatus.QUEUED:
+            raise RequestRejected(f"This upload was started already; its job is {job.status.value} "
+                                  f"(GET /status/{job.job_id}).", code="upload_already_started", status=409)
+        return job
+
+    def _discard(self, upload_id: str) -> None:
+        """Delete a refused upload's file, unless a job already owns it."""
+        try:
+            self.intake.metadata.get_job(upload_id)
+        except JobNotFound:
+            self.intake.storage.delete_prefix(input_key(upload_id))

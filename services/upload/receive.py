@@ -1,0 +1,93 @@
+"""Receiving the multipart body: read in large pieces, write the file part straight into storage.
+
+Two costs of werkzeug's defaults, measured on a 113 MB upload (docs/performance.md):
+
+* it reads the body 64 KiB at a time, and gunicorn's body reader copies whatever it holds beyond
+  each read (up to 1 MiB) again on every read: fewer, larger reads (:data:`BODY_READ_BYTES`)
+  cut that copying about fourfold;
+* it writes the file part to an anonymous temp file, which storage then copies whole. Where the
+  backend offers a staging file (the local backend: a temp file on the objects' own file system),
+  the part is written there and storing it is a hard link instead of a second copy.
+
+The file part is hashed (SHA-256, for the output cache) as the parser writes it
+(:class:`HashingFile`), so the upload is never read a second time just to hash it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import BinaryIO
+
+from flask import Request
+from werkzeug.formparser import FormDataParser, MultiPartParser
+
+from shared.storage import Storage, staging_file
+
+BODY_READ_BYTES = 256 * 1024
+"""Size of each read from the request body while parsing multipart, bytes. werkzeug refuses (413)
+a read that, with what its decoder holds, exceeds ``MAX_FORM_MEMORY_SIZE`` (Flask: 500 000)."""
+
+
+class LargeReadFormDataParser(FormDataParser):
+    """werkzeug's form parser, reading multipart bodies :data:`BODY_READ_BYTES` at a time."""
+
+    def _parse_multipart(self, stream: BinaryIO, mimetype: str, content_length: int | None,
+                         options: dict[str, str]):
+        boundary = options.get("boundary", "").encode("ascii")
+        if not boundary:
+            raise ValueError("Missing boundary")
+        parser = MultiPartParser(stream_factory=self.stream_factory, max_form_memory_size=self.max_form_memory_size,
+                                 max_form_parts=self.max_form_parts, cls=self.cls, buffer_size=BODY_READ_BYTES)
+        form, files = parser.parse(stream, boundary, content_length)
+        return stream, form, files
+
+
+class HashingFile:
+    """The file the multipart parser writes the upload into, hashing every byte written.
+
+    Everything else (``read``, ``seek``, ``name``, ``fileno``, ...) is the wrapped file's, so
+    storage sees the staging file it made and still hard-links it into place.
+    """
+
+    def __init__(self, file: BinaryIO):
+        self._file = file
+        self._sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._sha256.update(data)
+        return self._file.write(data)
+
+    def hexdigest(self) -> str:
+        """SHA-256 of everything written, as 64 hex digits."""
+        return self._sha256.hexdigest()
+
+    def __getattr__(self, name: str):
+        return getattr(self._file, name)
+
+    def __enter__(self) -> HashingFile:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._file.close()
+
+
+def content_digest(stream: object) -> str | None:
+    """SHA-256 of an uploaded file part as it was received, or None if it was not hashed."""
+    return stream.hexdigest() if isinstance(stream, HashingFile) else None
+
+
+def upload_request_class(storage: Storage) -> type[Request]:
+    """A Flask request class that parses with large reads and stages files in ``storage``."""
+
+    class UploadRequest(Request):
+        form_data_parser_class = LargeReadFormDataParser
+
+        def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                             filename: str | None = None, content_length: int | None = None) -> BinaryIO:
+            staged = staging_file(storage)
+            if staged is not None:
+                return HashingFile(staged)
+            return HashingFile(super()._get_file_stream(total_content_length, content_type, filename,
+                                                        content_length))
+
+    return UploadRequest
