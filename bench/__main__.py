@@ -44,6 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="poll /status this often (seconds) instead of the long-poll ?wait=")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "bench", help="where inputs are cached")
     parser.add_argument("--output", type=Path, help="markdown file (default docs/performance.md; --quick: none)")
+    parser.add_argument("--section", default="main",
+                        help="which generated block of the markdown file to replace (default: main)")
     parser.add_argument("--ffmpeg", default="ffmpeg")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_text(machine, rows, notes))
     if args.output:
         command = "./scripts/bench " + " ".join(sys.argv[1:] if argv is None else argv)
-        write_markdown(args.output, render_markdown(machine, rows, notes, command.strip()))
+        write_markdown(args.output, render_markdown(machine, rows, notes, command.strip(), args.section), args.section)
         say(f"wrote {args.output}")
     return 0
 

@@ -24,6 +24,10 @@ class BenchError(Exception):
     """The stack answered something a benchmark run cannot go on from."""
 
 
+class JobFailed(BenchError):
+    """A job ended ``failed`` (its status body is the message)."""
+
+
 class ApiClient:
     """Talks to the gateway at ``base_url``.
 
@@ -104,6 +108,6 @@ class ApiClient:
         job_id = self.submit(source)
         body = self.wait(job_id)
         if body["status"] != "completed":
-            raise BenchError(f"job {job_id} failed: {body}")
+            raise JobFailed(f"job {job_id} failed: {body}")
         self.download(job_id, target)
         return time.perf_counter() - started

@@ -24,6 +24,7 @@ ensure_system_packages() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
   command -v chromium >/dev/null || missing+=(chromium)  # the web page's browser tests (Playwright)
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)  # tests/e2e/test_nginx.py runs it on loopback
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (apt-get)"

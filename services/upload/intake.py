@@ -104,14 +104,16 @@ class Intake:
         self._check_size(size)
         return size
 
-    def queue_stored(self, job: Job) -> Job:
+    def queue_stored(self, job: Job, redelivered: bool = False) -> Job:
         """Queue the conversion of an object already in storage at ``job.input_key`` (a queue
         message's, an S3 event's, a direct upload's); return the job as it is now. The object is
         not the intake's to delete: nothing here removes it.
 
         Idempotent per job id, because messages arrive at least once: a job that exists with the
-        same keys is returned as it is, its task published again while it is still ``queued``
-        (the delivery before may have stopped between creating the job and publishing the task).
+        same keys is returned as it is. Only for a ``redelivered`` message (the broker's second
+        delivery of one whose handling was cut short, maybe between creating the job and
+        publishing its task) is the task of a still ``queued`` job published again; a message
+        merely sent twice does not convert the file twice.
 
         Raises:
             RequestRejected: a job with this id exists for other keys (409 ``duplicate_job_id``).
@@ -126,7 +128,7 @@ class Intake:
             if (existing.input_key, existing.output_key) != (job.input_key, job.output_key):
                 raise RequestRejected(f"A job with id {job.job_id} already exists, for another file.",
                                       code="duplicate_job_id", status=409)
-            if existing.status is JobStatus.QUEUED:
+            if redelivered and existing.status is JobStatus.QUEUED:
                 self._publish_task(existing)
             return existing
 

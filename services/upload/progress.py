@@ -20,6 +20,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from services.upload.verdict import ACK, Verdict
 from shared.broker import ConfirmingPublisher, Topology
@@ -35,8 +36,8 @@ REJECTED = "rejected"
 """Status of a queue message that did not become a job."""
 
 MAX_ECHOED_ID_CHARS = 64
-KEYS_CACHED = 4096
-"""Jobs whose storage keys the relay remembers (keys never change, so one lookup per job)."""
+JOBS_FOLLOWED = 4096
+"""Jobs the relay remembers (keys, run, whether finished); one metadata lookup per job beyond that."""
 
 Publish = Callable[[dict], None]
 
@@ -71,15 +72,41 @@ def job_message(event: JobEvent, input_key: str, output_key: str) -> dict:
     return message
 
 
+@dataclass
+class Followed:
+    """What the relay remembers of a job: its keys (they never change), its current run (``retry``)
+    and whether that run's final message went out."""
+
+    input_key: str
+    output_key: str
+    run: int = 0
+    finished: bool = False
+
+    def admits(self, event: JobEvent) -> bool:
+        """Whether ``event`` is news to a follower, noting it if so. Only one final message per run
+        goes out: a repeated event (a task delivered twice) or a late one of an earlier run does not."""
+        run = event.retry or 0
+        if event.status is JobStatus.QUEUED:  # a retry starts run ``run``
+            news = run > self.run
+        elif event.status == "cancelled":  # ends the job whatever its run
+            news = not self.finished
+        else:
+            news = run == self.run and not self.finished
+        if news:
+            self.run = max(self.run, run)
+            self.finished = event.status.is_terminal
+        return news
+
+
 class ProgressRelay:
     """Turns job event bodies into public progress messages."""
 
     def __init__(self, metadata: MetadataClient, publish: Publish):
         self.metadata = metadata
         self.publish = publish
-        self._keys: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._jobs: OrderedDict[str, Followed] = OrderedDict()
 
-    def handle(self, body: bytes) -> Verdict:
+    def handle(self, body: bytes, redelivered: bool = False) -> Verdict:
         """Relay one event body. A malformed event, or one for a job the metadata service does not
         know, is dropped (logged): it is internal, and nobody follows such a job.
 
@@ -93,19 +120,20 @@ class ProgressRelay:
             return ACK
         with job_context(event.job_id):
             try:
-                input_key, output_key = self._keys_of(event.job_id)
+                job = self._followed(event.job_id)
             except JobNotFound:
                 log.warning("not relaying a %s event of an unknown job", event.status)
                 return ACK
-            self.publish(job_message(event, input_key, output_key))
+            if job.admits(event):
+                self.publish(job_message(event, job.input_key, job.output_key))
         return ACK
 
-    def _keys_of(self, job_id: str) -> tuple[str, str]:
-        if job_id in self._keys:
-            self._keys.move_to_end(job_id)
-            return self._keys[job_id]
+    def _followed(self, job_id: str) -> Followed:
+        if job_id in self._jobs:
+            self._jobs.move_to_end(job_id)
+            return self._jobs[job_id]
         job = self.metadata.get_job(job_id)
-        self._keys[job_id] = (job.input_key, job.output_key)
-        if len(self._keys) > KEYS_CACHED:
-            self._keys.popitem(last=False)
-        return self._keys[job_id]
+        self._jobs[job_id] = Followed(job.input_key, job.output_key, run=job.retries)
+        if len(self._jobs) > JOBS_FOLLOWED:
+            self._jobs.popitem(last=False)
+        return self._jobs[job_id]

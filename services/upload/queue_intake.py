@@ -47,13 +47,14 @@ RETRY_DELAY_SECONDS = 1.0
 SOURCE_QUEUE_HEADER = "x-siphon-queue"
 """Dead-letter header naming the queue the message came from."""
 
-Handler = Callable[[bytes], Verdict]
+Handler = Callable[[bytes, bool], Verdict]
+"""Handles a message body; the flag says whether the broker delivers it again (``redelivered``)."""
 
 
-def verdict_of(handler: Handler, body: bytes) -> Verdict:
+def verdict_of(handler: Handler, body: bytes, redelivered: bool = False) -> Verdict:
     """The handler's verdict; requeue when a dependency is down, dead-letter on a bug (logged)."""
     try:
-        return handler(body)
+        return handler(body, redelivered)
     except Unavailable as exc:
         log.warning("%s (%s); requeueing the message", exc.code, exc.message)
         return REQUEUE
@@ -84,7 +85,7 @@ class QueueIntake:
             channel.basic_consume(queue, functools.partial(self._on_message, queue, handler))
 
     def _on_message(self, queue: str, handler: Handler, channel, method, properties, body: bytes) -> None:
-        verdict = verdict_of(handler, body)
+        verdict = verdict_of(handler, body, method.redelivered)
         if verdict.settle is Settle.REQUEUE:
             time.sleep(RETRY_DELAY_SECONDS)
             channel.basic_nack(method.delivery_tag, requeue=True)

@@ -108,8 +108,8 @@ class JobQueueIntake:
         self.intake = intake
         self.publish_progress = publish_progress
 
-    def handle(self, body: bytes) -> Verdict:
-        """Queue the job a message asks for, or refuse it.
+    def handle(self, body: bytes, redelivered: bool = False) -> Verdict:
+        """Queue the job a message asks for, or refuse it (``redelivered``: see :meth:`Intake.queue_stored`).
 
         Raises:
             Unavailable: storage, the metadata service or RabbitMQ is down (requeue the message).
@@ -122,7 +122,7 @@ class JobQueueIntake:
         except (MessageError, RequestRejected) as exc:
             return self._refuse(body, exc.code, exc.message)
         try:
-            self.intake.queue_stored(request.job(size))
+            self.intake.queue_stored(request.job(size), redelivered)
         except RequestRejected as exc:  # duplicate_job_id: the job that has the id is left alone
             return self._reject(body, exc.code, exc.message)
         return ACK

@@ -124,7 +124,7 @@ class S3EventIntake:
         self.incoming_prefix = incoming_prefix
         self.output_prefix = output_prefix
 
-    def handle(self, body: bytes) -> Verdict:
+    def handle(self, body: bytes, redelivered: bool = False) -> Verdict:
         """Start (or refuse) a job for each object the notification announces under the incoming prefix.
 
         Raises:
@@ -139,7 +139,7 @@ class S3EventIntake:
             return dead_letter(exc.code, exc.message)
         for obj in objects:
             if self._is_incoming(obj):
-                self._start(obj)
+                self._start(obj, redelivered)
             else:
                 log.info("ignoring an S3 event for %s/%s (not under %s)", obj.bucket, obj.key, self.incoming_prefix)
         return ACK
@@ -147,7 +147,7 @@ class S3EventIntake:
     def _is_incoming(self, obj: CreatedObject) -> bool:
         return obj.bucket == self.bucket and obj.key.startswith(self.incoming_prefix) and not obj.key.endswith("/")
 
-    def _start(self, obj: CreatedObject) -> None:
+    def _start(self, obj: CreatedObject, redelivered: bool) -> None:
         job = Job(job_id=obj.job_id, created_at=time.time(), input_key=obj.key, input_size=obj.size or 0,
                   output_key=output_key_for(obj.key, self.incoming_prefix, self.output_prefix),
                   original_filename=clean_filename(obj.key))
@@ -162,7 +162,7 @@ class S3EventIntake:
         except (MessageError, RequestRejected) as exc:
             self._refuse(job, exc.code, exc.message)
         else:
-            self.intake.queue_stored(job.model_copy(update={"input_size": size}))
+            self.intake.queue_stored(job.model_copy(update={"input_size": size}), redelivered)
 
     def _refuse(self, job: Job, code: str, message: str) -> None:
         log.info("refusing %s: %s: %s", job.input_key, code, message)

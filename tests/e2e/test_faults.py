@@ -53,11 +53,12 @@ def tones(tmp_path_factory):
 
 @pytest.fixture
 def fault_stack(make_stack):
-    """``make_stack``, plus :func:`assert_stack_clean` on every stack once the test passed."""
+    """``make_stack``, plus :func:`assert_stack_clean` on every stack once the test passed.
+    The output cache is off: every upload is converted, even a tone another test sent."""
     stacks = []
 
-    def make(*args, **kwargs):
-        stacks.append(make_stack(*args, **kwargs))
+    def make(*args, **env):
+        stacks.append(make_stack(*args, **{"OUTPUT_CACHE": "false", **env}))
         return stacks[-1]
 
     yield make
@@ -351,11 +352,11 @@ def slow_upload(stack, path: Path, seconds: float, answer: dict) -> threading.Th
 
 
 def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_stack, tones):
-    grace = 4
+    grace = 6
     stack = fault_stack(workers=2, SHUTDOWN_GRACE_SECONDS=str(grace))
-    long_job = submit(stack, tones(1800))  # ~7 s of CPU: outlives the grace period
+    long_job = submit(stack, tones(2400))  # ~10 s of CPU: outlives the grace period
     wait_for_ffmpeg(stack)
-    short_job = submit(stack, tones(240))  # ~1 s of CPU: finishes within it
+    short_job = submit(stack, tones(120))  # ~0.5 s of CPU: finishes within it
     wait_until(lambda: len(encoding_workers(stack)) == 2, 30, 0.02, "both workers to encode")
     upload = {}
     uploading = slow_upload(stack, tones(5), 2, upload)

@@ -18,7 +18,9 @@ FINAL = ("completed", "failed", "cancelled", "rejected")
 
 @contextmanager
 def channel() -> Iterator:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    params = pika.URLParameters(AMQP_URL)
+    params.connection_attempts, params.retry_delay = 30, 1  # the broker may be restarting (a fault test)
+    connection = pika.BlockingConnection(params)
     try:
         yield connection.channel()
     finally:

@@ -89,13 +89,12 @@ class WebhookReceiver:
             def do_POST(self):  # noqa: N802 -- http.server's method name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
-                    first = not receiver.requests and not receiver.first_arrived.is_set()
+                    first = not receiver.requests
                     status = receiver._plan.pop(0) if receiver._plan else receiver.default
+                    receiver.requests.append(Received(time.time(), self.path, dict(self.headers), body, status))
                 if first and receiver.hold_first:
                     receiver.first_arrived.set()
                     receiver._released.wait(receiver.hold_first)
-                with receiver._lock:
-                    receiver.requests.append(Received(time.time(), self.path, dict(self.headers), body, status))
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")

@@ -2,7 +2,8 @@
 
 Every build context, Dockerfile and file a Dockerfile copies exists; every command runs a module
 that exists; a siphon service sets only variables the code reads, with values the config accepts;
-the services reach each other on the ports they listen on; nginx streams uploads up to the limit.
+the services reach each other on the ports they listen on; nginx balances over both gateways and
+takes uploads up to the limit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 SIPHON = sorted(name for name, service in SERVICES.items() if "build" in service)
-HTTP_SERVICES = ("gateway", "upload", "metadata")
+HTTP_SERVICES = ("gateway", "gateway-2", "upload", "metadata")
 MULTIPART_SLACK_BYTES = 64 * 1024
 NGINX_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -99,8 +100,10 @@ def seconds(duration: str) -> float:
 
 
 # --- the tests -------------------------------------------------------------------------------
-def test_compose_builds_the_four_services_and_the_metadata_consumer():
-    assert SIPHON == ["conversion", "gateway", "metadata", "metadata-consumer", "upload"]
+def test_compose_builds_the_four_services_two_gateways_and_the_metadata_consumer():
+    assert SIPHON == ["conversion", "gateway", "gateway-2", "metadata", "metadata-consumer", "metadata-notifier",
+                      "upload"]
+    assert SERVICES["gateway-2"] == SERVICES["gateway"], "the second gateway is the first one again"
 
 
 def test_compose_has_the_infrastructure():
@@ -155,6 +158,11 @@ def test_metadata_consumer_runs_from_the_metadata_image():
     assert SERVICES["metadata-consumer"]["command"] == ["python", "-m", "services.metadata.consumer"]
 
 
+def test_metadata_notifier_runs_from_the_metadata_image():
+    assert SERVICES["metadata-notifier"]["build"] == SERVICES["metadata"]["build"]
+    assert SERVICES["metadata-notifier"]["command"] == ["python", "-m", "services.metadata.notifier"]
+
+
 @pytest.mark.parametrize("name", SIPHON)
 def test_environment_sets_only_variables_the_code_reads(name):
     readable = env_var_names() | (gunicorn_env_vars() if runs_gunicorn(name) else set())
@@ -194,9 +202,24 @@ def test_services_are_reached_on_the_ports_they_listen_on():
 
 
 @pytest.mark.parametrize("name", HTTP_SERVICES)
-def test_http_service_has_a_healthcheck_on_healthz(name):
+def test_http_service_has_a_healthcheck_on_healthz_and_readyz(name):
     test = " ".join(SERVICES[name]["healthcheck"]["test"])
     assert f"127.0.0.1:{listen_port(name)}/healthz" in test
+    assert f"127.0.0.1:{listen_port(name)}/readyz" in test
+
+
+def test_nginx_balances_over_every_gateway_and_waits_for_them():
+    _, conf = nginx_config()
+    upstream = re.search(r"upstream \w+ \{(.*?)\}", conf, re.DOTALL).group(1)
+    servers = re.findall(r"^\s*server ([\w-]+):(\d+)", upstream, re.MULTILINE)
+    gateways = [name for name in SIPHON if dockerfile_of(name) == dockerfile_of("gateway")]
+    assert sorted(servers) == sorted((name, str(listen_port(name))) for name in gateways) and len(servers) == 2
+    assert set(gateways) <= set(SERVICES["nginx"]["depends_on"])
+
+
+@pytest.mark.parametrize("name", ["conversion", "metadata-consumer"])
+def test_processes_without_an_http_api_serve_metrics_on_a_port(name):
+    assert int(environment_of(name)["METRICS_PORT"]) > 0
 
 
 def test_depends_on_names_existing_services():
@@ -205,10 +228,11 @@ def test_depends_on_names_existing_services():
             assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
 
 
-def test_nginx_config_is_mounted_and_streams_uploads_up_to_the_limit():
+def test_nginx_config_is_mounted_and_takes_uploads_up_to_the_limit():
     path, conf = nginx_config()
     assert path.is_file(), f"{path} does not exist"
-    assert re.search(r"^\s*proxy_request_buffering off;", conf, re.MULTILINE)
+    # Slow uploads wait in nginx, not in gateway threads (docs/reliability-hostile.md, item 15).
+    assert re.search(r"^\s*proxy_request_buffering on;", conf, re.MULTILINE)
     assert re.search(r"^\s*proxy_http_version 1\.1;", conf, re.MULTILINE)
     assert re.search(r"^\s*upstream \w+ \{", conf, re.MULTILINE)
     assert re.search(r"^\s*proxy_(read|send)_timeout \d+s;", conf, re.MULTILINE)

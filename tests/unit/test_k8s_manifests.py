@@ -153,6 +153,7 @@ def test_the_kustomization_runs_every_service_of_the_stack():
         "upload",
         "metadata",
         "metadata-consumer",
+        "metadata-notifier",
         "conversion",
     }
     assert {s["metadata"]["name"] for s in OBJECTS if s["kind"] == "Service"} == set(HTTP_SERVICES)
@@ -259,3 +260,12 @@ def dockerfile_listen_port(service: str) -> int:
     [cmd] = re.findall(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
     argv = json.loads(cmd)
     return int(argv[argv.index("--bind") + 1].rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("name", ["conversion", "metadata-consumer"])
+def test_processes_without_an_http_api_expose_metrics_port_for_prometheus(name):
+    deployment = the("Deployment", name)
+    [container] = containers(deployment)
+    [port] = [p for p in container["ports"] if p["name"] == "metrics"]
+    assert port["containerPort"] == int(CONFIG["METRICS_PORT"])
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == CONFIG["METRICS_PORT"]

@@ -89,3 +89,23 @@ def test_the_feed_publishes_json_to_the_progress_exchange():
     ProgressFeed(publisher, Topology(prefix="unit"))({"job_id": "j", "status": "queued"})
     assert [(exchange, key, json.loads(body)) for exchange, key, body in publisher.published] == [
         ("unit.progress", "", {"job_id": "j", "status": "queued"})]
+
+
+def test_one_final_message_per_run_however_often_the_events_come(relay, job, published):
+    completed = JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED).encode()
+    processing = JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, progress=50).encode()
+    for body in (processing, completed, processing, completed):  # a task converted twice
+        relay.handle(body)
+    assert [m["status"] for m in published] == ["processing", "completed"]
+
+
+def test_a_retry_starts_a_new_run_and_late_events_of_the_old_one_are_dropped(relay, job, published):
+    error = JobErrorInfo(code="storage_unavailable", message="down")
+    for event in (JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error),
+                  JobEvent(job_id=job.job_id, status=JobStatus.QUEUED, retry=1),
+                  JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING),  # late, of run 0
+                  JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, retry=1, progress=10),
+                  JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED, retry=1)):
+        relay.handle(event.encode())
+    assert [(m["status"], m.get("progress")) for m in published] == [
+        ("failed", None), ("queued", 0), ("processing", 10), ("completed", 100)]

@@ -35,7 +35,8 @@ def settle(verdict, monkeypatch) -> list:
     monkeypatch.setattr(queue_intake, "RETRY_DELAY_SECONDS", 0)
     channel = RecordingChannel()
     intake = QueueIntake(load_settings(), TOPOLOGY, {})
-    intake._on_message("unit.transcoding_jobs", lambda body: verdict, channel, types.SimpleNamespace(delivery_tag=7),
+    method = types.SimpleNamespace(delivery_tag=7, redelivered=False)
+    intake._on_message("unit.transcoding_jobs", lambda body, redelivered: verdict, channel, method,
                        pika.BasicProperties(content_type="application/json"), b"body")
     return channel.calls
 
@@ -56,10 +57,10 @@ def test_a_message_meeting_an_outage_goes_back_to_its_queue(monkeypatch):
 
 
 def test_an_outage_means_requeue_and_a_bug_means_dead_letter_never_a_loop():
-    def down(body):
+    def down(body, redelivered):
         raise JobStoreUnavailable("metadata down")
 
-    def buggy(body):
+    def buggy(body, redelivered):
         raise KeyError("surprise")
 
     assert verdict_of(down, b"") == REQUEUE

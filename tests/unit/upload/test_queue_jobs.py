@@ -129,10 +129,17 @@ def test_a_valid_message_becomes_a_queued_job_and_a_task_with_its_options(queue,
     assert (task.job_id, task.input_key, task.output_key, task.options.bitrate) == (job_id, VIDEO, "audio/talk.mp3", 128)
 
 
+def test_a_message_sent_twice_is_one_job_and_one_task(queue, metadata, publisher, job_id):
+    body = message(job_id=job_id, input_key=VIDEO)
+    assert queue.handle(body) == ACK and queue.handle(body) == ACK
+    assert [name for name, _ in metadata.calls].count("create_job") == 1
+    assert len(tasks(publisher)) == 1
+
+
 def test_a_redelivered_message_of_a_queued_job_republishes_its_task_but_makes_no_second_job(queue, metadata,
                                                                                           publisher, job_id):
     body = message(job_id=job_id, input_key=VIDEO)
-    assert queue.handle(body) == ACK and queue.handle(body) == ACK
+    assert queue.handle(body) == ACK and queue.handle(body, redelivered=True) == ACK
     assert [name for name, _ in metadata.calls].count("create_job") == 1
     assert len(tasks(publisher)) == 2  # the first delivery may have died before its task was published
 
@@ -141,7 +148,7 @@ def test_a_redelivered_message_of_a_started_job_changes_nothing(queue, metadata,
     body = message(job_id=job_id, input_key=VIDEO)
     queue.handle(body)
     metadata.jobs[job_id] = metadata.jobs[job_id].model_copy(update={"status": JobStatus.PROCESSING})
-    assert queue.handle(body) == ACK
+    assert queue.handle(body, redelivered=True) == ACK
     assert len(tasks(publisher)) == 1
 
 
