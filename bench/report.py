@@ -24,6 +24,7 @@ class BackendResults:
     throughput: Throughput | None = None
     memory: Memory | None = None
     status: LoadResult | None = None
+    failed_jobs: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ def details(results: dict[str, BackendResults]) -> list[str]:
                          f"(whole job {m.large_seconds:.1f} s): {peaks}")
         if r.status:
             lines.append(f"{backend}, /status load: {r.status.tool}, {r.status.errors} errors")
+        lines.append(f"{backend}: {r.failed_jobs} jobs failed and were run again")
     return lines
 
 

@@ -1,4 +1,5 @@
-"""What the HTTP services' ``gunicorn.conf.py`` files share: JSON logs and multiprocess metrics.
+"""gunicorn server hooks for prometheus_client's multiprocess mode, shared by the HTTP services'
+``gunicorn.conf.py`` files (which take their JSON log config from ``shared.logs``)::
 
     from shared.gunicorn_hooks import child_exit, on_exit, on_starting  # noqa: F401 (gunicorn hooks)
     from shared.logs import gunicorn_logconfig

@@ -47,7 +47,7 @@ def create_app(s: Settings | None = None, store: JobStore | None = None,
     app = Flask(__name__)
     install_json_errors(app)
     install_job_log_context(app)
-    install_metrics(app, JobsByStateCollector(store))
+    install_metrics(app, JobsByStateCollector(index))
 
     def checked(job_id: str) -> str:
         if not is_valid_job_id(job_id):

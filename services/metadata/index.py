@@ -126,6 +126,21 @@ class JobIndex:
         return Page([job_id for job_id, _ in listed],
                     f"{listed[-1][1]!r}_{listed[-1][0]}" if more and listed else None)
 
+    def count_by_state(self) -> dict[JobStatus, int]:
+        """How many jobs are in each state (every state present): one ``ZCARD`` per state, one round trip.
+
+        Raises:
+            JobStoreUnavailable: Redis is down.
+        """
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for status in JobStatus:
+                    pipe.zcard(self.key(status))
+                counts = pipe.execute()
+        except redis.RedisError as exc:
+            raise JobStoreUnavailable(f"redis: {exc}") from exc
+        return dict(zip(JobStatus, counts, strict=True))
+
     def is_missing(self) -> bool:
         """Whether the index holds nothing at all (a new deployment, or Redis lost its data)."""
         return not self.redis.exists(self.key())

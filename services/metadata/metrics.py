@@ -1,6 +1,6 @@
 """The metadata service's Prometheus metrics, computed when scraped (see ``shared/metrics.py``).
 
-    siphon_jobs{state}                 jobs in each state   (metadata's /metrics: the store's counters)
+    siphon_jobs{state}                 jobs in each state   (metadata's /metrics: the job index)
     siphon_queue_messages{queue}       ready tasks          (the event consumer's METRICS_PORT)
     siphon_queue_consumers{queue}      consumers attached   (idem)
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from services.metadata.store import JobStore
+from services.metadata.index import JobIndex
 from shared.broker import QueueCounts, Topology, queue_counts
 from shared.config import Settings
 from shared.errors import Unavailable
@@ -29,14 +29,15 @@ QUEUE_COUNTS_CACHE_SECONDS = 5.0
 
 
 class JobsByStateCollector:
-    """``siphon_jobs{state}`` from :meth:`JobStore.count_by_state` (one Redis call per scrape)."""
+    """``siphon_jobs{state}`` from the job index's per-state sets (:meth:`JobIndex.count_by_state`:
+    one Redis round trip per scrape, nothing on a write's path)."""
 
-    def __init__(self, store: JobStore):
-        self.store = store
+    def __init__(self, index: JobIndex):
+        self.index = index
 
     def collect(self) -> Iterator[Metric]:
         try:
-            counts = self.store.count_by_state()
+            counts = self.index.count_by_state()
         except Unavailable as exc:
             log.warning("jobs by state not reported: %s", exc)
             return

@@ -6,10 +6,6 @@ Transitions run in a WATCH/MULTI transaction, so concurrent events never overwri
 Observers (:class:`RecordObserver`: the job index, the change feed, what follows a job's end) add
 their Redis commands to the same transaction, so they never disagree with the records.
 Progress reports (several a second per running job) go to Redis only: losing one costs nothing.
-
-Beside the records, a hash ``<prefix>stats:jobs-by-state`` counts the jobs in each state for
-``/metrics``; each write changes it in the same round trip as the record. After Redis loses its
-data the counts start again from the jobs written or restored since.
 """
 
 from __future__ import annotations
@@ -68,10 +64,6 @@ class JobStore:
         """A list that holds one element once the job is terminal; long-polls block on it."""
         return f"{self.prefix}job:{job_id}:done"
 
-    def _counts_key(self) -> str:
-        """A hash ``{status: number of jobs}`` (see :meth:`count_by_state`)."""
-        return f"{self.prefix}stats:jobs-by-state"
-
     def _save_manifest(self, job: Job) -> None:
         self.storage.put_bytes(manifest_key(job.job_id), job.model_dump_json().encode())
 
@@ -88,7 +80,6 @@ class JobStore:
             with self.redis.pipeline() as pipe:
                 pipe.multi()
                 pipe.set(self._key(job.job_id), job.model_dump_json())
-                pipe.hincrby(self._counts_key(), job.status.value, 1)
                 self._mark_done(pipe, job)
                 self._observe(pipe, None, job)
                 pipe.execute()
@@ -115,8 +106,7 @@ class JobStore:
         except ObjectNotFound:
             raise JobNotFound("Job not found.") from None
         try:
-            if self.redis.set(self._key(job_id), job.model_dump_json(), nx=True):
-                self.redis.hincrby(self._counts_key(), job.status.value, 1)
+            self.redis.set(self._key(job_id), job.model_dump_json(), nx=True)
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
         log.info("job record restored from its manifest", extra={"job_id": job_id})
@@ -152,7 +142,6 @@ class JobStore:
                         pipe.multi()
                         pipe.set(key, current.model_dump_json())
                         self._mark_done(pipe, current)
-                        self._count_transition(pipe, job, current)
                         if updated is not None:
                             self._observe(pipe, job, updated)
                         pipe.execute()
@@ -224,30 +213,6 @@ class JobStore:
             if key.startswith(job_prefix(job.job_id)):
                 self.storage.delete_prefix(key)
 
-    def _count_transition(self, pipe, before: Job, after: Job) -> None:
-        if before.status is not after.status:
-            pipe.hincrby(self._counts_key(), before.status.value, -1)
-            pipe.hincrby(self._counts_key(), after.status.value, 1)
-
-    def count_by_state(self) -> dict[JobStatus, int]:
-        """How many jobs are in each state (every state present; one ``HGETALL``).
-
-        Raises:
-            JobStoreUnavailable: Redis is down.
-        """
-        try:
-            stored = self.redis.hgetall(self._counts_key())
-        except REDIS_ERRORS as exc:
-            raise JobStoreUnavailable(f"redis: {exc}") from exc
-        counts = dict.fromkeys(JobStatus, 0)
-        for name, value in stored.items():
-            try:
-                status = JobStatus(name.decode() if isinstance(name, bytes) else name)
-            except ValueError:  # a state this version does not know
-                continue
-            counts[status] = max(0, int(value))  # below 0 only after Redis lost the counters
-        return counts
-
     def _mark_done(self, pipe, job: Job) -> None:
         """Set the done marker of a terminal job; clear it when a retry makes the job live again."""
         if job.status.is_terminal:
@@ -282,13 +247,10 @@ class JobStore:
         try:
             with self.redis.pipeline() as pipe:
                 pipe.multi()
-                pipe.get(self._key(job_id))
                 pipe.delete(self._key(job_id), self._done_key(job_id))
                 for observer in self.observers:
                     observer.forgotten(pipe, job_id)
-                raw, *_ = pipe.execute()
-            if raw is not None:
-                self.redis.hincrby(self._counts_key(), Job.model_validate_json(raw).status.value, -1)
+                pipe.execute()
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 

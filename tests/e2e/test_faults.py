@@ -23,6 +23,7 @@ import requests
 
 from shared.jobs import input_key, new_job_id, output_key
 from tests.support.faults import (
+    OutageClock,
     TcpProxy,
     amqp_channel,
     assert_stack_clean,
@@ -154,7 +155,7 @@ def connection_heartbeats(pid: int) -> set[int]:
     return {int(timeout) for port, timeout in (line.split() for line in listing.splitlines()) if port in ports}
 
 
-def test_conversion_longer_than_three_heartbeats_keeps_its_connection(fault_stack, tones):
+def test_conversion_longer_than_three_heartbeats_keeps_its_connection(fault_stack, tones, record_property):
     stack = fault_stack(workers=1, AMQP_HEARTBEAT_SECONDS="1")
     job_id = submit(stack, tones(1200))
     wait_for_ffmpeg(stack)
@@ -164,6 +165,7 @@ def test_conversion_longer_than_three_heartbeats_keeps_its_connection(fault_stac
     assert final["status"] == "completed", final
     record = stack.job_record(job_id)
     assert record["attempts"] == 1
+    record_property("conversion_seconds", round(record["finished_at"] - record["started_at"], 2))
     assert record["finished_at"] - record["started_at"] > 3
     worker_log = log_lines(stack, "conversion-1")
     assert [r["msg"] for r in worker_log if "lost RabbitMQ" in r["msg"]] == []
@@ -182,17 +184,17 @@ def reconnect_delays(stack, service: str) -> list[float]:
 
 
 @pytest.mark.broker_restart
-def test_broker_restart_loses_no_task_and_every_service_reconnects(fault_stack, tones):
+def test_broker_restart_loses_no_task_and_every_service_reconnects(fault_stack, tones, record_property):
     stack = fault_stack(workers=1)
     pids = {name: process.pid for name, process in stack.processes.items()}
     in_flight = submit(stack, tones(1200))
     wait_for_ffmpeg(stack)
     queued = [submit(stack, tones(30)) for _ in range(3)]
 
-    started = time.monotonic()
-    rabbitmqctl("stop_app")
-    rabbitmqctl("start_app")
-    outage = time.monotonic() - started
+    broker = urlsplit(AMQP_URL)
+    with OutageClock(broker.hostname, broker.port or 5672) as outage:
+        rabbitmqctl("stop_app")
+        rabbitmqctl("start_app")
 
     finals = stack.wait_for_jobs([in_flight, *queued], timeout=120)
     assert {job_id: body["status"] for job_id, body in finals.items()} == dict.fromkeys(finals, "completed")
@@ -204,7 +206,8 @@ def test_broker_restart_loses_no_task_and_every_service_reconnects(fault_stack, 
         delays = reconnect_delays(stack, service)
         assert delays and delays == sorted(delays), (service, delays)
         assert sum(r["msg"].endswith("consuming") for r in log_lines(stack, service)) == 2
-    assert outage < 20, f"the broker took {outage:.1f} s to restart"
+    record_property("broker_outage_seconds", round(outage.seconds, 2))
+    assert 0 < outage.seconds < 10, f"RabbitMQ was down {outage.seconds:.1f} s"
 
 
 # --- 5 ----------------------------------------------------------------------------------------
@@ -351,7 +354,7 @@ def slow_upload(stack, path: Path, seconds: float, answer: dict) -> threading.Th
     return thread
 
 
-def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_stack, tones):
+def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_stack, tones, record_property):
     grace = 6
     stack = fault_stack(workers=2, SHUTDOWN_GRACE_SECONDS=str(grace))
     long_job = submit(stack, tones(2400))  # ~10 s of CPU: outlives the grace period
@@ -366,6 +369,8 @@ def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_s
         stack.signal(name, signal.SIGTERM)
     exits = exit_times(stack, grace + 30)
     uploading.join(30)
+    record_property("exit_seconds", {name: round(seconds, 2) for name, seconds in exits.items()})
+    record_property("in_flight_upload", upload["response"].status_code)
 
     assert max(exits.values()) < grace + 10, exits
     assert ffmpeg_processes(stack) == []

@@ -146,8 +146,8 @@ def secret(tmp_path) -> tuple[Path, bytes]:
 
 POINTER_FILES = {
     # kind: (contents(secret, url), expected outcome)
-    "hls_playlist": (lambda secret, url: hls_playlist(secret, url), "unsupported_format"),
-    "ffconcat_script": (lambda secret, url: ffconcat_script(secret, url), "unsupported_format"),
+    "hls_playlist": (hls_playlist, "unsupported_format"),
+    "ffconcat_script": (ffconcat_script, "unsupported_format"),
     # A genuine AVI (an allowed container) whose only stream is the GAB2 text holding the playlist:
     # FFmpeg opens only SRT/ASS inside GAB2, so the playlist stays inert and the file has no audio.
     "avi_gab2_playlist": (lambda secret, url: avi_carrying_playlist(hls_playlist(secret, url)), "no_audio_stream"),

@@ -38,11 +38,11 @@ def minio_event(stack, key: str, size: int, content_type: str | None = "video/mp
     if content_type:
         obj["contentType"] = content_type
         obj["userMetadata"] = {"content-type": content_type}
-    record = {"eventVersion": "2.0", "eventSource": "minio:s3", "awsRegion": "", "eventTime": "2026-11-21T10:00:00.000Z",
-              "eventName": event, "userIdentity": {"principalId": "siphon"}, "requestParameters": {},
-              "responseElements": {}, "s3": {"s3SchemaVersion": "1.0", "configurationId": "Config",
-                                             "bucket": {"name": stack.bucket, "ownerIdentity": {"principalId": "siphon"},
-                                                        "arn": f"arn:aws:s3:::{stack.bucket}"}, "object": obj},
+    bucket = {"name": stack.bucket, "ownerIdentity": {"principalId": "siphon"}, "arn": f"arn:aws:s3:::{stack.bucket}"}
+    record = {"eventVersion": "2.0", "eventSource": "minio:s3", "awsRegion": "",
+              "eventTime": "2026-11-21T10:00:00.000Z", "eventName": event, "userIdentity": {"principalId": "siphon"},
+              "requestParameters": {}, "responseElements": {},
+              "s3": {"s3SchemaVersion": "1.0", "configurationId": "Config", "bucket": bucket, "object": obj},
               "source": {"host": "127.0.0.1", "port": "", "userAgent": "MinIO (linux; amd64)"}}
     return {"EventName": event, "Key": f"{stack.bucket}/{key}", "Records": [record]}
 
@@ -97,7 +97,8 @@ def test_a_non_media_object_without_a_telling_type_fails_in_the_conversions_prob
 def test_a_notification_for_an_object_that_is_gone_is_a_failed_job(stack, progress):
     body = minio_event(stack, "incoming/deleted.mov", 1234)
     publish(stack.topology.s3_events_exchange, "", body)
-    job_id = CreatedObject(stack.bucket, "incoming/deleted.mov", version=body["Records"][0]["s3"]["object"]["sequencer"]).job_id
+    sequencer = body["Records"][0]["s3"]["object"]["sequencer"]
+    job_id = CreatedObject(stack.bucket, "incoming/deleted.mov", version=sequencer).job_id
     assert progress.until_final(job_id)[-1]["error"]["code"] == "input_missing"
 
 

@@ -237,6 +237,37 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+class OutageClock:
+    """Measures, while its block runs, how long ``host:port`` refuses TCP connections (probing
+    every ``interval`` seconds): :attr:`seconds` from the first refusal to the last."""
+
+    def __init__(self, host: str, port: int, interval: float = 0.05):
+        self.address = (host, port)
+        self.interval = interval
+        self._refused: list[float] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._probe, daemon=True, name="outage-clock")
+
+    def __enter__(self) -> OutageClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return self._refused[-1] - self._refused[0] + self.interval if self._refused else 0.0
+
+    def _probe(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                socket.create_connection(self.address, timeout=self.interval).close()
+            except OSError:
+                self._refused.append(time.monotonic())
+
+
 # --- a disk that fills up -------------------------------------------------------------------
 @contextlib.contextmanager
 def small_filesystem(path: Path, size_bytes: int) -> Iterator[Path]:

@@ -226,9 +226,8 @@ class Stack:
         return sorted(p.relative_to(self.storage_dir).as_posix() for p in self.storage_dir.rglob("*") if p.is_file())
 
     def redis_keys(self) -> list[str]:
-        """Every Redis key under this stack's prefix but the job store's counters (``stats:``), sorted."""
-        keys = (key.decode() for key in redis.Redis.from_url(REDIS_URL).scan_iter(f"{self.redis_prefix}*"))
-        return sorted(key for key in keys if not key.startswith(f"{self.redis_prefix}stats:"))
+        """Every Redis key under this stack's prefix, sorted."""
+        return sorted(key.decode() for key in redis.Redis.from_url(REDIS_URL).scan_iter(f"{self.redis_prefix}*"))
 
     def job_record(self, job_id: str) -> dict:
         """The metadata service's full record of a job (its internal ``GET /jobs/<id>``)."""

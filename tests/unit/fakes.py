@@ -135,6 +135,13 @@ class FakeMetadata(_Recorder):
         self._record("delete_job", job_id)
         self.jobs.pop(job_id, None)
 
+    def list_jobs(self, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> dict:
+        """Every job (of ``status``), newest first, in one page."""
+        self._record("list_jobs", (status, limit, cursor))
+        jobs = sorted(self.jobs.values(), key=lambda job: job.created_at, reverse=True)
+        return {"jobs": [job.model_dump(mode="json") for job in jobs if status in (None, job.status.value)],
+                "next_cursor": None}
+
     def cancel_job(self, job_id: str) -> Job:
         self._record("cancel_job", job_id)
         job = self.get_job(job_id)

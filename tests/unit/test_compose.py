@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from shared.broker import Topology
 from shared.config import Settings, env_var_names, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +104,7 @@ def seconds(duration: str) -> float:
 # --- the tests -------------------------------------------------------------------------------
 def test_compose_builds_the_four_services_two_gateways_and_the_metadata_consumer():
     assert SIPHON == ["conversion", "gateway", "gateway-2", "metadata", "metadata-consumer", "metadata-notifier",
-                      "upload"]
+                      "upload", "upload-queue-intake"]
     assert SERVICES["gateway-2"] == SERVICES["gateway"], "the second gateway is the first one again"
 
 
@@ -156,6 +158,34 @@ def test_command_runs_code_that_exists(name):
 def test_metadata_consumer_runs_from_the_metadata_image():
     assert SERVICES["metadata-consumer"]["build"] == SERVICES["metadata"]["build"]
     assert SERVICES["metadata-consumer"]["command"] == ["python", "-m", "services.metadata.consumer"]
+
+
+def test_queue_intake_runs_from_the_upload_image():
+    assert SERVICES["upload-queue-intake"]["build"] == SERVICES["upload"]["build"]
+    assert SERVICES["upload-queue-intake"]["command"] == ["python", "-m", "services.upload.queue_intake"]
+
+
+def test_minio_notifies_the_exchange_the_queue_intake_consumes_as_siphon_declares_it():
+    minio = environment_of("minio")
+    intake = load_settings(**{k.lower(): v for k, v in environment_of("upload-queue-intake").items()
+                              if k.lower() in Settings.model_fields})
+    assert minio["MINIO_NOTIFY_AMQP_ENABLE_SIPHON"] == "on"
+    assert minio["MINIO_NOTIFY_AMQP_EXCHANGE_SIPHON"] == Topology.from_settings(intake).s3_events_exchange
+    # MinIO redeclares the exchange before each publish: what Topology.declare_intake declares, or 406
+    assert minio["MINIO_NOTIFY_AMQP_EXCHANGE_TYPE_SIPHON"] == "fanout"
+    assert minio["MINIO_NOTIFY_AMQP_DURABLE_SIPHON"] == "on"
+    assert minio.get("MINIO_NOTIFY_AMQP_AUTO_DELETED_SIPHON", "off") == "off"
+    assert minio.get("MINIO_NOTIFY_AMQP_INTERNAL_SIPHON", "off") == "off"
+    amqp = urlsplit(intake.amqp_url)
+    assert urlsplit(minio["MINIO_NOTIFY_AMQP_URL_SIPHON"]).netloc == amqp.netloc
+    script = " ".join(SERVICES["createbucket"]["entrypoint"])
+    notification = f"--prefix {intake.s3_incoming_prefix} local/{intake.s3_bucket} arn:minio:sqs::SIPHON:amqp"
+    assert f"mc event add --ignore-existing --event put {notification}" in script
+
+
+def test_presigned_urls_name_the_minio_port_the_host_reaches():
+    public = urlsplit(environment_of("upload")["S3_PUBLIC_ENDPOINT_URL"])
+    assert f"127.0.0.1:{public.port}:9000" in SERVICES["minio"]["ports"]
 
 
 def test_metadata_notifier_runs_from_the_metadata_image():

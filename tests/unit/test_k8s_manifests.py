@@ -151,6 +151,7 @@ def test_the_kustomization_runs_every_service_of_the_stack():
     assert {d["metadata"]["name"] for d in DEPLOYMENTS} == {
         "gateway",
         "upload",
+        "upload-queue-intake",
         "metadata",
         "metadata-consumer",
         "metadata-notifier",

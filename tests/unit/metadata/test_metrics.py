@@ -1,4 +1,4 @@
-"""Jobs by state (the store's counters and their collector) and the queue-depth collector."""
+"""Jobs by state (the job index's per-state sets and their collector) and the queue-depth collector."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import fakeredis
 import pytest
 
 from services.metadata.app import create_app
+from services.metadata.index import JobIndex
 from services.metadata.metrics import JobsByStateCollector, QueueDepthCollector
 from services.metadata.store import JobStore
 from shared.broker import QueueCounts
 from shared.config import load_settings
 from shared.errors import BrokerUnavailable, JobStoreUnavailable
-from shared.jobs import Job, JobErrorInfo, JobStatus
+from shared.jobs import Job, JobErrorInfo, JobStatus, manifest_key
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 
@@ -29,8 +30,13 @@ def redis_client(server) -> fakeredis.FakeRedis:
 
 
 @pytest.fixture
-def store(redis_client, tmp_path) -> JobStore:
-    return JobStore(redis_client, PREFIX, LocalStorage(tmp_path / "storage"))
+def index(redis_client) -> JobIndex:
+    return JobIndex(redis_client, PREFIX)
+
+
+@pytest.fixture
+def store(redis_client, tmp_path, index) -> JobStore:
+    return JobStore(redis_client, PREFIX, LocalStorage(tmp_path / "storage"), observers=[index])
 
 
 def new_job(store: JobStore, n: int) -> str:
@@ -43,51 +49,49 @@ def event(job_id: str, status: JobStatus, attempt: int = 1, **fields) -> JobEven
     return JobEvent(job_id=job_id, status=status, attempt=attempt, **fields)
 
 
-def counts(store: JobStore) -> dict[str, int]:
-    return {status.value: n for status, n in store.count_by_state().items() if n}
+def counts(index: JobIndex) -> dict[str, int]:
+    return {status.value: n for status, n in index.count_by_state().items() if n}
 
 
-# --- the store's counters ------------------------------------------------------------------------
-def test_every_state_is_counted_even_with_no_job(store):
-    assert store.count_by_state() == dict.fromkeys(JobStatus, 0)
+# --- jobs by state, from the index ---------------------------------------------------------------
+def test_every_state_is_counted_even_with_no_job(index):
+    assert index.count_by_state() == dict.fromkeys(JobStatus, 0)
 
 
-def test_transitions_move_jobs_between_the_counts(store):
+def test_transitions_move_jobs_between_the_counts(store, index):
     a, b, c = (new_job(store, n) for n in (1, 2, 3))
-    assert counts(store) == {"queued": 3}
+    assert counts(index) == {"queued": 3}
     store.apply(event(a, JobStatus.PROCESSING))
     store.apply(event(b, JobStatus.PROCESSING))
     store.apply(event(a, JobStatus.COMPLETED))
     store.apply(event(b, JobStatus.FAILED, error=JobErrorInfo(code="not_media", message="no")))
-    assert counts(store) == {"queued": 1, "completed": 1, "failed": 1}
+    assert counts(index) == {"queued": 1, "completed": 1, "failed": 1}
     store.apply(event(c, JobStatus.PROCESSING))
     store.apply(event(c, JobStatus.PROCESSING, attempt=2))  # a redelivery: same state
     store.apply(event(a, JobStatus.PROCESSING, attempt=3))  # late: changes nothing
-    assert counts(store) == {"processing": 1, "completed": 1, "failed": 1}
+    assert counts(index) == {"processing": 1, "completed": 1, "failed": 1}
 
 
-def test_deleting_a_job_uncounts_it(store):
+def test_forgetting_a_job_uncounts_it(store, index):
     a, b = new_job(store, 1), new_job(store, 2)
     store.apply(event(b, JobStatus.PROCESSING))
     store.delete(a)
     store.purge(b)
-    store.delete(b)  # already gone: nothing to uncount
-    assert counts(store) == {}
+    assert counts(index) == {}
 
 
-def test_after_redis_lost_its_data_restored_jobs_are_counted_again(store, redis_client):
-    a, b = new_job(store, 1), new_job(store, 2)
+def test_after_redis_lost_its_data_the_rebuilt_index_counts_every_job(store, index, redis_client):
+    a, _ = new_job(store, 1), new_job(store, 2)
     store.apply(event(a, JobStatus.PROCESSING))
     redis_client.flushdb()
-    store.get(a)  # rebuilt from its manifest
-    store.apply(event(b, JobStatus.PROCESSING))
-    assert counts(store) == {"processing": 2}
+    index.rebuild(Job.model_validate_json(store.storage.get_bytes(manifest_key(f"{n:032x}"))) for n in (1, 2))
+    assert counts(index) == {"queued": 1, "processing": 1}
 
 
-def test_counts_of_a_dead_redis_raise_job_store_unavailable(store, server):
+def test_counts_of_a_dead_redis_raise_job_store_unavailable(index, server):
     server.connected = False
     with pytest.raises(JobStoreUnavailable):
-        store.count_by_state()
+        index.count_by_state()
 
 
 # --- the collectors ---------------------------------------------------------------------------------
@@ -96,21 +100,21 @@ def samples(collector) -> dict[tuple[str, str], float]:
             for family in collector.collect() for sample in family.samples}
 
 
-def test_jobs_by_state_collector_reports_each_state(store):
+def test_jobs_by_state_collector_reports_each_state(store, index):
     new_job(store, 1)
-    reported = samples(JobsByStateCollector(store))
+    reported = samples(JobsByStateCollector(index))
     assert reported[("siphon_jobs", "queued")] == 1
     assert reported[("siphon_jobs", "completed")] == 0
 
 
-def test_jobs_by_state_collector_reports_nothing_while_redis_is_down(store, server):
+def test_jobs_by_state_collector_reports_nothing_while_redis_is_down(index, server):
     server.connected = False
-    assert samples(JobsByStateCollector(store)) == {}
+    assert samples(JobsByStateCollector(index)) == {}
 
 
-def test_metadata_app_serves_jobs_by_state_at_metrics(store):
+def test_metadata_app_serves_jobs_by_state_at_metrics(store, index):
     new_job(store, 1)
-    app = create_app(load_settings(), store=store, control=object())
+    app = create_app(load_settings(), store=store, control=object(), index=index)
     text = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'siphon_jobs{state="queued"} 1.0' in text
 

@@ -50,7 +50,8 @@ def test_an_upload_gets_a_url_signed_for_its_size_and_the_expiry(client, intake)
 
 
 @pytest.mark.parametrize(("payload", "code"), [
-    ({}, "invalid_size"), ({"size": 0}, "invalid_size"), ({"size": -5}, "invalid_size"), ({"size": "10"}, "invalid_size"),
+    ({}, "invalid_size"), ({"size": 0}, "invalid_size"), ({"size": -5}, "invalid_size"),
+    ({"size": "10"}, "invalid_size"),
     ({"size": True}, "invalid_size"), ({"size": 1.5}, "invalid_size"), ({"size": LIMIT + 1}, "file_too_large"),
 ])
 def test_a_bad_or_too_large_size_is_a_400(client, intake, payload, code):
@@ -123,7 +124,8 @@ def test_a_bad_option_is_a_400_naming_it_and_queues_nothing(client, intake):
     assert intake.metadata.jobs == {} and input_key(upload_id) in intake.storage.objects
 
 
-@pytest.mark.parametrize(("data", "status", "code"), [(b"", 400, "empty_file"), (b"x" * (LIMIT + 1), 413, "file_too_large")])
+@pytest.mark.parametrize(("data", "status", "code"), [(b"", 400, "empty_file"),
+                                                      (b"x" * (LIMIT + 1), 413, "file_too_large")])
 def test_a_stored_file_out_of_limits_is_refused_and_deleted(client, intake, data, status, code):
     upload_id = uploaded(intake, data)
     response = client.post("/convert", json={"upload_id": upload_id})
@@ -140,5 +142,6 @@ def test_a_broker_outage_is_a_503_that_keeps_the_file_for_a_retry(client, intake
 
 
 def test_multipart_convert_still_works_beside_the_json_one(client, intake):
-    response = client.post("/convert", data={"file": (io.BytesIO(b"video"), "a.mp4")}, content_type="multipart/form-data")
+    response = client.post("/convert", data={"file": (io.BytesIO(b"video"), "a.mp4")},
+                           content_type="multipart/form-data")
     assert response.status_code == 202
