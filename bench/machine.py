@@ -28,9 +28,13 @@ def _ffmpeg_version(ffmpeg: str) -> str:
     return words[2] if len(words) > 2 else "unknown"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages: above the core count, other work shared the CPUs."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def describe(ffmpeg: str = "ffmpeg") -> dict[str, str]:
     """CPU model, cores, RAM, ffmpeg, Python and kernel versions, and the load average now."""
-    load = os.getloadavg()
     return {
         "CPU": _cpu_model(),
         "cores": str(os.cpu_count()),
@@ -38,5 +42,5 @@ def describe(ffmpeg: str = "ffmpeg") -> dict[str, str]:
         "ffmpeg": _ffmpeg_version(ffmpeg),
         "Python": platform.python_version(),
         "kernel": platform.release(),
-        "load average at start": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        "load average at start": load_average(),
     }

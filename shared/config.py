@@ -19,10 +19,9 @@ from shared.jobs import JOBS_KEY_PREFIX
 
 MiB = 1024 * 1024
 QUEUE_NAME = r"^[A-Za-z0-9_.:-]{1,200}$"
+"""A RabbitMQ queue name siphon accepts (the broker allows 255 bytes; ``amq.`` is the broker's)."""
 KEY_PREFIX = r"^[^/].*/$"
 """A storage key prefix: not absolute, ending in ``/`` (a folder)."""
-RESERVED_KEY_PREFIX = JOBS_KEY_PREFIX
-"""Where siphon keeps its own jobs' files; no configurable prefix may overlap it."""
 
 
 class Settings(BaseSettings):
@@ -104,8 +103,8 @@ class Settings(BaseSettings):
     @field_validator("s3_incoming_prefix", "s3_output_prefix")
     @classmethod
     def _outside_jobs(cls, prefix: str) -> str:
-        if _overlap(prefix, RESERVED_KEY_PREFIX):
-            raise ValueError(f"must not overlap {RESERVED_KEY_PREFIX!r}, where siphon keeps its jobs' files")
+        if _overlap(prefix, JOBS_KEY_PREFIX):  # siphon's own jobs' files
+            raise ValueError(f"must not overlap {JOBS_KEY_PREFIX!r}, where siphon keeps its jobs' files")
         return prefix
 
     @field_validator("s3_output_prefix")

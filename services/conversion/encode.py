@@ -120,7 +120,7 @@ def output_sample_rate(output: OutputFormat, source_hz: int | None) -> int:
     if output.sample_rates_hz is None:
         return source_hz or DEFAULT_SAMPLE_RATE_HZ
     if source_hz is None:
-        return DEFAULT_SAMPLE_RATE_HZ if DEFAULT_SAMPLE_RATE_HZ in output.sample_rates_hz else output.sample_rates_hz[-1]
+        source_hz = DEFAULT_SAMPLE_RATE_HZ
     return next((rate for rate in output.sample_rates_hz if rate >= source_hz), output.sample_rates_hz[-1])
 
 

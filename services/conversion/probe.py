@@ -136,8 +136,8 @@ def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
         raise MediaError("The file is empty.", code=codes.EMPTY_FILE)
     command = [
         ffprobe, "-v", "error", *confinement_options(),
-        "-show_entries", "format=format_name,duration:format_tags:stream=index,codec_type,codec_name,sample_rate,channels"
-        ":stream_disposition=default,attached_pic:stream_tags",
+        "-show_entries", "format=format_name,duration:format_tags"
+        ":stream=index,codec_type,codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags",
         "-of", "json", f"file:{path}",
     ]
     try:

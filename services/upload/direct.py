@@ -60,13 +60,17 @@ class DirectUploads:
         """Queue the conversion of an uploaded file; return its job (the existing one if started before).
 
         Raises:
-            RequestRejected: a malformed ``upload_id`` (400 ``invalid_upload_id``), no file uploaded
+            RequestRejected: no ``upload_id`` (400 ``missing_file``, as a multipart body without a file
+                part), a malformed one (400 ``invalid_upload_id``), no file uploaded
                 under it (404 ``upload_not_found``), a bad option (400 ``invalid_option``), a stored
                 file that is empty or too large (400 / 413; the file is then deleted), or a job that
                 has left ``queued`` or has other options (409 ``upload_already_started``).
             Unavailable: storage, the metadata service or RabbitMQ is down (503); try again.
         """
-        upload_id = body.get("upload_id")
+        if "upload_id" not in body:
+            raise RequestRejected("Send the video as multipart/form-data with a part named 'file', or JSON with "
+                                  "the 'upload_id' of a direct upload (POST /uploads).", code="missing_file")
+        upload_id = body["upload_id"]
         if not isinstance(upload_id, str) or not is_valid_job_id(upload_id):
             raise RequestRejected("'upload_id' must be the id POST /uploads answered with.", code="invalid_upload_id")
         try:

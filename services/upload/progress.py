@@ -3,15 +3,16 @@
 Published to the ``<p>.progress`` fanout exchange, which feeds ``TRANSCODING_PROGRESS_QUEUE``
 (a follower that must not share that queue binds a queue of its own to the exchange)::
 
-    {"job_id", "status": "queued",     "progress": 0,   "input_key", "output_key"}
     {"job_id", "status": "processing", "progress": 0-100, "input_key", "output_key"}   while it runs
     {"job_id", "status": "completed",  "progress": 100, "input_key", "output_key"}     final
     {"job_id", "status": "failed", "error": {"code", "message"}, "input_key", "output_key"}  final
+    ("cancelled" is final too; a retry's run starts over with "processing")
     {"job_id": <as sent, or null>, "status": "rejected", "error": {"code", "message"}}
         a queue message that could not become a job at all (no usable job id); it was dead-lettered
 
 :class:`ProgressRelay` makes the job messages from the internal job events (``<p>.events``);
-the queue intake publishes ``rejected`` itself.
+one final message goes out per run (a task converted twice sends its events twice). The queue
+intake publishes ``rejected`` itself.
 """
 
 from __future__ import annotations
@@ -86,12 +87,12 @@ class Followed:
         """Whether ``event`` is news to a follower, noting it if so. Only one final message per run
         goes out: a repeated event (a task delivered twice) or a late one of an earlier run does not."""
         run = event.retry or 0
-        if event.status is JobStatus.QUEUED:  # a retry starts run ``run``
-            news = run > self.run
-        elif event.status == "cancelled":  # ends the job whatever its run
+        if event.status == "cancelled":  # ends the job whatever its run
             news = not self.finished
-        else:
-            news = run == self.run and not self.finished
+        elif run > self.run:  # a retry's run (its "queued" may have gone to metadata over HTTP)
+            news = True
+        else:  # the current run until its final message; an earlier run's late events are not news
+            news = run == self.run and not self.finished and event.status is not JobStatus.QUEUED
         if news:
             self.run = max(self.run, run)
             self.finished = event.status.is_terminal

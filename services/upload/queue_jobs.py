@@ -25,10 +25,9 @@ from services.upload.intake import Intake
 from services.upload.json_options import options_from_json
 from services.upload.progress import Publish, rejected_message
 from services.upload.verdict import ACK, Verdict, dead_letter
-from shared.config import RESERVED_KEY_PREFIX
 from shared.errors import MessageError, ObjectNotFound, RequestRejected
 from shared.filenames import clean_filename
-from shared.jobs import Job, JobErrorInfo, is_valid_job_id, output_key
+from shared.jobs import JOBS_KEY_PREFIX, Job, JobErrorInfo, is_valid_job_id, output_key
 from shared.options import ConversionOptions
 
 log = logging.getLogger(__name__)
@@ -95,8 +94,8 @@ def checked_key(field: str, key: object) -> str:
             or any(ord(c) < 32 or c == "\x7f" for c in key)):
         raise MessageError(f"{field} {key[:200]!r} is not a valid key: relative, '/'-separated, no empty, '.' or '..' "
                            f"parts, no control characters, at most {MAX_KEY_BYTES} bytes.", code="invalid_key")
-    if key.startswith(RESERVED_KEY_PREFIX):
-        raise MessageError(f"{field} may not be under {RESERVED_KEY_PREFIX!r}, where siphon keeps its own jobs.",
+    if key.startswith(JOBS_KEY_PREFIX):
+        raise MessageError(f"{field} may not be under {JOBS_KEY_PREFIX!r}, where siphon keeps its own jobs.",
                            code="invalid_key")
     return key
 

@@ -82,7 +82,7 @@ def test_a_file_larger_than_the_limit_put_anyway_is_refused_and_deleted(stack):
 @pytest.mark.parametrize(("body", "status", "code"), [
     ({"upload_id": "0123456789abcdef0123456789abcdef"}, 404, "upload_not_found"),
     ({"upload_id": "../../etc/passwd"}, 400, "invalid_upload_id"),
-    ({}, 400, "invalid_upload_id"),
+    ({"file": "talk.mp4"}, 400, "missing_file"),
 ])
 def test_an_unknown_or_malformed_upload_id_is_a_json_error(stack, body, status, code):
     response = start(stack, **body)

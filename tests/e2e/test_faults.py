@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -100,7 +101,7 @@ def applied_events(stack, job_id: str, status: str) -> list[dict]:
 # --- 1 ----------------------------------------------------------------------------------------
 def test_worker_killed_mid_ffmpeg_is_redelivered(fault_stack, tones):
     stack = fault_stack(workers=2)
-    job_id = submit(stack, tones(600))
+    job_id = submit(stack, tones(300))
     ffmpeg = wait_for_ffmpeg(stack)
     victim = worker_running(stack, ffmpeg)
 
@@ -112,7 +113,7 @@ def test_worker_killed_mid_ffmpeg_is_redelivered(fault_stack, tones):
     record = stack.job_record(job_id)
     assert record["attempts"] == 2
     assert mp3_objects(stack, job_id) == ["output.mp3"]
-    assert record["output_duration_seconds"] == pytest.approx(600, abs=1)
+    assert record["output_duration_seconds"] == pytest.approx(300, abs=1)
     assert stack.processes[victim].wait(5) == -signal.SIGKILL
 
 
@@ -155,7 +156,7 @@ def connection_heartbeats(pid: int) -> set[int]:
     return {int(timeout) for port, timeout in (line.split() for line in listing.splitlines()) if port in ports}
 
 
-def test_conversion_longer_than_three_heartbeats_keeps_its_connection(fault_stack, tones, record_property):
+def test_conversion_longer_than_three_heartbeats_keeps_its_connection(fault_stack, tones):
     stack = fault_stack(workers=1, AMQP_HEARTBEAT_SECONDS="1")
     job_id = submit(stack, tones(1200))
     wait_for_ffmpeg(stack)
@@ -165,7 +166,6 @@ def test_conversion_longer_than_three_heartbeats_keeps_its_connection(fault_stac
     assert final["status"] == "completed", final
     record = stack.job_record(job_id)
     assert record["attempts"] == 1
-    record_property("conversion_seconds", round(record["finished_at"] - record["started_at"], 2))
     assert record["finished_at"] - record["started_at"] > 3
     worker_log = log_lines(stack, "conversion-1")
     assert [r["msg"] for r in worker_log if "lost RabbitMQ" in r["msg"]] == []
@@ -184,7 +184,7 @@ def reconnect_delays(stack, service: str) -> list[float]:
 
 
 @pytest.mark.broker_restart
-def test_broker_restart_loses_no_task_and_every_service_reconnects(fault_stack, tones, record_property):
+def test_broker_restart_loses_no_task_and_every_service_reconnects(fault_stack, tones):
     stack = fault_stack(workers=1)
     pids = {name: process.pid for name, process in stack.processes.items()}
     in_flight = submit(stack, tones(1200))
@@ -206,7 +206,6 @@ def test_broker_restart_loses_no_task_and_every_service_reconnects(fault_stack, 
         delays = reconnect_delays(stack, service)
         assert delays and delays == sorted(delays), (service, delays)
         assert sum(r["msg"].endswith("consuming") for r in log_lines(stack, service)) == 2
-    record_property("broker_outage_seconds", round(outage.seconds, 2))
     assert 0 < outage.seconds < 10, f"RabbitMQ was down {outage.seconds:.1f} s"
 
 
@@ -354,11 +353,12 @@ def slow_upload(stack, path: Path, seconds: float, answer: dict) -> threading.Th
     return thread
 
 
-def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_stack, tones, record_property):
-    grace = 6
+def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_stack, tones):
+    grace = 5
     stack = fault_stack(workers=2, SHUTDOWN_GRACE_SECONDS=str(grace))
-    long_job = submit(stack, tones(2400))  # ~10 s of CPU: outlives the grace period
-    wait_for_ffmpeg(stack)
+    long_job = submit(stack, tones(600))
+    long_ffmpeg = wait_for_ffmpeg(stack)
+    os.kill(long_ffmpeg, signal.SIGSTOP)  # however fast this machine is, it outlives the grace period
     short_job = submit(stack, tones(120))  # ~0.5 s of CPU: finishes within it
     wait_until(lambda: len(encoding_workers(stack)) == 2, 30, 0.02, "both workers to encode")
     upload = {}
@@ -369,8 +369,6 @@ def test_sigterm_to_every_service_finishes_or_requeues_and_loses_nothing(fault_s
         stack.signal(name, signal.SIGTERM)
     exits = exit_times(stack, grace + 30)
     uploading.join(30)
-    record_property("exit_seconds", {name: round(seconds, 2) for name, seconds in exits.items()})
-    record_property("in_flight_upload", upload["response"].status_code)
 
     assert max(exits.values()) < grace + 10, exits
     assert ffmpeg_processes(stack) == []

@@ -28,10 +28,15 @@ def stack(module_stack) -> Stack:
     return module_stack("local", workers=1)
 
 
-@pytest.fixture(scope="module")
-def long_tone(tmp_path_factory) -> Path:
-    """Twenty minutes of 8 kHz mono tone (19 MB of WAV)."""
-    return make_tone(tmp_path_factory.mktemp("long") / "long tone.wav", 1200)
+@pytest.fixture
+def long_tone(tmp_path_factory):
+    """Factory: twenty minutes of 8 kHz mono tone (19 MB of WAV) at ``frequency`` Hz: a file of its own
+    for each job, since siphon may answer an identical upload with the output it already has."""
+
+    def make(frequency: int) -> Path:
+        return make_tone(tmp_path_factory.mktemp("long") / "long tone.wav", 1200, frequency=frequency)
+
+    return make
 
 
 def submit(stack: Stack, path: Path, **fields) -> str:
@@ -61,14 +66,16 @@ def worker_log(stack: Stack, job_id: str) -> list[dict]:
 def wait_for_progress(stack: Stack, job_id: str, above: int = 0, timeout: float = 120) -> dict:
     def seen():
         body = stack.status(job_id).json()
-        return body if body["status"] != "processing" or body.get("progress", 0) > above else None
+        if body["status"] == "processing":
+            return body if body.get("progress", 0) > above else None
+        return body if body["status"] != "queued" else None
 
     return wait_until(seen, timeout, 0.05, f"job {job_id} to report progress above {above}")
 
 
 # --- progress ---------------------------------------------------------------------------------------
 def test_progress_rises_while_processing_and_reaches_100_only_on_completion(stack, long_tone):
-    job_id = submit(stack, long_tone, **SLOW_OPTIONS)
+    job_id = submit(stack, long_tone(440), **SLOW_OPTIONS)
     seen: list[tuple[float, int]] = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -86,9 +93,11 @@ def test_progress_rises_while_processing_and_reaches_100_only_on_completion(stac
     assert all(0 <= value < 100 for value in values)
     distinct = sorted(set(values))
     assert len(distinct) >= 3 and distinct[-1] > distinct[1] > 0, distinct
-    # A new value at least about once a second while it runs (0.5 s throttle; the machine may be busy).
-    changes = [at for (at, value), (_, before) in zip(seen[1:], seen) if value != before]
-    assert max(b - a for a, b in zip(changes, changes[1:])) < 1.5, [(round(at, 2), v) for at, v in seen]
+    # A new value about twice a second while it runs (the worker reports at most every 0.5 s); the median,
+    # as a busy machine may stall ffmpeg itself now and then.
+    changes = [at for (at, value), (_, before) in zip(seen[1:], seen, strict=False) if value != before]
+    gaps = sorted(b - a for a, b in zip(changes, changes[1:], strict=False))
+    assert gaps[len(gaps) // 2] <= 1.0, [(round(at, 2), value) for at, value in seen]
     record = stack.job_record(job_id)
     assert record["progress"] == 100 and record["speed"] > 0
     assert record["started_at"] < record["finished_at"]
@@ -125,9 +134,10 @@ def test_a_queued_job_cancelled_is_skipped_by_a_worker_started_later(idle_stack,
 
 
 # --- cancel a processing job ------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["DELETE", "POST"])
-def test_a_processing_job_cancelled_has_its_ffmpeg_killed_within_a_second(stack, long_tone, media_dir, method):
-    job_id = submit(stack, long_tone, **SLOW_OPTIONS)
+@pytest.mark.parametrize(("method", "frequency"), [("DELETE", 550), ("POST", 660)])
+def test_a_processing_job_cancelled_has_its_ffmpeg_killed_within_a_second(stack, long_tone, media_dir, method,
+                                                                          frequency):
+    job_id = submit(stack, long_tone(frequency), **SLOW_OPTIONS)
     body = wait_for_progress(stack, job_id)
     assert body["status"] == "processing", body
     assert live_mentioning(job_id), "ffmpeg reads the job's input"
@@ -142,7 +152,7 @@ def test_a_processing_job_cancelled_has_its_ffmpeg_killed_within_a_second(stack,
                                            "options": {"sample_rate": 48000, "quality": 0}}
     wait_until(lambda: job_files(stack, job_id) == ["job.json"], 10, 0.1, "the job's media to be deleted")
     # The worker acks the task (no requeue, no failure) and takes the next one at once.
-    short = submit(stack, media_dir / "opus_in_mp4_stereo_audio_only.mp4")
+    short = submit(stack, media_dir / "opus_in_mp4_stereo_audio_only.mp4", title=f"after a {method} cancel")
     assert stack.wait_for_job(short, timeout=60)["status"] == "completed"
     assert queued_tasks(stack) == 0
     messages = [entry["msg"] for entry in worker_log(stack, job_id)]

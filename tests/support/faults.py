@@ -6,6 +6,7 @@ the invariants every fault test checks afterwards.
   in a stack's work dir, found through ``/proc``.
 * :class:`TcpProxy` — a loopback TCP forwarder that can be cut (a dependency that goes away) and
   restored, without touching the shared RabbitMQ or moto server behind it.
+* :class:`OutageClock` — how long a port refused connections (a broker restart's real outage).
 * :func:`small_filesystem` — a tiny tmpfs to fill up.
 * :func:`assert_stack_clean` — no job left ``queued``/``processing``, no orphaned object or Redis
   record, no leftover work files, no ffmpeg running, no task left in the queue.

@@ -62,9 +62,10 @@ def make_covered_m4a(path: Path) -> Path:
     return path
 
 
-def make_tone(path: Path, seconds: float, sample_rate_hz: int = 8000, channels: int = 1) -> Path:
-    """``seconds`` of 440 Hz tone; the container follows the suffix (``.wav``, ``.flac``)."""
-    ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={sample_rate_hz}:duration={seconds}",
+def make_tone(path: Path, seconds: float, sample_rate_hz: int = 8000, channels: int = 1, frequency: int = 440) -> Path:
+    """``seconds`` of tone; the container follows the suffix (``.wav``, ``.flac``). Tones of other
+    ``frequency`` are other files (siphon may reuse the output of an identical upload)."""
+    ffmpeg("-f", "lavfi", "-i", f"sine=frequency={frequency}:sample_rate={sample_rate_hz}:duration={seconds}",
            "-ac", str(channels), str(path))
     return path
 

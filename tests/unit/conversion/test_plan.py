@@ -271,7 +271,7 @@ def test_expected_seconds(duration, options, limit, expected):
 
 
 # --- loudnorm -----------------------------------------------------------------------------------
-PASS_ONE_LOG = """[Parsed_loudnorm_0 @ 0x55] 
+PASS_ONE_LOG = """[Parsed_loudnorm_0 @ 0x55]
 {
 	"input_i" : "-21.85",
 	"input_tp" : "-20.74",

@@ -70,7 +70,8 @@ def body_of(stream) -> str:
 def test_a_stream_replays_then_relays_live_changes_once_each_and_beats_when_idle():
     relay = OfflineRelay()
     subscription = relay.open()
-    for change_id, status in (("5-0", JobStatus.PROCESSING), ("7-0", JobStatus.PROCESSING), ("8-0", JobStatus.COMPLETED)):
+    live = (("5-0", JobStatus.PROCESSING), ("7-0", JobStatus.PROCESSING), ("8-0", JobStatus.COMPLETED))
+    for change_id, status in live:
         subscription.offer(change(change_id, status))
     replay = [change("6-0", JobStatus.QUEUED), change("7-0", JobStatus.PROCESSING)]
     text = body_of(relay.stream(subscription, replay, lambda c: render_change(c, "http://h/"), last_id="4-0"))

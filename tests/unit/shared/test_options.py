@@ -119,8 +119,8 @@ def test_invalid_values_name_the_field_and_what_it_allows(form, field, allowed_m
 def test_invalid_option_is_a_siphon_error_whose_body_carries_field_and_allowed():
     error = InvalidOption("bitrate", "one of 32 ... 320")
     assert isinstance(error, SiphonError)
-    assert error.to_dict() == {"code": "invalid_option", "message": "Invalid value for 'bitrate': allowed one of 32 ... 320.",
-                               "field": "bitrate", "allowed": "one of 32 ... 320"}
+    assert error.to_dict() == {"code": "invalid_option", "field": "bitrate", "allowed": "one of 32 ... 320",
+                               "message": "Invalid value for 'bitrate': allowed one of 32 ... 320."}
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

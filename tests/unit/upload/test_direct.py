@@ -105,7 +105,8 @@ def test_starting_it_after_its_job_started_or_with_other_options_is_a_409(client
 
 
 @pytest.mark.parametrize(("payload", "status", "code"), [
-    ({}, 400, "invalid_upload_id"),
+    ({}, 400, "missing_file"),
+    ({"file": "x.mp4"}, 400, "missing_file"),
     ({"upload_id": "../../etc/passwd"}, 400, "invalid_upload_id"),
     ({"upload_id": 7}, 400, "invalid_upload_id"),
     ({"upload_id": "0" * 32}, 404, "upload_not_found"),

@@ -109,3 +109,13 @@ def test_a_retry_starts_a_new_run_and_late_events_of_the_old_one_are_dropped(rel
         relay.handle(event.encode())
     assert [(m["status"], m.get("progress")) for m in published] == [
         ("failed", None), ("queued", 0), ("processing", 10), ("completed", 100)]
+
+
+def test_a_retry_announced_to_metadata_over_http_is_followed_from_its_first_event(relay, job, published):
+    error = JobErrorInfo(code="disk_full", message="full")
+    for event in (JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error),
+                  JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, retry=1),
+                  JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED, retry=1),
+                  JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error)):  # late, of run 0
+        relay.handle(event.encode())
+    assert [m["status"] for m in published] == ["failed", "processing", "completed"]
