@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from shared.jobs import Job
 
-STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 
 
 def changes_key(prefix: str) -> str:

@@ -22,7 +22,7 @@ from shared.jobs import Job, JobStatus
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
-CURSOR = re.compile(r"^(\d+(?:\.\d+)?(?:e[+-]?\d+)?)_([0-9a-f]{32})$")
+CURSOR = re.compile(r"^([0-9]{1,15}(?:\.[0-9]{1,9})?)_([0-9a-f]{32})$")
 """A page cursor: the last listed job's ``created_at`` (``repr`` of the float) and its id."""
 
 REBUILD_BATCH = 500
