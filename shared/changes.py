@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from shared.jobs import Job
 
-STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
+STREAM_ID = re.compile(r"^([0-9]{1,20})(?:-([0-9]{1,20}))?$")
+"""A stream id ``<milliseconds>-<sequence>``; like Redis, ``<milliseconds>`` alone means sequence 0."""
 
 
 def changes_key(prefix: str) -> str:
@@ -62,4 +63,4 @@ class Change:
 def stream_id_key(change_id: str) -> tuple[int, int] | None:
     """``(milliseconds, sequence)`` of a stream id, for ordering; None if it is not one."""
     match = STREAM_ID.fullmatch(change_id.strip())
-    return (int(match[1]), int(match[2])) if match else None
+    return (int(match[1]), int(match[2] or 0)) if match else None

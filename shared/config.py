@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     smtp_username: str | None = Field(None, description="SMTP login; unset: no AUTH.")
     smtp_password: str | None = Field(None, description="SMTP password, with SMTP_USERNAME.")
     webhook_secret: str | None = Field(None, description="Key of the webhooks' HMAC-SHA256 signature (`X-Siphon-Signature`); unset: webhooks go unsigned.")
-    callback_allowed_hosts: str = Field("*", description="Hosts a `callback_url` may name, comma-separated (`*`: any host).")
+    callback_allowed_hosts: str = Field("*", description="Hosts the notifier POSTs webhooks to, comma-separated, `*.domain` for subdomains (`*`: any host); others are recorded `rejected`.")
     notify_timeout_seconds: float = Field(10, gt=0, description="Timeout of one webhook POST or one SMTP conversation, seconds.")
     notify_max_attempts: int = Field(5, ge=1, le=20, description="Tries of one email or webhook before it is given up.")
     notify_backoff_seconds: int = Field(2, ge=1, description="Wait before the first retry of a notification, doubled before each next one, seconds.")

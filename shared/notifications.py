@@ -2,8 +2,9 @@
 
 They are fields of the job, not conversion options (``shared/options.py``): they change nothing in
 the output, so they are no part of the output cache's key either. The upload service checks them
-before it stores anything; the metadata service's notifier checks the callback's host again
-before every POST (``CALLBACK_ALLOWED_HOSTS`` may have changed since).
+before it stores anything (syntax only: any http/https URL is a valid field); the metadata
+service's notifier applies ``CALLBACK_ALLOWED_HOSTS`` before every POST, recording a host it does
+not allow as ``rejected``.
 """
 
 from __future__ import annotations

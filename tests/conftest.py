@@ -10,7 +10,12 @@ import pytest
 from tests.support.moto import moto_server
 from tests.support.stack import ROOT, Stack
 
-MEDIA_DIR = Path(os.environ.get("SIPHON_MEDIA_DIR", ROOT.parent / "shared" / "media"))
+MEDIA_CANDIDATES = [
+    Path(os.environ["SIPHON_MEDIA_DIR"]) if os.environ.get("SIPHON_MEDIA_DIR") else None,
+    ROOT.parent / "shared" / "media",  # a checkout beside the shared corpus, as in the workspace
+    Path("/work/shared/media"),  # where the corpus lives on the team's machines, for clones elsewhere
+]
+MEDIA_DIR = next((p for p in MEDIA_CANDIDATES if p and (p / "MANIFEST.tsv").exists()), ROOT.parent / "shared" / "media")
 
 
 @pytest.fixture(scope="session")

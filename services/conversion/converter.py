@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from services.conversion.probe import ProbeResult, measure_audio_seconds, probe_
 from shared.config import Settings
 from shared.errors import MediaError
 from shared.options import ConversionOptions
+
+logger = logging.getLogger(__name__)
 
 MIN_AUDIO_SECONDS = 0.001
 """An output holding less audio than this is treated as holding none, seconds."""
@@ -69,9 +72,7 @@ class Converter:
         if options.normalize is not None:
             plan = self._with_loudnorm(plan, options.normalize, source, target,
                                        _share(on_progress, plan.expected_seconds, 0, passes), cancelled)
-        command = build_command(self.ffmpeg, plan, source, target, self.limits)
-        self._run(command, target.with_suffix(".ffmpeg.log"), _share(on_progress, plan.expected_seconds,
-                                                                     passes - 1, passes), cancelled)
+        self._encode(plan, source, target, _share(on_progress, plan.expected_seconds, passes - 1, passes), cancelled)
         size = target.stat().st_size if target.exists() else 0
         # ffmpeg's progress clock follows the input's timestamps, not the samples written (FFmpeg 5.1
         # reports 1.6 s for the 0.31 s it decodes of an E-AC-3 file), so the output itself is measured.
@@ -84,6 +85,20 @@ class Converter:
         elapsed = time.monotonic() - started
         return EncodeResult(duration_seconds=seconds, size_bytes=size,
                             speed=round(seconds / elapsed, 2) if elapsed > 0 else None)
+
+    def _encode(self, plan: EncodePlan, source: Path, target: Path, on_progress: Callable[[float], None],
+                cancelled: threading.Event | None) -> None:
+        """Run the encode; if it fails with a cover picture, once more without one: the audio is
+        what was asked for, and a video stream too broken to give a frame must not cost it."""
+        log = target.with_suffix(".ffmpeg.log")
+        try:
+            self._run(build_command(self.ffmpeg, plan, source, target, self.limits), log, on_progress, cancelled)
+        except MediaError as exc:
+            if plan.cover is None or exc.code in (codes.TIMEOUT, codes.OUTPUT_TOO_LARGE):
+                raise
+            logger.warning("conversion with a cover picture failed (%s); converting without one", exc.code)
+            plan = replace(plan, cover=None)
+            self._run(build_command(self.ffmpeg, plan, source, target, self.limits), log, on_progress, cancelled)
 
     def _with_loudnorm(self, plan: EncodePlan, target_lufs: float, source: Path, target: Path,
                        on_progress: Callable[[float], None], cancelled: threading.Event | None) -> EncodePlan:

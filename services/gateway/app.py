@@ -192,6 +192,9 @@ def create_app(s: Settings | None = None, metadata: MetadataClient | None = None
 
     @app.get("/jobs")
     def list_jobs():
+        for name in ("status", "limit", "cursor"):
+            if request.args.get(name) == "":
+                raise RequestRejected(f"'{name}' is empty; leave it out instead.", code=f"invalid_{name}")
         page = metadata.list_jobs(request.args.get("status"), request.args.get("limit"), request.args.get("cursor"))
         jobs = [job_summary(Job.model_validate(job), request.host_url) for job in page["jobs"]]
         return jsonify(jobs=jobs, next_cursor=page["next_cursor"])

@@ -43,7 +43,7 @@ def handle_event(store: JobStore, body: bytes) -> bool:
         except Unavailable as exc:
             log.warning("job store unavailable (%s); requeueing event", exc)
             return False
-        if job is not None:
+        if job is not None and not event.progress:  # progress reports (twice a second) are not worth a line
             log.info("job %s (attempt %d)", job.status, job.attempts)
         return True
 

@@ -5,9 +5,10 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import not_a_server_error, positive_data_acceptance
 
 from services.gateway.pages import OPENAPI_PATH, load_openapi
+from shared.options import InvalidOption, options_from_form
 
 pytestmark = pytest.mark.e2e
 
@@ -43,4 +44,21 @@ def test_gateway_serves_the_document(gateway):
     suppress_health_check=list(HealthCheck),
 )
 def test_gateway_answers_as_documented(case, gateway):
-    case.call_and_validate(base_url=gateway.url, excluded_checks=NOT_FAULTS_ON_LOCAL_STORAGE.get(case.path, []))
+    excluded = list(NOT_FAULTS_ON_LOCAL_STORAGE.get(case.path, []))
+    if breaks_a_cross_field_option_rule(case):
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(base_url=gateway.url, excluded_checks=excluded)
+
+
+def breaks_a_cross_field_option_rule(case) -> bool:
+    """Whether a multipart ``POST /convert`` carries options that only rules across fields refuse
+    (``end`` after ``start``, ``bitrate`` or ``quality`` but not both, the sample rates of each
+    format), which JSON Schema cannot state: its 400 ``invalid_option`` is then right, not a refusal
+    of valid data."""
+    if case.path != "/convert" or not isinstance(case.body, dict) or "file" not in case.body:
+        return False
+    try:
+        options_from_form({name: str(value) for name, value in case.body.items() if name != "file"})
+    except InvalidOption:
+        return True
+    return False

@@ -390,3 +390,18 @@ def test_a_cancel_before_ffmpeg_starts_never_runs_it(converter, media_dir, tmp_p
         converter.convert(converter.probe(source), source, tmp_path / "out.mp3", ConversionOptions(),
                           cancelled=cancelled)
     assert not (tmp_path / "out.mp3").exists()
+
+
+def test_a_cover_that_breaks_the_encode_is_dropped_not_the_audio(converter, tagged_video, tmp_path, monkeypatch):
+    from services.conversion import converter as converter_module
+
+    real_build = converter_module.build_command
+
+    def broken_picture_encoder(ffmpeg, plan, source, target, limits):
+        argv = real_build(ffmpeg, plan, source, target, limits)
+        return [("no_such_encoder" if arg == "mjpeg" else arg) for arg in argv]
+
+    monkeypatch.setattr(converter_module, "build_command", broken_picture_encoder)
+    target, result = convert(converter, tagged_video, tmp_path, cover="frame")
+    assert result.duration_seconds == pytest.approx(6.0, abs=0.15)
+    assert ID3(target).getall("APIC") == [] and str(ID3(target)["TIT2"]) == SOURCE_TAGS["title"]
