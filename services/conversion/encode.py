@@ -43,7 +43,8 @@ from pathlib import Path
 from services.conversion import media_codes as codes
 from services.conversion.probe import AudioStream, ProbeResult, confinement_options, explain_unreadable
 from shared.errors import MediaError
-from shared.options import FORMATS, MP3_SAMPLE_RATES_HZ, ConversionOptions, OutputFormat
+from shared.options import FORMATS, ConversionOptions, OutputFormat
+from shared.options import MP3_SAMPLE_RATES_HZ as MP3_SAMPLE_RATES_HZ  # re-exported (imported from here)
 
 DEFAULT_SAMPLE_RATE_HZ = 44100
 
@@ -104,9 +105,7 @@ class ConversionInterrupted(Exception):
 def mp3_sample_rate(source_hz: int | None) -> int:
     """The MP3 sample rate for a source rate: itself if MP3 allows it, else the next higher
     allowed rate (no band-limiting), else 48 000 Hz for sources above 48 kHz."""
-    if source_hz is None:
-        return DEFAULT_SAMPLE_RATE_HZ
-    return next((rate for rate in MP3_SAMPLE_RATES_HZ if rate >= source_hz), MP3_SAMPLE_RATES_HZ[-1])
+    return output_sample_rate(FORMATS["mp3"], source_hz)
 
 
 def mp3_channels(source_channels: int | None) -> int:
@@ -151,7 +150,7 @@ def muxer_options(output: OutputFormat) -> list[str]:
     if output.muxer == "ipod":
         return ["-movflags", "+faststart"]  # the index first, so players start before the whole file is in
     if output.encoder == "flac":
-        return ["-sample_fmt", "s16"]  # 16-bit: decoded lossy audio holds no more than that
+        return ["-sample_fmt", "s16"]  # 16-bit like the WAV output; FFmpeg would pick 32-bit for float sources
     return []
 
 

@@ -155,7 +155,8 @@ class JobIndex:
                 count += self._add(batch)
                 batch = []
         count += self._add(batch)
-        log.info("job index rebuilt from %d manifests", count)
+        if count:
+            log.info("job index rebuilt from %d manifests", count)
         return count
 
     def _add(self, jobs: list[Job]) -> int:

@@ -4,7 +4,7 @@ gthread workers: each request holds a thread, not a process, so slow clients and
 do not starve other users; graceful_timeout bounds a rolling restart. The bound: gunicorn commits
 a thread to a connection once its first byte arrives and has no timeout on reading the body, so
 WEB_WORKERS x WEB_THREADS clients trickling uploads (64 by default) would hold every thread; past
-a handful, slow clients are the proxy's to absorb (docs/reliability-hostile.md, item 15).
+a handful, slow clients are the proxy's to absorb (docs/reliability.md, item 15).
 """
 
 import os

@@ -7,7 +7,7 @@
 
 File names and malformed job ids are tests/e2e/test_api.py's. After each test,
 :func:`assert_stack_clean` checks no job is left unfinished, no object or Redis record orphaned,
-no ffmpeg running. docs/reliability-hostile.md tells what each test showed.
+no ffmpeg running. docs/reliability.md tells what each test showed.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 16. 200 jobs from 20 concurrent clients while one of two workers is SIGKILLed in the middle of
     an ffmpeg run and restarted: every job ends, none is lost, none is converted twice.
 
-docs/reliability-hostile.md records what the runs measured.
+docs/reliability.md records what the runs measured.
 """
 
 from __future__ import annotations

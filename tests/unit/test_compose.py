@@ -261,7 +261,7 @@ def test_depends_on_names_existing_services():
 def test_nginx_config_is_mounted_and_takes_uploads_up_to_the_limit():
     path, conf = nginx_config()
     assert path.is_file(), f"{path} does not exist"
-    # Slow uploads wait in nginx, not in gateway threads (docs/reliability-hostile.md, item 15).
+    # Slow uploads wait in nginx, not in gateway threads (docs/reliability.md, item 15).
     assert re.search(r"^\s*proxy_request_buffering on;", conf, re.MULTILINE)
     assert re.search(r"^\s*proxy_http_version 1\.1;", conf, re.MULTILINE)
     assert re.search(r"^\s*upstream \w+ \{", conf, re.MULTILINE)
