@@ -76,10 +76,7 @@ class SiphonClient:
 
     def status(self, job_id: str) -> dict:
         """``GET /status/<job_id>``: the job's status body. Raises ApiError ``job_not_found``."""
-        response = self._request("GET", f"/status/{job_id}")
-        if response.status_code == 404 and self._body(response).get("status") == "not_found":
-            raise ApiError(404, "job_not_found", f"No job with id {job_id!r} on this server.")
-        return self._json_or_raise(response, expected=(200,))
+        return self._json_or_raise(self._request("GET", f"/status/{job_id}"), expected=(200,))
 
     def download(self, url: str, destination: Path, on_bytes: ByteProgress | None = None) -> Path:
         """Stream the MP3 at ``url`` into ``destination`` (written whole or not at all)."""
@@ -142,7 +139,10 @@ class SiphonClient:
     def _json_or_raise(self, response: requests.Response, expected: tuple[int, ...]):
         if response.status_code in expected:
             return response.json()
-        error = self._body(response).get("error") or {}
+        body = self._body(response)
+        if response.status_code == 404 and body.get("status") == "not_found":  # /status's and cancel's 404
+            raise ApiError(404, "job_not_found", f"No job with id {body.get('job_id')!r} on this server.")
+        error = body.get("error") or {}
         raise ApiError(
             response.status_code,
             error.get("code", f"http_{response.status_code}"),

@@ -8,6 +8,8 @@
     GET  /download/<job_id>.<ext>  → 200/206 the job's format (mp3: audio/mpeg) | 404 | 409 (not completed)
     DELETE /jobs/<job_id>          → 200 {"job_id", "status": "cancelled", "message"} | 404 | 409 job_finished
     POST /cancel/<job_id>          the same, for clients without DELETE
+    POST /jobs/<job_id>/retry      → 202 queued again | 404 | 409 job_not_retryable (failed jobs whose
+                                   error.code is storage_unavailable or disk_full)
     GET  /jobs                     ?status=&limit=&cursor= → 200 {"jobs": [JobSummary], "next_cursor"}, newest first
     GET  /events                   text/event-stream of every job change (Last-Event-ID resumes); events.py
     GET  /events/<job_id>          ... of one job's changes, until it ends | 204 (nothing left) | 404
@@ -189,6 +191,12 @@ def create_app(s: Settings | None = None, metadata: MetadataClient | None = None
         if job.status is not JobStatus.CANCELLED:
             raise JobAlreadyFinished(f"The job is {job.status.value}; it can no longer be cancelled.")
         return jsonify(status_body(job, request.host_url))
+
+    @app.post("/jobs/<path:job_id>/retry")
+    def retry(job_id: str):
+        if not is_valid_job_id(job_id):
+            return jsonify(not_found_body(job_id)), 404
+        return upload_answer(upload.post_json(f"/jobs/{job_id}/retry", b"{}"))
 
     @app.get("/jobs")
     def list_jobs():

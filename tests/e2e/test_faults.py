@@ -269,8 +269,8 @@ def test_redis_data_lost_every_job_is_still_answered(fault_stack, tones, tmp_pat
 
 # --- 7 ----------------------------------------------------------------------------------------
 def retry_job(stack, job_id: str) -> requests.Response:
-    """The upload service's internal ``POST /jobs/<id>/retry``."""
-    return requests.post(f"http://127.0.0.1:{stack.ports['upload']}/jobs/{job_id}/retry", timeout=30)
+    """The public ``POST /jobs/<id>/retry`` (the gateway passes it to the upload service)."""
+    return requests.post(f"{stack.url}/jobs/{job_id}/retry", timeout=30)
 
 
 def storage_backoff(stack, service: str) -> list[float]:
