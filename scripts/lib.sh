@@ -18,19 +18,28 @@ wait_for_port() {  # port, seconds
   return 1
 }
 
-ensure_system_packages() {
+apt_install() {  # packages...: install with apt-get, quietly
+  say "installing $* (apt-get)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_system_packages() {  # what siphon itself runs on
   local missing=()
   command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
-  command -v chromium >/dev/null || missing+=(chromium)  # the web page's browser tests (Playwright)
-  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)  # tests/e2e/test_nginx.py runs it on loopback
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]} (apt-get)"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
+ensure_test_packages() {  # what only the test suite drives
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)  # the web page's browser tests (Playwright)
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)  # tests/e2e/test_nginx.py
+  command -v ss >/dev/null || missing+=(iproute2)  # the heartbeat fault test reads the AMQP connection
+  command -v pgrep >/dev/null || missing+=(procps)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
 ensure_venv() {
