@@ -43,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="concurrent /status connections (default 16)")
     parser.add_argument("--poll-interval", type=float, default=0.0,
                         help="poll /status this often (seconds) instead of the long-poll ?wait=")
+    parser.add_argument("--field", action="append", default=[], metavar="NAME=VALUE",
+                        help="a form field sent with every upload, e.g. cover=none (repeatable)")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "bench", help="where inputs are cached")
     parser.add_argument("--output", type=Path, help="markdown file (default docs/performance.md; --quick: none)")
     parser.add_argument("--section", default="main",
@@ -74,8 +76,9 @@ def run_backend(args: argparse.Namespace, inputs: Inputs, backend: str, s3_endpo
     try:
         say(f"{backend}: starting the stack")
         stack.start()
-        bench = Bench(stack.processes, ApiClient(stack.url, poll_interval=args.poll_interval), args.ffmpeg,
-                      scratch)
+        fields = dict(field.split("=", 1) for field in args.field)
+        client = ApiClient(stack.url, poll_interval=args.poll_interval, fields=fields)
+        bench = Bench(stack.processes, client, args.ffmpeg, scratch)
         try:
             _run_phases(args, inputs, backend, stack, bench, results)
         finally:

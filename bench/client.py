@@ -32,23 +32,28 @@ class ApiClient:
     """Talks to the gateway at ``base_url``.
 
     Args:
+        fields: form fields sent with every upload (conversion options, e.g. ``cover=none``).
         wait_seconds: the long-poll's ``wait`` parameter, seconds.
         poll_interval: if above 0, poll ``/status`` this often (seconds) instead of long-polling.
     """
 
-    def __init__(self, base_url: str, wait_seconds: float = 30.0, poll_interval: float = 0.0):
+    def __init__(self, base_url: str, wait_seconds: float = 30.0, poll_interval: float = 0.0,
+                 fields: dict[str, str] | None = None):
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname, parts.port
         self.wait_seconds = wait_seconds
         self.poll_interval = poll_interval
+        self.fields = fields or {}
 
     def connection(self, timeout: float = 900) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout, blocksize=CHUNK_BYTES)
 
     def submit(self, path: Path) -> str:
-        """POST ``path`` to /convert as the ``file`` part; return the job id."""
+        """POST ``path`` to /convert as the ``file`` part (after the ``fields``); return the job id."""
         boundary = uuid.uuid4().hex
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        options = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+                          for name, value in self.fields.items())
+        head = (f'{options}--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
                 f"Content-Type: video/mp4\r\n\r\n").encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
         conn = self.connection()
