@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as resources:
         s3_endpoint = None
         if "s3" in args.backends:
-            s3_endpoint = resources.enter_context(moto_server(Path(tempfile.mkdtemp(dir=args.cache_dir))))
+            logs = resources.enter_context(tempfile.TemporaryDirectory(prefix="moto-", dir=args.cache_dir))
+            s3_endpoint = resources.enter_context(moto_server(Path(logs)))
         for backend in args.backends:
             results[backend] = run_backend(args, inputs, backend, s3_endpoint)
     machine["load average at end"] = load_average()

@@ -241,7 +241,7 @@ class LocalStorage:
 TRANSFER_PART_BYTES = 8 * 1024 * 1024
 """Part size of S3 multipart uploads and ranged downloads, bytes (boto3's default)."""
 
-TRANSFER_CONCURRENCY = 3
+TRANSFER_CONCURRENCY = 2
 """Parts of one S3 transfer in flight, and parts of a streamed upload read ahead, at once. Each holds
 a part in memory, so this bounds what a transfer costs (boto3's defaults, 10 of each, made a 1 GB
 upload add 113 MB to the upload service's RSS and its download 75 MB to the worker's)."""

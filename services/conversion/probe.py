@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.conversion import media_codes as codes
+from services.conversion.mp3info import xing_seconds
 from services.conversion.sniff import has_encryption_boxes, walk_top_level_boxes
 from shared.errors import MediaError
 from shared.jobs import MediaFacts
@@ -189,8 +190,13 @@ def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe") -> float:
     """Seconds of audio in a file siphon wrote, as ffprobe reads it back; 0.0 when it holds none.
 
     For an MP3 the duration comes from the Xing/Info header LAME writes (its frame count), so it
-    is the audio actually encoded, whatever timestamps the input carried.
+    is the audio actually encoded, whatever timestamps the input carried; that header is read
+    in-process (:func:`~services.conversion.mp3info.xing_seconds`, the same figure), other formats
+    and MP3s without one are asked of ffprobe.
     """
+    counted = xing_seconds(path)
+    if counted is not None:
+        return counted
     command = [ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries", "format=duration:stream=index",
                "-of", "json", f"file:{path}"]
     try:
