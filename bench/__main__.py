@@ -1,8 +1,8 @@
 """``python -m bench`` (run it as ``./scripts/bench``): siphon against plain ffmpeg on this machine.
 
-    ./scripts/bench                   everything, local and S3 (moto server), into docs/performance.md
-    ./scripts/bench --quick           tiny inputs, one run each, local only: a smoke run in seconds
-    ./scripts/bench --backends local --phases latency --runs 9
+./scripts/bench                   everything, local and S3 (moto server), into docs/performance.md
+./scripts/bench --quick           tiny inputs, one run each, local only: a smoke run in seconds
+./scripts/bench --backends local --phases latency --runs 9
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ cache: the benchmark posts the same files again and again, and every run must co
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny inputs, one run of each phase, local backend")
     parser.add_argument("--backends", help="comma-separated: local,s3 (default both; --quick: local)")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
@@ -41,14 +42,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="conversion workers (default 2)")
     parser.add_argument("--status-seconds", type=float, help="length of the /status load, seconds (default 10)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent /status connections (default 16)")
-    parser.add_argument("--poll-interval", type=float, default=0.0,
-                        help="poll /status this often (seconds) instead of the long-poll ?wait=")
-    parser.add_argument("--field", action="append", default=[], metavar="NAME=VALUE",
-                        help="a form field sent with every upload, e.g. cover=none (repeatable)")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.0,
+        help="poll /status this often (seconds) instead of the long-poll ?wait=",
+    )
+    parser.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a form field sent with every upload, e.g. cover=none (repeatable)",
+    )
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "bench", help="where inputs are cached")
     parser.add_argument("--output", type=Path, help="markdown file (default docs/performance.md; --quick: none)")
-    parser.add_argument("--section", default="main",
-                        help="which generated block of the markdown file to replace (default: main)")
+    parser.add_argument(
+        "--section", default="main", help="which generated block of the markdown file to replace (default: main)"
+    )
     parser.add_argument("--ffmpeg", default="ffmpeg")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -70,8 +81,7 @@ def say(message: str) -> None:
 def run_backend(args: argparse.Namespace, inputs: Inputs, backend: str, s3_endpoint: str | None) -> BackendResults:
     """Start a stack on ``backend``, run the chosen phases against it, stop it."""
     scratch = Path(tempfile.mkdtemp(prefix=f"run-{backend}-", dir=args.cache_dir))
-    stack = Stack(scratch, backend=backend, s3_endpoint=s3_endpoint, workers=args.workers,
-                  env_overrides=STACK_ENV)
+    stack = Stack(scratch, backend=backend, s3_endpoint=s3_endpoint, workers=args.workers, env_overrides=STACK_ENV)
     results = BackendResults()
     try:
         say(f"{backend}: starting the stack")

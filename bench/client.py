@@ -37,8 +37,13 @@ class ApiClient:
         poll_interval: if above 0, poll ``/status`` this often (seconds) instead of long-polling.
     """
 
-    def __init__(self, base_url: str, wait_seconds: float = 30.0, poll_interval: float = 0.0,
-                 fields: dict[str, str] | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        wait_seconds: float = 30.0,
+        poll_interval: float = 0.0,
+        fields: dict[str, str] | None = None,
+    ):
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname, parts.port
         self.wait_seconds = wait_seconds
@@ -51,10 +56,14 @@ class ApiClient:
     def submit(self, path: Path) -> str:
         """POST ``path`` to /convert as the ``file`` part (after the ``fields``); return the job id."""
         boundary = uuid.uuid4().hex
-        options = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-                          for name, value in self.fields.items())
-        head = (f'{options}--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-                f"Content-Type: video/mp4\r\n\r\n").encode()
+        options = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in self.fields.items()
+        )
+        head = (
+            f'{options}--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            f"Content-Type: video/mp4\r\n\r\n"
+        ).encode()
         tail = f"\r\n--{boundary}--\r\n".encode()
         conn = self.connection()
         try:

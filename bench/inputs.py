@@ -72,12 +72,16 @@ def ensure_inputs(profile: Profile, cache_dir: Path, ffmpeg: str = "ffmpeg") -> 
     folder = cache_dir / profile.name
     folder.mkdir(parents=True, exist_ok=True)
     p = profile
-    long = _cached(folder / f"long-{p.long_seconds}s.mp4",
-                   lambda out: _synthesize(ffmpeg, out, p.long_seconds, p.long_size, p.long_video_kbps, p.fps))
+    long = _cached(
+        folder / f"long-{p.long_seconds}s.mp4",
+        lambda out: _synthesize(ffmpeg, out, p.long_seconds, p.long_size, p.long_video_kbps, p.fps),
+    )
     clip = _cached(folder / f"clip-{p.clip_seconds}s.mp4", lambda out: _cut(ffmpeg, long, out, p.clip_seconds))
     minute = _cached(folder / f"minute-{p.minute_seconds}s.mp4", lambda out: _cut(ffmpeg, long, out, p.minute_seconds))
-    segment = _cached(folder / f"segment-{p.long_seconds}s-{p.huge_size}.mp4",
-                      lambda out: _synthesize(ffmpeg, out, p.long_seconds, p.huge_size, p.huge_video_kbps, p.fps))
+    segment = _cached(
+        folder / f"segment-{p.long_seconds}s-{p.huge_size}.mp4",
+        lambda out: _synthesize(ffmpeg, out, p.long_seconds, p.huge_size, p.huge_video_kbps, p.fps),
+    )
     huge_seconds = p.long_seconds * p.huge_repeats
     huge = _cached(folder / f"huge-{huge_seconds}s.mp4", lambda out: _repeat(ffmpeg, segment, out, p.huge_repeats))
     return Inputs(
@@ -103,22 +107,71 @@ def _run(argv: list[str]) -> None:
 def _synthesize(ffmpeg: str, out: Path, seconds: int, size: str, video_kbps: int, fps: int) -> None:
     """H.264 at a constant ``video_kbps`` (filler data keeps testsrc2 from compressing to nothing)."""
     rate = f"{video_kbps}k"
-    _run([
-        ffmpeg, "-nostdin", "-v", "error", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", str(seconds),
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-        "-b:v", rate, "-minrate", rate, "-maxrate", rate, "-bufsize", f"{2 * video_kbps}k",
-        "-x264-params", "nal-hrd=cbr",
-        "-c:a", "aac", "-b:a", "128k", "-ac", "2",
-        "-f", "mp4", str(out),
-    ])
+    _run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate={fps}",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            rate,
+            "-minrate",
+            rate,
+            "-maxrate",
+            rate,
+            "-bufsize",
+            f"{2 * video_kbps}k",
+            "-x264-params",
+            "nal-hrd=cbr",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-ac",
+            "2",
+            "-f",
+            "mp4",
+            str(out),
+        ]
+    )
 
 
 def _cut(ffmpeg: str, source: Path, out: Path, seconds: int) -> None:
-    _run([ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(source), "-t", str(seconds), "-c", "copy",
-          "-f", "mp4", str(out)])
+    _run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(source),
+            "-t",
+            str(seconds),
+            "-c",
+            "copy",
+            "-f",
+            "mp4",
+            str(out),
+        ]
+    )
 
 
 def _repeat(ffmpeg: str, source: Path, out: Path, times: int) -> None:
@@ -126,7 +179,25 @@ def _repeat(ffmpeg: str, source: Path, out: Path, times: int) -> None:
     listing = out.with_suffix(".txt")
     listing.write_text(f"file '{source.resolve()}'\n" * times)
     try:
-        _run([ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-              "-c", "copy", "-f", "mp4", str(out)])
+        _run(
+            [
+                ffmpeg,
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                str(listing),
+                "-c",
+                "copy",
+                "-f",
+                "mp4",
+                str(out),
+            ]
+        )
     finally:
         listing.unlink(missing_ok=True)

@@ -44,8 +44,13 @@ def _wrk(url: str, seconds: float, connections: int) -> LoadResult:
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return LoadResult(rate, percentiles[50], percentiles[99], errors + (int(non_2xx.group(1)) if non_2xx else 0),
-                      f"wrk -t2 -c{connections}")
+    return LoadResult(
+        rate,
+        percentiles[50],
+        percentiles[99],
+        errors + (int(non_2xx.group(1)) if non_2xx else 0),
+        f"wrk -t2 -c{connections}",
+    )
 
 
 def _seconds(value: str, unit: str) -> float:
@@ -84,5 +89,6 @@ def _thread_pool(url: str, seconds: float, connections: int) -> LoadResult:
     for t in threads:
         t.join()
     cuts = statistics.quantiles(latencies, n=100)
-    return LoadResult(len(latencies) / (time.monotonic() - began), cuts[49], cuts[98], errors[0],
-                      f"Python threads ×{connections}")
+    return LoadResult(
+        len(latencies) / (time.monotonic() - began), cuts[49], cuts[98], errors[0], f"Python threads ×{connections}"
+    )

@@ -119,7 +119,8 @@ class Latency:
     def media_cpu_ratio(self) -> float:
         """CPU of siphon's ffprobe + ffmpeg over plain ffmpeg's, medians."""
         return statistics.median(s.media_cpu for s in self.siphon_samples) / max(
-            statistics.median(s.media_cpu for s in self.plain_samples), 1e-9)
+            statistics.median(s.media_cpu for s in self.plain_samples), 1e-9
+        )
 
     @property
     def overhead_p50(self) -> float:

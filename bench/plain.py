@@ -24,6 +24,7 @@ def plain_batch_seconds(ffmpeg: str, sources: list[Path], out_dir: Path, paralle
     """Wall time of converting every source with ``parallel`` ffmpeg processes at a time, seconds."""
     started = time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(lambda pair: plain_seconds(ffmpeg, pair[1], out_dir / f"plain-{pair[0]}.mp3"),
-                      enumerate(sources)))
+        list(
+            pool.map(lambda pair: plain_seconds(ffmpeg, pair[1], out_dir / f"plain-{pair[0]}.mp3"), enumerate(sources))
+        )
     return time.perf_counter() - started

@@ -47,8 +47,10 @@ def service_pids(processes: dict) -> dict[str, list[int]]:
 
 def peak_rss_by_service(processes: dict) -> dict[str, int]:
     """The largest VmHWM among each service's processes, bytes."""
-    return {service: max((peak_rss_bytes(pid) for pid in pids), default=0)
-            for service, pids in service_pids(processes).items()}
+    return {
+        service: max((peak_rss_bytes(pid) for pid in pids), default=0)
+        for service, pids in service_pids(processes).items()
+    }
 
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")

@@ -50,22 +50,25 @@ def _latency_rows(index: int, label: str, final: str) -> list[Row]:
     def pick(attr: str):
         return lambda r: getattr(r.latency[index], attr) if len(r.latency) > index else None
 
-    rows = [Row(f"{label}: plain ffmpeg p50", "", pick("plain_p50"), _s),
-            Row(f"{label}: siphon p50", "", pick("siphon_p50"), _s),
-            Row(f"{label}: siphon's own CPU per job (not ffmpeg)", "", pick("own_cpu_p50"), _ms),
-            Row(f"{label}: ffprobe+ffmpeg CPU / plain ffmpeg CPU", "", pick("media_cpu_ratio"),
-                lambda v: f"{v:.2f}×")]
+    rows = [
+        Row(f"{label}: plain ffmpeg p50", "", pick("plain_p50"), _s),
+        Row(f"{label}: siphon p50", "", pick("siphon_p50"), _s),
+        Row(f"{label}: siphon's own CPU per job (not ffmpeg)", "", pick("own_cpu_p50"), _ms),
+        Row(f"{label}: ffprobe+ffmpeg CPU / plain ffmpeg CPU", "", pick("media_cpu_ratio"), lambda v: f"{v:.2f}×"),
+    ]
     if final == "overhead":
         rows.append(Row(f"{label}: overhead p50", "≤ 100 ms", pick("overhead_p50"), _ms, lambda v: v <= 0.100))
     else:
-        rows.append(Row(f"{label}: siphon / plain", "≤ 1.25×", pick("ratio"), lambda v: f"{v:.2f}×",
-                        lambda v: v <= 1.25))
+        rows.append(
+            Row(f"{label}: siphon / plain", "≤ 1.25×", pick("ratio"), lambda v: f"{v:.2f}×", lambda v: v <= 1.25)
+        )
     return rows
 
 
 def _memory_rows(memory: Memory | None) -> list[Row]:
     rows = []
     for service in SERVICES:
+
         def value(r, s=service):
             return r.memory.growth(s) / MB if r.memory and s in r.memory.large else None
 
@@ -73,8 +76,7 @@ def _memory_rows(memory: Memory | None) -> list[Row]:
             return f"+{v:.1f} MB"
 
         target = "≤ 30 MB" if service != "metadata" else ""
-        rows.append(Row(f"peak RSS growth, {service}", target, value, show,
-                        (lambda v: v <= 30) if target else None))
+        rows.append(Row(f"peak RSS growth, {service}", target, value, show, (lambda v: v <= 30) if target else None))
     return rows
 
 
@@ -89,23 +91,47 @@ def build_rows(sample: BackendResults) -> list[Row]:
     if sample.throughput:
         t = sample.throughput
         rows += [
-            Row(f"{t.jobs} jobs: {t.workers} plain ffmpeg processes", "",
-                lambda r: min(r.throughput.plain) if r.throughput else None, _s),
-            Row(f"{t.jobs} jobs: siphon, {t.workers} workers", "",
-                lambda r: min(r.throughput.siphon) if r.throughput else None, _s),
-            Row("throughput efficiency (plain / siphon)", "≥ 0.85",
-                lambda r: r.throughput.efficiency if r.throughput else None, lambda v: f"{v:.2f}", lambda v: v >= 0.85),
+            Row(
+                f"{t.jobs} jobs: {t.workers} plain ffmpeg processes",
+                "",
+                lambda r: min(r.throughput.plain) if r.throughput else None,
+                _s,
+            ),
+            Row(
+                f"{t.jobs} jobs: siphon, {t.workers} workers",
+                "",
+                lambda r: min(r.throughput.siphon) if r.throughput else None,
+                _s,
+            ),
+            Row(
+                "throughput efficiency (plain / siphon)",
+                "≥ 0.85",
+                lambda r: r.throughput.efficiency if r.throughput else None,
+                lambda v: f"{v:.2f}",
+                lambda v: v >= 0.85,
+            ),
         ]
     if sample.memory:
         rows += _memory_rows(sample.memory)
     if sample.status:
         rows += [
-            Row("/status requests per second", "≥ 1500", lambda r: r.status.requests_per_second if r.status else None,
-                lambda v: f"{v:.0f}", lambda v: v >= 1500),
-            Row("/status p50", "", lambda r: r.status.p50_seconds if r.status else None,
-                lambda v: f"{v * 1000:.1f} ms"),
-            Row("/status p99", "≤ 25 ms", lambda r: r.status.p99_seconds if r.status else None,
-                lambda v: f"{v * 1000:.1f} ms", lambda v: v <= 0.025),
+            Row(
+                "/status requests per second",
+                "≥ 1500",
+                lambda r: r.status.requests_per_second if r.status else None,
+                lambda v: f"{v:.0f}",
+                lambda v: v >= 1500,
+            ),
+            Row(
+                "/status p50", "", lambda r: r.status.p50_seconds if r.status else None, lambda v: f"{v * 1000:.1f} ms"
+            ),
+            Row(
+                "/status p99",
+                "≤ 25 ms",
+                lambda r: r.status.p99_seconds if r.status else None,
+                lambda v: f"{v * 1000:.1f} ms",
+                lambda v: v <= 0.025,
+            ),
         ]
     return rows
 
@@ -122,8 +148,9 @@ def table(results: dict[str, BackendResults]) -> list[list[str]]:
     """Header and rows: metric, target, then one column per backend."""
     sample = next(iter(results.values()))
     header = ["metric", "target (local)", *(_backend_title(b) for b in results)]
-    return [header] + [[row.metric, row.target or "", *(_cell(row, r) for r in results.values())]
-                       for row in build_rows(sample)]
+    return [header] + [
+        [row.metric, row.target or "", *(_cell(row, r) for r in results.values())] for row in build_rows(sample)
+    ]
 
 
 def _backend_title(backend: str) -> str:
@@ -137,13 +164,16 @@ def details(results: dict[str, BackendResults]) -> list[str]:
         for lat in r.latency:
             lines.append(f"{backend}, {lat.label}: plain {_samples(lat.plain)}; siphon {_samples(lat.siphon)}")
         if r.throughput:
-            lines.append(f"{backend}, throughput: plain {_samples(r.throughput.plain)}; "
-                         f"siphon {_samples(r.throughput.siphon)}")
+            lines.append(
+                f"{backend}, throughput: plain {_samples(r.throughput.plain)}; siphon {_samples(r.throughput.siphon)}"
+            )
         if r.memory:
             m = r.memory
             peaks = ", ".join(f"{s} {m.small[s] / MB:.1f} → {m.large[s] / MB:.1f} MB" for s in SERVICES if s in m.large)
-            lines.append(f"{backend}, peak RSS after {m.small_label} → after {m.large_label} "
-                         f"(whole job {m.large_seconds:.1f} s): {peaks}")
+            lines.append(
+                f"{backend}, peak RSS after {m.small_label} → after {m.large_label} "
+                f"(whole job {m.large_seconds:.1f} s): {peaks}"
+            )
         if r.status:
             lines.append(f"{backend}, /status load: {r.status.tool}, {r.status.errors} errors")
         lines.append(f"{backend}: {r.failed_jobs} jobs failed and were run again")
@@ -170,8 +200,9 @@ def markers(section: str) -> tuple[str, str]:
     return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
-def render_markdown(machine: dict[str, str], rows: list[list[str]], notes: list[str], command: str,
-                    section: str = "main") -> str:
+def render_markdown(
+    machine: dict[str, str], rows: list[list[str]], notes: list[str], command: str, section: str = "main"
+) -> str:
     begin, end = markers(section)
     out = [begin, f"Generated by `{command}`.", "", "| machine | |", "| --- | --- |"]
     out += [f"| {k} | {v} |" for k, v in machine.items()]

@@ -107,8 +107,9 @@ class Topology:
 
     @classmethod
     def from_settings(cls, s: Settings) -> Topology:
-        return cls(prefix=s.amqp_prefix, jobs_queue=s.transcoding_jobs_queue,
-                   progress_queue=s.transcoding_progress_queue)
+        return cls(
+            prefix=s.amqp_prefix, jobs_queue=s.transcoding_jobs_queue, progress_queue=s.transcoding_progress_queue
+        )
 
     def declare(self, channel) -> None:
         """Declare every exchange, queue and binding (idempotent)."""
@@ -244,8 +245,9 @@ class ConfirmingPublisher:
             except CONNECTION_ERRORS:
                 pass
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None,
-                mandatory: bool = True) -> None:
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None, mandatory: bool = True
+    ) -> None:
         """Publish ``body`` (JSON) persistently, with ``mandatory`` set unless told otherwise (a
         broadcast nobody hears is no error); block until confirmed.
 
@@ -276,8 +278,15 @@ class ReconnectingConsumer:
     from ``min_backoff`` to ``max_backoff`` seconds, without a process restart.
     """
 
-    def __init__(self, s: Settings, topology: Topology, setup: Callable, name: str,
-                 min_backoff: float = 0.5, max_backoff: float = 15.0):
+    def __init__(
+        self,
+        s: Settings,
+        topology: Topology,
+        setup: Callable,
+        name: str,
+        min_backoff: float = 0.5,
+        max_backoff: float = 15.0,
+    ):
         self.settings = s
         self.topology = topology
         self.setup = setup
@@ -287,9 +296,12 @@ class ReconnectingConsumer:
         self.connection: pika.BlockingConnection | None = None
         self._stopping = threading.Event()
 
-    def run(self, on_disconnect: Callable[[], None] = lambda: None,
-            on_stopping: Callable[[object], None] = lambda channel: None,
-            linger: Callable[[], bool] = lambda: False) -> None:
+    def run(
+        self,
+        on_disconnect: Callable[[], None] = lambda: None,
+        on_stopping: Callable[[object], None] = lambda channel: None,
+        linger: Callable[[], bool] = lambda: False,
+    ) -> None:
         """Consume until :meth:`stop` is called.
 
         Args:
@@ -334,4 +346,3 @@ class ReconnectingConsumer:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
-

@@ -53,6 +53,7 @@ class Change:
     @classmethod
     def from_entry(cls, entry_id: bytes | str, fields: dict) -> Change:
         """A change from a stream entry as redis-py returns it (``XRANGE``/``XREAD``)."""
+
         def text(value) -> str:
             return value.decode() if isinstance(value, bytes) else str(value)
 

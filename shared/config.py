@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
     # --- storage -------------------------------------------------------------------------
-    storage_backend: Literal["local", "s3"] = Field("local", description="`local` directory or `s3` (any S3-compatible endpoint).")
+    storage_backend: Literal["local", "s3"] = Field(
+        "local", description="`local` directory or `s3` (any S3-compatible endpoint)."
+    )
     storage_dir: Path = Field(Path("var/storage"), description="Root directory of the local backend.")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO, Ceph, moto); unset means AWS.")
     s3_bucket: str = Field("siphon", description="Bucket that holds inputs, outputs and job manifests.")
@@ -41,7 +43,9 @@ class Settings(BaseSettings):
 
     # --- broker and job store ------------------------------------------------------------
     amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ URL.")
-    amqp_prefix: str = Field("siphon", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every exchange and queue name.")
+    amqp_prefix: str = Field(
+        "siphon", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every exchange and queue name."
+    )
     amqp_heartbeat_seconds: int = Field(30, ge=0, description="AMQP heartbeat interval, seconds (0 disables).")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (job-state cache).")
     redis_prefix: str = Field("siphon:", description="Prefix of every Redis key.")
@@ -49,56 +53,134 @@ class Settings(BaseSettings):
     # --- service addresses ---------------------------------------------------------------
     upload_url: str = Field("http://127.0.0.1:5001", description="Upload service base URL, as the gateway reaches it.")
     metadata_url: str = Field("http://127.0.0.1:5002", description="Metadata service base URL.")
-    http_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of internal HTTP calls (not uploads), seconds.")
+    http_timeout_seconds: float = Field(
+        10.0, gt=0, description="Timeout of internal HTTP calls (not uploads), seconds."
+    )
 
     # --- limits --------------------------------------------------------------------------
     max_upload_bytes: int = Field(2 * 1024 * MiB, gt=0, description="Largest accepted upload, bytes.")
-    max_duration_seconds: float = Field(4 * 3600, gt=0, description="Longest audio produced; longer input is cut (ffmpeg -t), seconds.")
+    max_duration_seconds: float = Field(
+        4 * 3600, gt=0, description="Longest audio produced; longer input is cut (ffmpeg -t), seconds."
+    )
     max_output_bytes: int = Field(512 * MiB, gt=0, description="Largest MP3 written (ffmpeg -fs), bytes.")
     conversion_timeout_seconds: float = Field(1800, gt=0, description="Wall-clock limit of one ffmpeg run, seconds.")
     max_attempts: int = Field(3, ge=1, le=10, description="Deliveries of a task before it is dead-lettered.")
-    storage_retries: int = Field(3, ge=1, description="Tries of one storage operation in the worker before the job fails.")
+    storage_retries: int = Field(
+        3, ge=1, description="Tries of one storage operation in the worker before the job fails."
+    )
 
     # --- conversion ----------------------------------------------------------------------
     work_dir: Path = Field(Path("/tmp/siphon"), description="Worker's scratch directory (one temp dir per task).")
     ffmpeg_path: str = Field("ffmpeg", description="ffmpeg executable.")
     ffprobe_path: str = Field("ffprobe", description="ffprobe executable.")
-    shutdown_grace_seconds: float = Field(20, ge=0, description="On SIGTERM, how long a worker lets its current conversion finish before requeueing it, seconds.")
+    shutdown_grace_seconds: float = Field(
+        20,
+        ge=0,
+        description="On SIGTERM, how long a worker lets its current conversion finish before requeueing it, seconds.",
+    )
     mp3_vbr_quality: int = Field(2, ge=0, le=9, description="Default LAME VBR quality (-V scale, 0 best).")
 
     # --- other ways in: the job queue, S3 events, direct uploads ---------------------------
-    transcoding_jobs_queue: str = Field("transcoding_jobs", pattern=QUEUE_NAME, description="Queue producers publish jobs to (`{job_id, input_key, output_key, transcode_options}`); not prefixed, the name is a contract with them.")
-    transcoding_progress_queue: str = Field("transcoding_progress", pattern=QUEUE_NAME, description="Queue that receives every job's progress and final status as JSON; not prefixed.")
-    s3_incoming_prefix: str = Field("incoming/", pattern=KEY_PREFIX, description="An object created under this key prefix (an S3 event notification) becomes a job by itself.")
-    s3_output_prefix: str = Field("outputs/", pattern=KEY_PREFIX, description="Where the audio of an S3-event job goes: `incoming/a/b.mov` becomes `outputs/a/b.mp3`.")
-    s3_public_endpoint_url: str | None = Field(None, description="S3 endpoint as clients reach it, for presigned upload URLs; unset means S3_ENDPOINT_URL.")
-    presigned_url_expiry_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600, description="How long a presigned upload URL (`POST /uploads`) stays valid, seconds.")
+    transcoding_jobs_queue: str = Field(
+        "transcoding_jobs",
+        pattern=QUEUE_NAME,
+        description="Queue producers publish jobs to (`{job_id, input_key, output_key, transcode_options}`); not prefixed, the name is a contract with them.",
+    )
+    transcoding_progress_queue: str = Field(
+        "transcoding_progress",
+        pattern=QUEUE_NAME,
+        description="Queue that receives every job's progress and final status as JSON; not prefixed.",
+    )
+    s3_incoming_prefix: str = Field(
+        "incoming/",
+        pattern=KEY_PREFIX,
+        description="An object created under this key prefix (an S3 event notification) becomes a job by itself.",
+    )
+    s3_output_prefix: str = Field(
+        "outputs/",
+        pattern=KEY_PREFIX,
+        description="Where the audio of an S3-event job goes: `incoming/a/b.mov` becomes `outputs/a/b.mp3`.",
+    )
+    s3_public_endpoint_url: str | None = Field(
+        None, description="S3 endpoint as clients reach it, for presigned upload URLs; unset means S3_ENDPOINT_URL."
+    )
+    presigned_url_expiry_seconds: int = Field(
+        3600,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="How long a presigned upload URL (`POST /uploads`) stays valid, seconds.",
+    )
 
     # --- notifications: email and signed webhooks (services/metadata/notifier.py) -----------
-    public_url: str = Field("http://localhost:5000", pattern=r"^https?://[^/?#]+", description="The gateway as clients reach it: the base of the download links in emails and webhooks.")
+    public_url: str = Field(
+        "http://localhost:5000",
+        pattern=r"^https?://[^/?#]+",
+        description="The gateway as clients reach it: the base of the download links in emails and webhooks.",
+    )
     smtp_host: str = Field("127.0.0.1", description="SMTP server that sends the job emails.")
     smtp_port: int = Field(25, ge=1, le=65535, description="SMTP server port (587 is the usual one with STARTTLS).")
     smtp_from: str = Field("siphon@localhost", description="Sender address of the job emails.")
-    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS before logging in and sending.")
+    smtp_starttls: bool = Field(
+        False, description="Upgrade the SMTP connection with STARTTLS before logging in and sending."
+    )
     smtp_username: str | None = Field(None, description="SMTP login; unset: no AUTH.")
     smtp_password: str | None = Field(None, description="SMTP password, with SMTP_USERNAME.")
-    webhook_secret: str | None = Field(None, description="Key of the webhooks' HMAC-SHA256 signature (`X-Siphon-Signature`); unset: webhooks go unsigned.")
-    callback_allowed_hosts: str = Field("*", description="Hosts the notifier POSTs webhooks to, comma-separated, `*.domain` for subdomains (`*`: any host); others are recorded `rejected`.")
-    notify_timeout_seconds: float = Field(10, gt=0, description="Timeout of one webhook POST or one SMTP conversation, seconds.")
+    webhook_secret: str | None = Field(
+        None,
+        description="Key of the webhooks' HMAC-SHA256 signature (`X-Siphon-Signature`); unset: webhooks go unsigned.",
+    )
+    callback_allowed_hosts: str = Field(
+        "*",
+        description="Hosts the notifier POSTs webhooks to, comma-separated, `*.domain` for subdomains (`*`: any host); others are recorded `rejected`.",
+    )
+    notify_timeout_seconds: float = Field(
+        10, gt=0, description="Timeout of one webhook POST or one SMTP conversation, seconds."
+    )
     notify_max_attempts: int = Field(5, ge=1, le=20, description="Tries of one email or webhook before it is given up.")
-    notify_backoff_seconds: int = Field(2, ge=1, description="Wait before the first retry of a notification, doubled before each next one, seconds.")
+    notify_backoff_seconds: int = Field(
+        2, ge=1, description="Wait before the first retry of a notification, doubled before each next one, seconds."
+    )
 
     # --- live updates, lifecycle and the output cache -------------------------------------
-    output_ttl: int = Field(86400, ge=1, description="How long an output stays downloadable after its job completed, seconds; then the job is `expired`.")
-    output_cache: bool = Field(True, description="Reuse the output of an earlier upload with the same content and options (the repeat completes at once, `cached: true`).")
-    events_heartbeat_seconds: float = Field(15, gt=0, description="Interval of the keep-alive comments on an idle Server-Sent Events stream, seconds.")
-    events_max_stream_seconds: float = Field(900, gt=0, description="Longest life of one Server-Sent Events response (the client reconnects with Last-Event-ID), seconds.")
-    events_max_clients: int = Field(16, ge=1, description="Server-Sent Events streams one gateway process serves at once; more are answered 503.")
-    events_history: int = Field(10000, ge=10, description="Job changes kept for clients that reconnect with Last-Event-ID (the change stream's MAXLEN).")
+    output_ttl: int = Field(
+        86400,
+        ge=1,
+        description="How long an output stays downloadable after its job completed, seconds; then the job is `expired`.",
+    )
+    output_cache: bool = Field(
+        True,
+        description="Reuse the output of an earlier upload with the same content and options (the repeat completes at once, `cached: true`).",
+    )
+    events_heartbeat_seconds: float = Field(
+        15, gt=0, description="Interval of the keep-alive comments on an idle Server-Sent Events stream, seconds."
+    )
+    events_max_stream_seconds: float = Field(
+        900,
+        gt=0,
+        description="Longest life of one Server-Sent Events response (the client reconnects with Last-Event-ID), seconds.",
+    )
+    events_max_clients: int = Field(
+        16, ge=1, description="Server-Sent Events streams one gateway process serves at once; more are answered 503."
+    )
+    events_history: int = Field(
+        10000,
+        ge=10,
+        description="Job changes kept for clients that reconnect with Last-Event-ID (the change stream's MAXLEN).",
+    )
 
     # --- logging and metrics ---------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
-    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus `/metrics` endpoint of a conversion worker or the metadata event consumer, on every interface (0: none). The HTTP services serve `/metrics` on their own port.")
+    metrics_host: str = Field(
+        "0.0.0.0",
+        description="Address the `/metrics` endpoint of METRICS_PORT listens on (`0.0.0.0`: every interface, as a "
+        "scraper in another container needs; `127.0.0.1`: this machine only).",
+    )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus `/metrics` endpoint of a conversion worker or the metadata event consumer, on every interface (0: none). The HTTP services serve `/metrics` on their own port.",
+    )
 
     @field_validator("s3_incoming_prefix", "s3_output_prefix")
     @classmethod

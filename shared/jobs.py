@@ -159,8 +159,14 @@ class Job(BaseModel):
     cached: bool = False
 
     @classmethod
-    def new(cls, job_id: str, original_filename: str, input_size: int, options: dict[str, Any] | None = None,
-            extension: str = "mp3") -> Job:
+    def new(
+        cls,
+        job_id: str,
+        original_filename: str,
+        input_size: int,
+        options: dict[str, Any] | None = None,
+        extension: str = "mp3",
+    ) -> Job:
         """A ``queued`` job with the standard storage keys; its output is ``output.<extension>``."""
         return cls(
             job_id=job_id,
@@ -191,8 +197,11 @@ class Job(BaseModel):
         if event.status is JobStatus.EXPIRED:
             return self.model_copy(update={"status": JobStatus.EXPIRED}) if self.status is JobStatus.COMPLETED else None
         if event.status is JobStatus.CANCELLED:
-            return None if self.status.is_terminal else self.model_copy(
-                update={"status": JobStatus.CANCELLED, "finished_at": event.at})
+            return (
+                None
+                if self.status.is_terminal
+                else self.model_copy(update={"status": JobStatus.CANCELLED, "finished_at": event.at})
+            )
         if self.status.is_terminal or (event.retry or 0) != self.retries:
             return None
         if event.status is JobStatus.PROCESSING:
@@ -200,33 +209,39 @@ class Job(BaseModel):
                 return self._progressed(event)
             if event.attempt <= self.attempts:
                 return None
-            return self.model_copy(update={
-                "status": JobStatus.PROCESSING,
-                "attempts": event.attempt,
-                "started_at": self.started_at or event.at,
-                "media": event.media or self.media,
-                "progress": event.progress,
-                "speed": event.speed,
-            })
+            return self.model_copy(
+                update={
+                    "status": JobStatus.PROCESSING,
+                    "attempts": event.attempt,
+                    "started_at": self.started_at or event.at,
+                    "media": event.media or self.media,
+                    "progress": event.progress,
+                    "speed": event.speed,
+                }
+            )
         if event.status is JobStatus.COMPLETED:
-            return self.model_copy(update={
-                "status": JobStatus.COMPLETED,
-                "finished_at": event.at,
-                "attempts": max(self.attempts, event.attempt),
-                "output_size": event.output_size,
-                "output_duration_seconds": event.output_duration_seconds,
-                "media": event.media or self.media,
-                "progress": 100,
-                "speed": event.speed or self.speed,
-            })
+            return self.model_copy(
+                update={
+                    "status": JobStatus.COMPLETED,
+                    "finished_at": event.at,
+                    "attempts": max(self.attempts, event.attempt),
+                    "output_size": event.output_size,
+                    "output_duration_seconds": event.output_duration_seconds,
+                    "media": event.media or self.media,
+                    "progress": 100,
+                    "speed": event.speed or self.speed,
+                }
+            )
         if event.status is JobStatus.FAILED:
-            return self.model_copy(update={
-                "status": JobStatus.FAILED,
-                "finished_at": event.at,
-                "attempts": max(self.attempts, event.attempt),
-                "error": event.error,
-                "media": event.media or self.media,
-            })
+            return self.model_copy(
+                update={
+                    "status": JobStatus.FAILED,
+                    "finished_at": event.at,
+                    "attempts": max(self.attempts, event.attempt),
+                    "error": event.error,
+                    "media": event.media or self.media,
+                }
+            )
         return None
 
     def _progressed(self, event: Any) -> Job | None:
@@ -256,7 +271,13 @@ class Job(BaseModel):
     def _requeued(self, run: int | None) -> Job | None:
         if not self.is_retryable or run != self.retries + 1:
             return None
-        return self.model_copy(update={
-            "status": JobStatus.QUEUED, "retries": run, "attempts": 0, "error": None,
-            "started_at": None, "finished_at": None,
-        })
+        return self.model_copy(
+            update={
+                "status": JobStatus.QUEUED,
+                "retries": run,
+                "attempts": 0,
+                "error": None,
+                "started_at": None,
+                "finished_at": None,
+            }
+        )

@@ -66,10 +66,12 @@ class ConversionTask(_Message):
         extension = self.output_key.removeprefix(f"{job_prefix(self.job_id)}output.")
         own_input = self.input_key == job_input_key(self.job_id) or not self.input_key.startswith(JOBS_KEY_PREFIX)
         own_output = (extension != self.output_key and extension.isalnum()) or not self.output_key.startswith(
-            JOBS_KEY_PREFIX)
+            JOBS_KEY_PREFIX
+        )
         if not (own_input and own_output):
-            raise ValueError("input_key and output_key must be the job's own storage keys, or keys outside "
-                             f"{JOBS_KEY_PREFIX!r}")
+            raise ValueError(
+                f"input_key and output_key must be the job's own storage keys, or keys outside {JOBS_KEY_PREFIX!r}"
+            )
         return self
 
 

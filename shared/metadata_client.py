@@ -37,8 +37,15 @@ class MetadataClient:
         self.timeout = timeout
         self.pool = urllib3.PoolManager(maxsize=POOL_CONNECTIONS, retries=False)
 
-    def _request(self, method: str, path: str, data: bytes | str | None = None, headers: dict | None = None,
-                 params: dict | None = None, wait: float = 0.0) -> urllib3.BaseHTTPResponse:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | str | None = None,
+        headers: dict | None = None,
+        params: dict | None = None,
+        wait: float = 0.0,
+    ) -> urllib3.BaseHTTPResponse:
         """Send one request; ``wait`` seconds are added to the read timeout (a long-poll)."""
         timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout + wait)
         url = self.base_url + path + (f"?{urlencode(params)}" if params else "")
@@ -57,8 +64,9 @@ class MetadataClient:
     def create_job(self, job: Job) -> Job:
         """Store a new job; return it as stored (a ``queued`` upload identical to an earlier one
         comes back ``completed`` from the output cache, ``cached: true``)."""
-        response = self._request("POST", "/jobs", data=job.model_dump_json(),
-                                 headers={"Content-Type": "application/json"})
+        response = self._request(
+            "POST", "/jobs", data=job.model_dump_json(), headers={"Content-Type": "application/json"}
+        )
         return Job.model_validate_json(response.data)
 
     def list_jobs(self, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> dict:
@@ -83,8 +91,9 @@ class MetadataClient:
 
     def apply_event(self, event: JobEvent) -> Job | None:
         """Apply ``event`` to its job; return the changed job, or None when it changed nothing."""
-        response = self._request("POST", f"/jobs/{event.job_id}/events", data=event.encode(),
-                                 headers={"Content-Type": "application/json"})
+        response = self._request(
+            "POST", f"/jobs/{event.job_id}/events", data=event.encode(), headers={"Content-Type": "application/json"}
+        )
         return Job.model_validate_json(response.data) if response.headers.get("X-Siphon-Applied") == "true" else None
 
     def cancel_job(self, job_id: str) -> Job:
@@ -106,5 +115,6 @@ def _remote_error(response: urllib3.BaseHTTPResponse) -> SiphonError:
         error = response.json()["error"]
         return SiphonError(str(error["message"]), code=str(error["code"]), status=response.status)
     except (ValueError, KeyError, TypeError):
-        return SiphonError(f"metadata service answered {response.status}", code="metadata_error",
-                           status=response.status)
+        return SiphonError(
+            f"metadata service answered {response.status}", code="metadata_error", status=response.status
+        )

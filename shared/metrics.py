@@ -51,8 +51,8 @@ def install_metrics(app: Flask, *collectors: Collector) -> None:
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
-def start_metrics_server(port: int, *collectors: Collector) -> WSGIServer | None:
-    """Serve ``/metrics`` on ``port`` of every interface from a daemon thread; 0 serves nothing.
+def start_metrics_server(port: int, *collectors: Collector, host: str = "0.0.0.0") -> WSGIServer | None:
+    """Serve ``/metrics`` on ``host``:``port`` (default: every interface) from a daemon thread; port 0 serves nothing.
     Returns the server (tests shut it down), or None.
 
     Raises:
@@ -61,7 +61,7 @@ def start_metrics_server(port: int, *collectors: Collector) -> WSGIServer | None
     if not port:
         return None
     try:
-        server, _ = start_http_server(port, registry=scrape_registry(*collectors))
+        server, _ = start_http_server(port, addr=host, registry=scrape_registry(*collectors))
     except OSError as exc:
         raise ConfigError(f"METRICS_PORT: cannot listen on {port}: {exc.strerror}") from None
     log.info("metrics on port %d at /metrics", port)

@@ -52,8 +52,9 @@ AAC_SAMPLE_RATES_HZ = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48
 FORMATS = {
     f.name: f
     for f in (
-        OutputFormat("mp3", "mp3", "audio/mpeg", "libmp3lame", "mp3", sample_rates_hz=MP3_SAMPLE_RATES_HZ,
-                     cover_art=True),
+        OutputFormat(
+            "mp3", "mp3", "audio/mpeg", "libmp3lame", "mp3", sample_rates_hz=MP3_SAMPLE_RATES_HZ, cover_art=True
+        ),
         OutputFormat("m4a", "m4a", "audio/mp4", "aac", "ipod", sample_rates_hz=AAC_SAMPLE_RATES_HZ, cover_art=True),
         # Opus codes at 48 kHz internally; libopus accepts only these input rates (RFC 6716 §2).
         # FFmpeg's ogg muxer has no picture support, so ogg and opus carry no cover.
@@ -133,8 +134,10 @@ class ConversionOptions(BaseModel):
         if self.bitrate is not None and self.bitrate not in MP3_BITRATES_KBPS:
             raise ValueError("bitrate: not an MP3 bitrate")
         if not fmt.lossy and (self.bitrate is not None or self.quality is not None):
-            raise ValueError(f"{'bitrate' if self.bitrate is not None else 'quality'}: {self.format} is lossless; "
-                             "bitrate and quality do not apply")
+            raise ValueError(
+                f"{'bitrate' if self.bitrate is not None else 'quality'}: {self.format} is lossless; "
+                "bitrate and quality do not apply"
+            )
         allowed_rates = fmt.allowed_sample_rates_hz
         if self.sample_rate is not None and self.sample_rate not in allowed_rates:
             raise ValueError(f"sample_rate: {self.format} allows {', '.join(map(str, allowed_rates))} Hz")

@@ -234,8 +234,10 @@ class LocalStorage:
             raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
 
     def presign_put(self, key: str, size_bytes: int, expires_seconds: int) -> str:
-        raise NotSupported("Direct uploads need the S3 storage backend (STORAGE_BACKEND=s3); "
-                           "with local storage, send the file to POST /convert.")
+        raise NotSupported(
+            "Direct uploads need the S3 storage backend (STORAGE_BACKEND=s3); "
+            "with local storage, send the file to POST /convert."
+        )
 
 
 TRANSFER_PART_BYTES = 8 * 1024 * 1024
@@ -258,8 +260,11 @@ class S3Storage:
 
         self.client = client
         self.bucket = bucket
-        self.transfer = TransferConfig(multipart_chunksize=TRANSFER_PART_BYTES, max_concurrency=TRANSFER_CONCURRENCY,
-                                       max_io_queue=TRANSFER_IO_QUEUE)
+        self.transfer = TransferConfig(
+            multipart_chunksize=TRANSFER_PART_BYTES,
+            max_concurrency=TRANSFER_CONCURRENCY,
+            max_io_queue=TRANSFER_IO_QUEUE,
+        )
         self.transfer.max_in_memory_upload_chunks = TRANSFER_CONCURRENCY  # s3transfer's, not in boto3's signature
         self.presigner = presigner or client  # signs upload URLs (SigV4, for the endpoint clients reach)
 
@@ -284,8 +289,11 @@ class S3Storage:
         # Signature V4 signs Content-Length (botocore presigns with V2 by default, which does not);
         # it also covers the host, so the URL names the endpoint clients reach.
         presigner = boto3.client(
-            "s3", endpoint_url=s.s3_public_endpoint_url or s.s3_endpoint_url, region_name=s.s3_region,
-            aws_access_key_id=s.aws_access_key_id, aws_secret_access_key=s.aws_secret_access_key,
+            "s3",
+            endpoint_url=s.s3_public_endpoint_url or s.s3_endpoint_url,
+            region_name=s.s3_region,
+            aws_access_key_id=s.aws_access_key_id,
+            aws_secret_access_key=s.aws_secret_access_key,
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
         )
         return cls(client, s.s3_bucket, presigner)
@@ -355,8 +363,9 @@ class S3Storage:
 
     def presign_put(self, key: str, size_bytes: int, expires_seconds: int) -> str:
         params = {"Bucket": self.bucket, "Key": key, "ContentLength": size_bytes}
-        return self._call(key, self.presigner.generate_presigned_url, "put_object", Params=params,
-                          ExpiresIn=expires_seconds)
+        return self._call(
+            key, self.presigner.generate_presigned_url, "put_object", Params=params, ExpiresIn=expires_seconds
+        )
 
 
 class _CountingReader:

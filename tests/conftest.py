@@ -39,8 +39,13 @@ def make_stack(tmp_path_factory, moto_endpoint):
     stacks: list[Stack] = []
 
     def make(backend: str = "local", workers: int = 2, **env: str) -> Stack:
-        stack = Stack(tmp_path_factory.mktemp(f"stack-{backend}"), backend=backend, workers=workers,
-                      s3_endpoint=moto_endpoint if backend == "s3" else None, env_overrides=env)
+        stack = Stack(
+            tmp_path_factory.mktemp(f"stack-{backend}"),
+            backend=backend,
+            workers=workers,
+            s3_endpoint=moto_endpoint if backend == "s3" else None,
+            env_overrides=env,
+        )
         stacks.append(stack)
         return stack.start()
 

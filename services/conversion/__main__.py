@@ -15,7 +15,7 @@ from shared.storage import make_storage
 def main() -> None:
     s = settings()
     configure_logging("conversion", s.log_level)
-    start_metrics_server(s.metrics_port)
+    start_metrics_server(s.metrics_port, host=s.metrics_host)
     worker = ConversionWorker(s, make_storage(s))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())

@@ -47,14 +47,21 @@ class Converter:
         """See :func:`~services.conversion.probe.probe_media`."""
         return probe_media(source, self.ffprobe)
 
-    def to_mp3(self, probe: ProbeResult, source: Path, target: Path,
-               on_progress: Progress = lambda fraction: None) -> EncodeResult:
+    def to_mp3(
+        self, probe: ProbeResult, source: Path, target: Path, on_progress: Progress = lambda fraction: None
+    ) -> EncodeResult:
         """The plain MP3: :meth:`convert` with the default options."""
         return self.convert(probe, source, target, ConversionOptions(), on_progress)
 
-    def convert(self, probe: ProbeResult, source: Path, target: Path, options: ConversionOptions,
-                on_progress: Progress = lambda fraction: None,
-                cancelled: threading.Event | None = None) -> EncodeResult:
+    def convert(
+        self,
+        probe: ProbeResult,
+        source: Path,
+        target: Path,
+        options: ConversionOptions,
+        on_progress: Progress = lambda fraction: None,
+        cancelled: threading.Event | None = None,
+    ) -> EncodeResult:
         """Encode ``source`` into ``target`` as ``options`` ask (see ``services.conversion.plan``).
 
         ``on_progress`` gets the fraction done while ffmpeg runs (not at all when the input's
@@ -70,8 +77,14 @@ class Converter:
         passes = 1 if options.normalize is None else 2
         started = time.monotonic()
         if options.normalize is not None:
-            plan = self._with_loudnorm(plan, options.normalize, source, target,
-                                       _share(on_progress, plan.expected_seconds, 0, passes), cancelled)
+            plan = self._with_loudnorm(
+                plan,
+                options.normalize,
+                source,
+                target,
+                _share(on_progress, plan.expected_seconds, 0, passes),
+                cancelled,
+            )
         self._encode(plan, source, target, _share(on_progress, plan.expected_seconds, passes - 1, passes), cancelled)
         size = target.stat().st_size if target.exists() else 0
         # ffmpeg's progress clock follows the input's timestamps, not the samples written (FFmpeg 5.1
@@ -80,14 +93,22 @@ class Converter:
         if seconds < MIN_AUDIO_SECONDS:
             raise MediaError("The audio stream holds no decodable audio.", code=codes.NO_AUDIO_FRAMES)
         if size >= self.limits.max_output_bytes:
-            raise MediaError(f"The output would exceed the {self.limits.max_output_bytes}-byte limit.",
-                             code=codes.OUTPUT_TOO_LARGE)
+            raise MediaError(
+                f"The output would exceed the {self.limits.max_output_bytes}-byte limit.", code=codes.OUTPUT_TOO_LARGE
+            )
         elapsed = time.monotonic() - started
-        return EncodeResult(duration_seconds=seconds, size_bytes=size,
-                            speed=round(seconds / elapsed, 2) if elapsed > 0 else None)
+        return EncodeResult(
+            duration_seconds=seconds, size_bytes=size, speed=round(seconds / elapsed, 2) if elapsed > 0 else None
+        )
 
-    def _encode(self, plan: EncodePlan, source: Path, target: Path, on_progress: Callable[[float], None],
-                cancelled: threading.Event | None) -> None:
+    def _encode(
+        self,
+        plan: EncodePlan,
+        source: Path,
+        target: Path,
+        on_progress: Callable[[float], None],
+        cancelled: threading.Event | None,
+    ) -> None:
         """Run the encode; if it fails with a cover picture, once more without one: the audio is
         what was asked for, and a video stream too broken to give a frame must not cost it."""
         log = target.with_suffix(".ffmpeg.log")
@@ -100,8 +121,15 @@ class Converter:
             plan = replace(plan, cover=None)
             self._run(build_command(self.ffmpeg, plan, source, target, self.limits), log, on_progress, cancelled)
 
-    def _with_loudnorm(self, plan: EncodePlan, target_lufs: float, source: Path, target: Path,
-                       on_progress: Callable[[float], None], cancelled: threading.Event | None) -> EncodePlan:
+    def _with_loudnorm(
+        self,
+        plan: EncodePlan,
+        target_lufs: float,
+        source: Path,
+        target: Path,
+        on_progress: Callable[[float], None],
+        cancelled: threading.Event | None,
+    ) -> EncodePlan:
         """The plan with pass 2's loudnorm filter, after running pass 1; unchanged for silence."""
         log = target.with_suffix(".loudnorm.log")
         command = loudnorm.measure_command(self.ffmpeg, plan, source, self.limits, target_lufs)
@@ -110,8 +138,9 @@ class Converter:
             return plan
         return replace(plan, audio_filter=loudnorm.normalize_filter(target_lufs, measured))
 
-    def _run(self, command: list[str], log: Path, on_progress: Callable[[float], None],
-             cancelled: threading.Event | None) -> FfmpegProcess:
+    def _run(
+        self, command: list[str], log: Path, on_progress: Callable[[float], None], cancelled: threading.Event | None
+    ) -> FfmpegProcess:
         process = self._current = FfmpegProcess(command, log)
         # Checked after _current is set: a cancel landing before this line is seen here, one after it
         # finds the process in _current (abort_current), so none is lost.

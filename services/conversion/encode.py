@@ -227,8 +227,11 @@ def input_options(plan: EncodePlan, source: Path) -> list[str]:
 
 
 def _cover_input(plan: EncodePlan, source: Path) -> list[str]:
-    seek = [] if plan.cover.at_seconds is None else ["-ss", _seconds(plan.cover.at_seconds),
-                                                     "-t", _seconds(COVER_READ_SECONDS)]
+    seek = (
+        []
+        if plan.cover.at_seconds is None
+        else ["-ss", _seconds(plan.cover.at_seconds), "-t", _seconds(COVER_READ_SECONDS)]
+    )
     return [*confinement_options(), "-f", plan.demuxer, *seek, "-i", f"file:{source}"]
 
 
@@ -247,26 +250,66 @@ def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, lim
     else:
         maps += ["-vn", "-sn", "-dn"]
     tags = [arg for key, value in plan.tags for arg in ("-metadata", f"{key}={value}")]
-    audio = ["-c:a", plan.output.encoder, *plan.rate_control,
-             "-ar", str(plan.sample_rate_hz), "-ac", str(plan.channels)]
+    audio = [
+        "-c:a",
+        plan.output.encoder,
+        *plan.rate_control,
+        "-ar",
+        str(plan.sample_rate_hz),
+        "-ac",
+        str(plan.channels),
+    ]
     if plan.audio_filter:
         audio += ["-af", plan.audio_filter]
     picture = _cover_output(plan.cover) if plan.cover is not None else []
     return [
-        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *inputs, *maps,
-        "-map_metadata:g", "-1", "-map_metadata:s", "-1", *tags, *audio, *picture, *muxer_options(plan.output),
-        "-t", _seconds(limits.max_duration_seconds), "-fs", str(limits.max_output_bytes),
-        "-progress", "pipe:1", "-nostats",
-        "-f", plan.output.muxer, "-y", f"file:{target}",
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        *inputs,
+        *maps,
+        "-map_metadata:g",
+        "-1",
+        "-map_metadata:s",
+        "-1",
+        *tags,
+        *audio,
+        *picture,
+        *muxer_options(plan.output),
+        "-t",
+        _seconds(limits.max_duration_seconds),
+        "-fs",
+        str(limits.max_output_bytes),
+        "-progress",
+        "pipe:1",
+        "-nostats",
+        "-f",
+        plan.output.muxer,
+        "-y",
+        f"file:{target}",
     ]
 
 
-def build_mp3_command(ffmpeg: str, probe: ProbeResult, stream: AudioStream, source: Path, target: Path,
-                      limits: EncodeLimits, vbr_quality: int) -> list[str]:
+def build_mp3_command(
+    ffmpeg: str,
+    probe: ProbeResult,
+    stream: AudioStream,
+    source: Path,
+    target: Path,
+    limits: EncodeLimits,
+    vbr_quality: int,
+) -> list[str]:
     """The plain MP3's argv: ``stream`` at LAME -V ``vbr_quality``, no trim, tags or cover."""
-    plan = EncodePlan(demuxer=probe.demuxer, audio_index=stream.index, output=FORMATS["mp3"],
-                      rate_control=("-q:a", str(vbr_quality)), sample_rate_hz=mp3_sample_rate(stream.sample_rate_hz),
-                      channels=mp3_channels(stream.channels))
+    plan = EncodePlan(
+        demuxer=probe.demuxer,
+        audio_index=stream.index,
+        output=FORMATS["mp3"],
+        rate_control=("-q:a", str(vbr_quality)),
+        sample_rate_hz=mp3_sample_rate(stream.sample_rate_hz),
+        channels=mp3_channels(stream.channels),
+    )
     return build_command(ffmpeg, plan, source, target, limits)
 
 
@@ -290,9 +333,14 @@ class FfmpegProcess:
         if self._aborted.is_set():
             raise ConversionInterrupted("aborted before start")
         with open(self.stderr_path, "wb") as stderr:
-            self._process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                             stderr=stderr, start_new_session=True,
-                                             preexec_fn=functools.partial(_die_with, os.getpid()))
+            self._process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
+                preexec_fn=functools.partial(_die_with, os.getpid()),
+            )
             if self._aborted.is_set():  # abort() ran after the check above, before there was a process to kill
                 self.kill()
             timer = threading.Timer(timeout_seconds, self._on_timeout)
@@ -327,8 +375,9 @@ class FfmpegProcess:
                 raise OSError(errno.ENOSPC, "No space left on device (ffmpeg)")
             raise self._decode_error(tail)
         if any(message in self.stderr_tail() for message in TRUNCATION_MESSAGES):
-            raise MediaError("The file is cut short: its media ends before the length it declares.",
-                             code=codes.TRUNCATED)
+            raise MediaError(
+                "The file is cut short: its media ends before the length it declares.", code=codes.TRUNCATED
+            )
         return out_seconds
 
     def _decode_error(self, tail: str) -> MediaError:
@@ -365,4 +414,3 @@ class FfmpegProcess:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-

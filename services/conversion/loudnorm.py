@@ -43,9 +43,27 @@ def measure_command(ffmpeg: str, plan: EncodePlan, source: Path, limits: EncodeL
     Logs at ``info``, the level loudnorm prints its measurement at."""
     measure = f"loudnorm=I={target_lufs:g}:TP={TRUE_PEAK_DBTP:g}:LRA={LOUDNESS_RANGE_LU:g}:print_format=json"
     return [
-        ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info", *input_options(plan, source),
-        "-map", f"0:{plan.audio_index}", "-vn", "-sn", "-dn", "-af", measure,
-        "-t", f"{limits.max_duration_seconds:.6f}", "-progress", "pipe:1", "-f", "null", "-",
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "info",
+        *input_options(plan, source),
+        "-map",
+        f"0:{plan.audio_index}",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-af",
+        measure,
+        "-t",
+        f"{limits.max_duration_seconds:.6f}",
+        "-progress",
+        "pipe:1",
+        "-f",
+        "null",
+        "-",
     ]
 
 
@@ -58,8 +76,10 @@ def parse_measurement(log: str) -> Loudness | None:
     try:
         data = json.loads(blocks[-1])
         values = Loudness(
-            integrated=float(data["input_i"]), true_peak=float(data["input_tp"]),
-            loudness_range=float(data["input_lra"]), threshold=float(data["input_thresh"]),
+            integrated=float(data["input_i"]),
+            true_peak=float(data["input_tp"]),
+            loudness_range=float(data["input_lra"]),
+            threshold=float(data["input_thresh"]),
             offset=float(data["target_offset"]),
         )
     except (ValueError, KeyError, TypeError):

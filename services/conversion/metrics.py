@@ -8,11 +8,13 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 CONVERSION_SECONDS = Histogram(
-    "siphon_conversion_seconds", "Wall-clock seconds ffmpeg spent on one successful conversion (every pass).",
+    "siphon_conversion_seconds",
+    "Wall-clock seconds ffmpeg spent on one successful conversion (every pass).",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 REALTIME_FACTOR = Histogram(
-    "siphon_conversion_realtime_factor", "Seconds of audio produced per wall-clock second of conversion (x realtime).",
+    "siphon_conversion_realtime_factor",
+    "Seconds of audio produced per wall-clock second of conversion (x realtime).",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
 )
 OUTPUT_BYTES = Counter("siphon_conversion_output_bytes_total", "Bytes of audio the workers stored.")

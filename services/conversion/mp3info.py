@@ -34,9 +34,9 @@ def xing_seconds(path: Path) -> float | None:
     mono = (frame[3] >> 6) & 3 == 3
     side_info = (17 if mono else 32) if version == 3 else (9 if mono else 17)
     tag = 4 + side_info
-    if frame[tag:tag + 4] not in (b"Xing", b"Info"):
+    if frame[tag : tag + 4] not in (b"Xing", b"Info"):
         return None
-    flags, frames = struct.unpack(">II", frame[tag + 4:tag + 12])
+    flags, frames = struct.unpack(">II", frame[tag + 4 : tag + 12])
     if not flags & 1 or frames == 0:
         return None
     samples_per_frame = 1152 if version == 3 else 576

@@ -41,8 +41,9 @@ COPYABLE_PICTURE_CODECS = frozenset({"mjpeg", "png"})
 """Cover pictures every muxer that carries one takes as they are; others are re-encoded as JPEG."""
 
 
-def plan_encode(probe: ProbeResult, options: ConversionOptions, default_quality: int,
-                max_duration_seconds: float) -> EncodePlan:
+def plan_encode(
+    probe: ProbeResult, options: ConversionOptions, default_quality: int, max_duration_seconds: float
+) -> EncodePlan:
     """The plan for converting ``probe``'s file with ``options``.
 
     Raises:
@@ -71,8 +72,10 @@ def plan_encode(probe: ProbeResult, options: ConversionOptions, default_quality:
 def _check_trim(probe: ProbeResult, options: ConversionOptions) -> None:
     duration = probe.duration_seconds
     if options.start is not None and duration is not None and options.start >= duration:
-        raise MediaError(f"The start ({options.start:g} s) is at or after the end of the media ({duration:g} s).",
-                         code=codes.TRIM_OUT_OF_RANGE)
+        raise MediaError(
+            f"The start ({options.start:g} s) is at or after the end of the media ({duration:g} s).",
+            code=codes.TRIM_OUT_OF_RANGE,
+        )
 
 
 def expected_seconds(duration: float | None, options: ConversionOptions, max_duration_seconds: float) -> float | None:

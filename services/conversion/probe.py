@@ -21,10 +21,35 @@ from shared.jobs import MediaFacts
 
 ALLOWED_DEMUXERS = (
     # video containers
-    "mov", "matroska", "avi", "flv", "mpegts", "mpeg", "asf", "ogg",
+    "mov",
+    "matroska",
+    "avi",
+    "flv",
+    "mpegts",
+    "mpeg",
+    "asf",
+    "ogg",
     # audio-only formats
-    "mp3", "aac", "loas", "wav", "w64", "flac", "ac3", "eac3", "dts", "truehd", "aiff", "caf",
-    "amr", "ape", "au", "wv", "tta", "mpc", "mpc8", "dsf",
+    "mp3",
+    "aac",
+    "loas",
+    "wav",
+    "w64",
+    "flac",
+    "ac3",
+    "eac3",
+    "dts",
+    "truehd",
+    "aiff",
+    "caf",
+    "amr",
+    "ape",
+    "au",
+    "wv",
+    "tta",
+    "mpc",
+    "mpc8",
+    "dsf",
 )
 """FFmpeg demuxer names a job may use; anything else (hls, concat, image2, ...) is refused."""
 
@@ -99,8 +124,10 @@ class ProbeResult:
             return self.default_audio()
         if number >= len(self.audio_streams):
             count = len(self.audio_streams)
-            raise MediaError(f"There is no audio track {number}: the file has {count} "
-                             f"(audio_track counts from 0).", code=codes.AUDIO_TRACK_NOT_FOUND)
+            raise MediaError(
+                f"There is no audio track {number}: the file has {count} (audio_track counts from 0).",
+                code=codes.AUDIO_TRACK_NOT_FOUND,
+            )
         stream = self.audio_streams[number]
         if not stream.codec:
             raise MediaError(f"Audio track {number} uses a codec FFmpeg cannot decode.", code=codes.UNSUPPORTED_CODEC)
@@ -136,10 +163,16 @@ def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
     if path.stat().st_size == 0:
         raise MediaError("The file is empty.", code=codes.EMPTY_FILE)
     command = [
-        ffprobe, "-v", "error", *confinement_options(),
-        "-show_entries", "format=format_name,duration:format_tags"
+        ffprobe,
+        "-v",
+        "error",
+        *confinement_options(),
+        "-show_entries",
+        "format=format_name,duration:format_tags"
         ":stream=index,codec_type,codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags",
-        "-of", "json", f"file:{path}",
+        "-of",
+        "json",
+        f"file:{path}",
     ]
     try:
         done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
@@ -171,14 +204,22 @@ def _parse(data: dict) -> ProbeResult:
         if s.get("codec_type") == "audio"
     )
     videos = tuple(
-        VideoStream(index=int(s["index"]), codec=s.get("codec_name"),
-                    is_attached_pic=bool(s.get("disposition", {}).get("attached_pic")))
+        VideoStream(
+            index=int(s["index"]),
+            codec=s.get("codec_name"),
+            is_attached_pic=bool(s.get("disposition", {}).get("attached_pic")),
+        )
         for s in data.get("streams", [])
         if s.get("codec_type") == "video"
     )
     duration = float(fmt["duration"]) if fmt.get("duration") not in (None, "N/A") else None
-    return ProbeResult(format_name=fmt.get("format_name", ""), duration_seconds=duration, audio_streams=streams,
-                       video_streams=videos, tags=_tags(fmt))
+    return ProbeResult(
+        format_name=fmt.get("format_name", ""),
+        duration_seconds=duration,
+        audio_streams=streams,
+        video_streams=videos,
+        tags=_tags(fmt),
+    )
 
 
 def _tags(entry: dict) -> dict[str, str]:
@@ -197,8 +238,18 @@ def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe") -> float:
     counted = xing_seconds(path)
     if counted is not None:
         return counted
-    command = [ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries", "format=duration:stream=index",
-               "-of", "json", f"file:{path}"]
+    command = [
+        ffprobe,
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "format=duration:stream=index",
+        "-of",
+        "json",
+        f"file:{path}",
+    ]
     try:
         done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -220,6 +271,7 @@ def explain_unreadable(path: Path, stderr: str) -> MediaError:
     if boxes.truncated:
         return MediaError("The file is cut short: it ends in the middle of its structure.", code=codes.TRUNCATED)
     if boxes.is_bmff:
-        return MediaError("The file looks like MP4 but its structure is broken (no usable moov box).",
-                          code=codes.CORRUPT)
+        return MediaError(
+            "The file looks like MP4 but its structure is broken (no usable moov box).", code=codes.CORRUPT
+        )
     return MediaError("The file is not a video or audio file.", code=codes.NOT_MEDIA)

@@ -47,9 +47,9 @@ log = logging.getLogger(__name__)
 class Disposition(Enum):
     """How the worker settles a message."""
 
-    ACK = "ack"                    # done (completed, or failed for good and recorded)
-    REQUEUE = "requeue"            # try again (interrupted; the attempt counter grows)
-    DEAD_LETTER = "dead_letter"    # poison: park it in the dead-letter queue with the reason
+    ACK = "ack"  # done (completed, or failed for good and recorded)
+    REQUEUE = "requeue"  # try again (interrupted; the attempt counter grows)
+    DEAD_LETTER = "dead_letter"  # poison: park it in the dead-letter queue with the reason
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,14 @@ class ProgressReports:
     """Turns the converter's fraction done into ``processing`` events carrying ``progress`` (0-99 %):
     at most one every :data:`PROGRESS_INTERVAL_SECONDS`, and only when the percentage rose."""
 
-    def __init__(self, send: Callable[[JobEvent], None], job_id: str, attempt: int, run: int | None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        send: Callable[[JobEvent], None],
+        job_id: str,
+        attempt: int,
+        run: int | None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.send = send
         self.event = JobEvent(job_id=job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=run, progress=0)
         self.clock = clock
@@ -98,9 +104,17 @@ class ProgressReports:
 class TaskRunner:
     """Runs conversion tasks; ``publish`` sends a job event and returns once it is confirmed."""
 
-    def __init__(self, s: Settings, storage: Storage, converter: Converter, publish: Callable[[JobEvent], None],
-                 *, report_progress: Callable[[JobEvent], None] | None = None,
-                 cancelled: threading.Event | None = None, jobs: JobLookup | None = None):
+    def __init__(
+        self,
+        s: Settings,
+        storage: Storage,
+        converter: Converter,
+        publish: Callable[[JobEvent], None],
+        *,
+        report_progress: Callable[[JobEvent], None] | None = None,
+        cancelled: threading.Event | None = None,
+        jobs: JobLookup | None = None,
+    ):
         """``report_progress`` sends progress events (default: ``publish``; they need no confirm);
         ``cancelled`` is set (by the worker) when the client cancels this task's job; ``jobs``, if
         given, is asked before the work starts whether the job was cancelled while queued."""
@@ -135,8 +149,9 @@ class TaskRunner:
             if attempt > self.settings.max_attempts:
                 message = f"The conversion was interrupted {attempt - 1} times; giving up."
                 return self._fail(task.job_id, attempt, codes.TOO_MANY_ATTEMPTS, message, dead_letter=True)
-            self.publish(JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=self.run,
-                                  progress=0))
+            self.publish(
+                JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=self.run, progress=0)
+            )
             self.settings.work_dir.mkdir(parents=True, exist_ok=True)
             _remove_leftovers(self.settings.work_dir, task.job_id)
             with tempfile.TemporaryDirectory(dir=self.settings.work_dir, prefix=f"{task.job_id}-") as tmp:
@@ -163,14 +178,25 @@ class TaskRunner:
             return self._fail(task.job_id, attempt, exc.code, exc.message, probe)
         except StorageUnavailable as exc:
             log.warning("storage unavailable after %d tries: %s", self.settings.storage_retries, exc)
-            return self._fail(task.job_id, attempt, codes.STORAGE_UNAVAILABLE,
-                              "Object storage is unavailable; the job can be retried later.", probe)
+            return self._fail(
+                task.job_id,
+                attempt,
+                codes.STORAGE_UNAVAILABLE,
+                "Object storage is unavailable; the job can be retried later.",
+                probe,
+            )
         except ObjectNotFound:
             if self._output_stored(task):
                 log.info("input gone, output stored: a redelivery of a task that finished; nothing to do")
                 return ACK
-            return self._fail(task.job_id, attempt, codes.INPUT_MISSING, "The uploaded file no longer exists.",
-                              probe, dead_letter=True)
+            return self._fail(
+                task.job_id,
+                attempt,
+                codes.INPUT_MISSING,
+                "The uploaded file no longer exists.",
+                probe,
+                dead_letter=True,
+            )
         except ConversionInterrupted as exc:
             if self.cancelled.is_set():
                 return self._cancelled_midway()
@@ -178,13 +204,25 @@ class TaskRunner:
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
-            return self._fail(task.job_id, attempt, codes.DISK_FULL,
-                              "The conversion worker ran out of disk space; the job can be retried later.", probe)
-        self.publish(JobEvent(
-            job_id=task.job_id, status=JobStatus.COMPLETED, attempt=attempt, media=_facts(probe),
-            output_size=result.size_bytes, output_duration_seconds=round(result.duration_seconds, 3), retry=self.run,
-            speed=result.speed,
-        ))
+            return self._fail(
+                task.job_id,
+                attempt,
+                codes.DISK_FULL,
+                "The conversion worker ran out of disk space; the job can be retried later.",
+                probe,
+            )
+        self.publish(
+            JobEvent(
+                job_id=task.job_id,
+                status=JobStatus.COMPLETED,
+                attempt=attempt,
+                media=_facts(probe),
+                output_size=result.size_bytes,
+                output_duration_seconds=round(result.duration_seconds, 3),
+                retry=self.run,
+                speed=result.speed,
+            )
+        )
         log.info("converted %.2f s of audio into %d bytes", result.duration_seconds, result.size_bytes)
         metrics.observe_conversion(converted_in, result.duration_seconds, result.size_bytes)
         return ACK
@@ -225,19 +263,36 @@ class TaskRunner:
         log.info("job cancelled during its conversion; dropped")
         return CANCELLED
 
-    def _interrupted(self, task: ConversionTask, attempt: int, exc: ConversionInterrupted,
-                     probe: ProbeResult | None) -> Outcome:
+    def _interrupted(
+        self, task: ConversionTask, attempt: int, exc: ConversionInterrupted, probe: ProbeResult | None
+    ) -> Outcome:
         if attempt >= self.settings.max_attempts:
             message = f"FFmpeg stopped abnormally on every one of {attempt} attempts ({exc})."
             return self._fail(task.job_id, attempt, codes.DECODE_FAILED, message, probe, dead_letter=True)
         log.warning("conversion interrupted (%s); requeueing", exc)
         return Outcome(Disposition.REQUEUE, reason=str(exc))
 
-    def _fail(self, job_id: str, attempt: int, code: str, message: str, probe: ProbeResult | None = None,
-              *, dead_letter: bool = False) -> Outcome:
+    def _fail(
+        self,
+        job_id: str,
+        attempt: int,
+        code: str,
+        message: str,
+        probe: ProbeResult | None = None,
+        *,
+        dead_letter: bool = False,
+    ) -> Outcome:
         log.info("job failed: %s: %s", code, message)
-        self.publish(JobEvent(job_id=job_id, status=JobStatus.FAILED, attempt=attempt, media=_facts(probe),
-                              error=JobErrorInfo(code=code, message=message), retry=self.run))
+        self.publish(
+            JobEvent(
+                job_id=job_id,
+                status=JobStatus.FAILED,
+                attempt=attempt,
+                media=_facts(probe),
+                error=JobErrorInfo(code=code, message=message),
+                retry=self.run,
+            )
+        )
         metrics.count_failure(code)
         return Outcome(Disposition.DEAD_LETTER if dead_letter else Disposition.ACK, code, message)
 
@@ -247,8 +302,13 @@ class TaskRunner:
             log.error("dead-lettering a malformed task: %s", exc)
             return Outcome(Disposition.DEAD_LETTER, codes.INVALID_TASK, exc.message)
         with job_context(job_id):
-            return self._fail(job_id, attempt, codes.INVALID_TASK, f"The conversion task is malformed: {exc.message}",
-                              dead_letter=True)
+            return self._fail(
+                job_id,
+                attempt,
+                codes.INVALID_TASK,
+                f"The conversion task is malformed: {exc.message}",
+                dead_letter=True,
+            )
 
 
 def _remove_leftovers(work_dir: Path, job_id: str) -> None:

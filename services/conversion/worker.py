@@ -115,8 +115,9 @@ class TaskInHand:
 class ConversionWorker:
     """Consumes the conversion queue, one task at a time."""
 
-    def __init__(self, s: Settings, storage: Storage, converter: Converter | None = None,
-                 jobs: JobLookup | None = None):
+    def __init__(
+        self, s: Settings, storage: Storage, converter: Converter | None = None, jobs: JobLookup | None = None
+    ):
         self.settings = s
         self.storage = storage
         self.converter = converter or Converter(s)
@@ -188,20 +189,29 @@ class ConversionWorker:
         self._work = threading.Thread(target=self._process, args=args, name="conversion", daemon=True)
         self._work.start()
 
-    def _process(self, io: IoThreadCall, channel, delivery_tag: int, body: bytes, attempt: int,
-                 task: TaskInHand) -> None:
+    def _process(
+        self, io: IoThreadCall, channel, delivery_tag: int, body: bytes, attempt: int, task: TaskInHand
+    ) -> None:
         props = pika.BasicProperties(content_type="application/json", delivery_mode=PERSISTENT)
 
         def publish(event: JobEvent) -> None:
             io(lambda: channel.basic_publish(self.topology.events_exchange, event.routing_key, event.encode(), props))
 
         def report_progress(event: JobEvent) -> None:  # not waited for: ffmpeg's progress pipe keeps flowing
-            io.post(lambda: channel.basic_publish(self.topology.events_exchange, event.routing_key, event.encode(),
-                                                  props))
+            io.post(
+                lambda: channel.basic_publish(self.topology.events_exchange, event.routing_key, event.encode(), props)
+            )
 
         try:
-            runner = TaskRunner(self.settings, self.storage, self.converter, publish, report_progress=report_progress,
-                                cancelled=task.cancelled, jobs=self.jobs)
+            runner = TaskRunner(
+                self.settings,
+                self.storage,
+                self.converter,
+                publish,
+                report_progress=report_progress,
+                cancelled=task.cancelled,
+                jobs=self.jobs,
+            )
             outcome = runner.handle(body, attempt)
             io(lambda: self._settle(channel, delivery_tag, body, outcome))
         except BrokerUnavailable as exc:

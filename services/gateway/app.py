@@ -1,20 +1,20 @@
 """The public HTTP API.
 
-    POST /convert                  multipart ``file`` → 202 {"job_id", "status": "queued", "message"}
-                                   or JSON {"upload_id", ...options}: a direct upload's file, already in S3
-    POST /uploads                  JSON {"size"} → 201 {"upload_id", "upload_url", ...}: a presigned PUT URL
-    GET  /status/<job_id>          → 200 {"job_id", "status", "message", ...} | 404
-         ?wait=<seconds>           ... answered as soon as the job is completed or failed (long-poll)
-    GET  /download/<job_id>.<ext>  → 200/206 the job's format (mp3: audio/mpeg) | 404 | 409 (not completed)
-    DELETE /jobs/<job_id>          → 200 {"job_id", "status": "cancelled", "message"} | 404 | 409 job_finished
-    POST /cancel/<job_id>          the same, for clients without DELETE
-    POST /jobs/<job_id>/retry      → 202 queued again | 404 | 409 job_not_retryable (failed jobs whose
-                                   error.code is storage_unavailable or disk_full)
-    GET  /jobs                     ?status=&limit=&cursor= → 200 {"jobs": [JobSummary], "next_cursor"}, newest first
-    GET  /events                   text/event-stream of every job change (Last-Event-ID resumes); events.py
-    GET  /events/<job_id>          ... of one job's changes, until it ends | 204 (nothing left) | 404
-    GET  /healthz, /readyz, /metrics (Prometheus: error answers by code, bytes downloaded)
-    GET  /, /docs, /openapi.json   the web page, the API docs page, the OpenAPI document (pages.py)
+POST /convert                  multipart ``file`` → 202 {"job_id", "status": "queued", "message"}
+                               or JSON {"upload_id", ...options}: a direct upload's file, already in S3
+POST /uploads                  JSON {"size"} → 201 {"upload_id", "upload_url", ...}: a presigned PUT URL
+GET  /status/<job_id>          → 200 {"job_id", "status", "message", ...} | 404
+     ?wait=<seconds>           ... answered as soon as the job is completed or failed (long-poll)
+GET  /download/<job_id>.<ext>  → 200/206 the job's format (mp3: audio/mpeg) | 404 | 409 (not completed)
+DELETE /jobs/<job_id>          → 200 {"job_id", "status": "cancelled", "message"} | 404 | 409 job_finished
+POST /cancel/<job_id>          the same, for clients without DELETE
+POST /jobs/<job_id>/retry      → 202 queued again | 404 | 409 job_not_retryable (failed jobs whose
+                               error.code is storage_unavailable or disk_full)
+GET  /jobs                     ?status=&limit=&cursor= → 200 {"jobs": [JobSummary], "next_cursor"}, newest first
+GET  /events                   text/event-stream of every job change (Last-Event-ID resumes); events.py
+GET  /events/<job_id>          ... of one job's changes, until it ends | 204 (nothing left) | 404
+GET  /healthz, /readyz, /metrics (Prometheus: error answers by code, bytes downloaded)
+GET  /, /docs, /openapi.json   the web page, the API docs page, the OpenAPI document (pages.py)
 """
 
 from __future__ import annotations
@@ -75,8 +75,11 @@ def upload_answer(upstream) -> Response:
     """The upload service's JSON answer, passed on as it is; anything else becomes a JSON error."""
     if upstream.headers.get("Content-Type", "").startswith("application/json"):
         return Response(upstream.content, status=upstream.status_code, mimetype="application/json")
-    return error_response(upstream.status_code, HTTP_CODES.get(upstream.status_code, "upload_error"),
-                          "The upload service could not take the file.")
+    return error_response(
+        upstream.status_code,
+        HTTP_CODES.get(upstream.status_code, "upload_error"),
+        "The upload service could not take the file.",
+    )
 
 
 def last_event_id(raw: str | None) -> str | None:
@@ -110,12 +113,18 @@ def ends_job_stream(change: Change) -> bool:
 def make_relay(s: Settings) -> ChangeRelay:
     """The change relay on the configured Redis (connects when the first stream opens)."""
     client = redis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=2, health_check_interval=30)
-    return ChangeRelay(client, s.redis_prefix, s.events_heartbeat_seconds, s.events_max_stream_seconds,
-                       s.events_max_clients)
+    return ChangeRelay(
+        client, s.redis_prefix, s.events_heartbeat_seconds, s.events_max_stream_seconds, s.events_max_clients
+    )
 
 
-def create_app(s: Settings | None = None, metadata: MetadataClient | None = None, storage: Storage | None = None,
-               upload: UploadService | None = None, relay: ChangeRelay | None = None) -> Flask:
+def create_app(
+    s: Settings | None = None,
+    metadata: MetadataClient | None = None,
+    storage: Storage | None = None,
+    upload: UploadService | None = None,
+    relay: ChangeRelay | None = None,
+) -> Flask:
     """The Flask app; tests pass their own settings or fakes."""
     s = s or settings()
     relay = relay or make_relay(s)
@@ -133,13 +142,15 @@ def create_app(s: Settings | None = None, metadata: MetadataClient | None = None
     @app.post("/convert")
     def convert():
         if request.content_length is not None and request.content_length > body_limit:
-            raise RequestRejected(f"The upload is larger than the {s.max_upload_bytes}-byte limit.",
-                                  code="file_too_large", status=413)
+            raise RequestRejected(
+                f"The upload is larger than the {s.max_upload_bytes}-byte limit.", code="file_too_large", status=413
+            )
         if request.mimetype == "application/json":  # a direct upload: the file is in storage already
             return upload_answer(upload.post_json("/convert", read_json_body(request.stream)))
         if request.mimetype != "multipart/form-data":
-            raise RequestRejected("Send the video as multipart/form-data with a part named 'file'.",
-                                  code="missing_file")
+            raise RequestRejected(
+                "Send the video as multipart/form-data with a part named 'file'.", code="missing_file"
+            )
         return upload_answer(upload.forward(limited_chunks(request.stream, body_limit), request.content_type))
 
     @app.post("/uploads")
@@ -169,15 +180,25 @@ def create_app(s: Settings | None = None, metadata: MetadataClient | None = None
         if job.output_extension != extension:  # the job's audio is another format: no such file
             raise JobNotFound("Job not found.")
         if job.status is JobStatus.EXPIRED:
-            raise SiphonError("The converted file has expired and was deleted; convert the video again.",
-                              code="job_expired", status=410)
+            raise SiphonError(
+                "The converted file has expired and was deleted; convert the video again.",
+                code="job_expired",
+                status=410,
+            )
         if job.status is not JobStatus.COMPLETED:
             code = DOWNLOAD_REFUSALS.get(job.status, "job_not_ready")
             raise SiphonError(f"The job is {job.status.value}; there is nothing to download.", code=code, status=409)
         size = job.output_size if job.output_size is not None else storage.size(job.output_key)
         filename = download_name(job.original_filename, extension, fallback_stem=job_id)
-        return audio_response(storage, job.output_key, size, request, filename,
-                              FORMATS_BY_EXTENSION[extension].media_type, etag=f"{job_id}-{size}")
+        return audio_response(
+            storage,
+            job.output_key,
+            size,
+            request,
+            filename,
+            FORMATS_BY_EXTENSION[extension].media_type,
+            etag=f"{job_id}-{size}",
+        )
 
     @app.delete("/jobs/<path:job_id>")
     @app.post("/cancel/<path:job_id>")
@@ -243,8 +264,13 @@ def create_app(s: Settings | None = None, metadata: MetadataClient | None = None
             relay.close(subscription)
             raise
         host_url = request.host_url
-        body = relay.stream(subscription, replay, lambda change: render_change(change, host_url, job_id),
-                            last_id, ends=lambda change: change.job_id == job_id and ends_job_stream(change))
+        body = relay.stream(
+            subscription,
+            replay,
+            lambda change: render_change(change, host_url, job_id),
+            last_id,
+            ends=lambda change: change.job_id == job_id and ends_job_stream(change),
+        )
         return event_stream_response(body, lambda: relay.close(subscription), request.environ)
 
     @app.get("/healthz")

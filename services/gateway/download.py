@@ -11,16 +11,18 @@ from shared.http import error_response
 from shared.storage import Storage
 
 
-def audio_response(storage: Storage, key: str, size: int, request: Request, filename: str, mimetype: str,
-                   etag: str) -> Response:
+def audio_response(
+    storage: Storage, key: str, size: int, request: Request, filename: str, mimetype: str, etag: str
+) -> Response:
     """A 200, 206 or 416 response streaming ``key`` (``size`` bytes) as an attachment."""
     headers = {"Accept-Ranges": "bytes", "Content-Disposition": content_disposition(filename)}
     start, stop, status = 0, size, 200
     if _range_applies(request, etag):
         byte_range = _satisfiable_range(request.range, size)
         if byte_range is None:
-            response, status = error_response(416, "range_not_satisfiable",
-                                              f"The requested range lies outside the file's {size} bytes.")
+            response, status = error_response(
+                416, "range_not_satisfiable", f"The requested range lies outside the file's {size} bytes."
+            )
             response.status_code = status
             response.headers["Content-Range"] = f"bytes */{size}"
             return response

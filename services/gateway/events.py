@@ -85,8 +85,9 @@ def sse_event(change_id: str | None, event: str, data: dict) -> str:
 class ChangeRelay:
     """Relays the change feed to the streams open in this process (connects on first stream)."""
 
-    def __init__(self, client: redis.Redis, prefix: str, heartbeat_seconds: float, max_stream_seconds: float,
-                 max_clients: int):
+    def __init__(
+        self, client: redis.Redis, prefix: str, heartbeat_seconds: float, max_stream_seconds: float, max_clients: int
+    ):
         self.redis = client
         self.key = changes_key(prefix)
         self.heartbeat_seconds = heartbeat_seconds
@@ -127,8 +128,9 @@ class ChangeRelay:
         try:
             entries = self.redis.xrange(self.key, f"({after_id}", "+")
         except redis.RedisError as exc:
-            raise Unavailable(f"The change feed is unavailable ({exc.__class__.__name__}).",
-                              code="events_unavailable") from exc
+            raise Unavailable(
+                f"The change feed is unavailable ({exc.__class__.__name__}).", code="events_unavailable"
+            ) from exc
         return [Change.from_entry(entry_id, fields) for entry_id, fields in entries]
 
     def latest_id(self) -> str | None:
@@ -136,8 +138,9 @@ class ChangeRelay:
         try:
             newest = self.redis.xrevrange(self.key, "+", "-", count=1)
         except redis.RedisError as exc:
-            raise Unavailable(f"The change feed is unavailable ({exc.__class__.__name__}).",
-                              code="events_unavailable") from exc
+            raise Unavailable(
+                f"The change feed is unavailable ({exc.__class__.__name__}).", code="events_unavailable"
+            ) from exc
         return Change.from_entry(*newest[0]).id if newest else None
 
     def _listen(self) -> None:
@@ -178,8 +181,14 @@ class ChangeRelay:
             subscription.offer(change)
 
     # --- one response -------------------------------------------------------------------------
-    def stream(self, subscription: Subscription, replay: Iterable[Change], render: Callable[[Change], str | None],
-               last_id: str | None, ends: Callable[[Change], bool] = lambda change: False) -> Iterator[str]:
+    def stream(
+        self,
+        subscription: Subscription,
+        replay: Iterable[Change],
+        render: Callable[[Change], str | None],
+        last_id: str | None,
+        ends: Callable[[Change], bool] = lambda change: False,
+    ) -> Iterator[str]:
         """The body of one event-stream response: ``replay`` (what the client missed, or where it
         starts), then live changes, each ``render``-ed (None skips it), until a change ``ends`` it
         or a bound is reached. Closes the subscription however it stops."""
@@ -217,7 +226,8 @@ def event_stream_response(body: Iterator[str], on_close: Callable[[], None], env
     sock = environ.get("gunicorn.socket")
     if sock is not None:
         sock.settimeout(SEND_TIMEOUT_SECONDS)
-    response = Response(body, mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(
+        body, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     response.call_on_close(on_close)
     return response

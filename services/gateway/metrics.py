@@ -13,8 +13,9 @@ from prometheus_client import Counter
 
 from shared.http import HTTP_CODES
 
-HTTP_ERRORS = Counter("siphon_http_errors_total", "Error answers (4xx, 5xx) of the public API, by JSON error code.",
-                      ["code"])
+HTTP_ERRORS = Counter(
+    "siphon_http_errors_total", "Error answers (4xx, 5xx) of the public API, by JSON error code.", ["code"]
+)
 DOWNLOAD_BYTES = Counter("siphon_download_bytes_total", "Bytes of MP3 sent to clients by GET /download.")
 
 

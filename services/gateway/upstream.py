@@ -27,8 +27,9 @@ def limited_chunks(stream: BinaryIO, limit: int) -> Iterator[bytes]:
     while chunk := stream.read(FORWARD_CHUNK_BYTES):
         total += len(chunk)
         if total > limit:
-            raise RequestRejected(f"The upload is larger than the {limit}-byte limit.", code="file_too_large",
-                                  status=413)
+            raise RequestRejected(
+                f"The upload is larger than the {limit}-byte limit.", code="file_too_large", status=413
+            )
         yield chunk
 
 
@@ -41,8 +42,9 @@ def read_json_body(stream: BinaryIO) -> bytes:
     try:
         return b"".join(limited_chunks(stream, MAX_JSON_BODY_BYTES))
     except RequestRejected:
-        raise RequestRejected(f"A JSON body may hold at most {MAX_JSON_BODY_BYTES} bytes.",
-                              code="request_too_large", status=413) from None
+        raise RequestRejected(
+            f"A JSON body may hold at most {MAX_JSON_BODY_BYTES} bytes.", code="request_too_large", status=413
+        ) from None
 
 
 class UploadService:
@@ -68,8 +70,9 @@ class UploadService:
         try:
             return self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise Unavailable(f"The upload service is unavailable ({exc.__class__.__name__}).",
-                              code="upload_unavailable") from exc
+            raise Unavailable(
+                f"The upload service is unavailable ({exc.__class__.__name__}).", code="upload_unavailable"
+            ) from exc
 
     def post_json(self, path: str, body: bytes) -> requests.Response:
         """Send a small JSON ``body`` to ``path`` (``/uploads``, ``/convert``); return the response.
@@ -78,8 +81,10 @@ class UploadService:
             Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).
         """
         try:
-            return self.session.post(self.base_url + path, data=body, headers={"Content-Type": "application/json"},
-                                     timeout=self.timeout)
+            return self.session.post(
+                self.base_url + path, data=body, headers={"Content-Type": "application/json"}, timeout=self.timeout
+            )
         except requests.RequestException as exc:
-            raise Unavailable(f"The upload service is unavailable ({exc.__class__.__name__}).",
-                              code="upload_unavailable") from exc
+            raise Unavailable(
+                f"The upload service is unavailable ({exc.__class__.__name__}).", code="upload_unavailable"
+            ) from exc

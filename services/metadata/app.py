@@ -34,9 +34,13 @@ def make_control(s: Settings) -> WorkerControl:
     return WorkerControl(ConfirmingPublisher(s, topology), topology)
 
 
-def create_app(s: Settings | None = None, store: JobStore | None = None,
-               control: WorkerControl | None = None, index: JobIndex | None = None,
-               outputs: OutputCache | None = None) -> Flask:
+def create_app(
+    s: Settings | None = None,
+    store: JobStore | None = None,
+    control: WorkerControl | None = None,
+    index: JobIndex | None = None,
+    outputs: OutputCache | None = None,
+) -> Flask:
     """The Flask app; tests pass their own settings, store, worker control, index or output cache
     (by default the index and the cache share the store's Redis)."""
     s = s or settings()
@@ -72,8 +76,11 @@ def create_app(s: Settings | None = None, store: JobStore | None = None,
     @app.get("/jobs")
     def list_jobs():
         """``?status=&limit=&cursor=``: ``{"jobs": [Job, ...], "next_cursor"}``, newest first."""
-        page = index.page(status_filter(request.args.get("status")), page_size(request.args.get("limit")),
-                          request.args.get("cursor") or None)
+        page = index.page(
+            status_filter(request.args.get("status")),
+            page_size(request.args.get("limit")),
+            request.args.get("cursor") or None,
+        )
         jobs = []
         for job_id in page.job_ids:
             try:
@@ -101,8 +108,11 @@ def create_app(s: Settings | None = None, store: JobStore | None = None,
             raise RequestRejected("The event names another job.")
         updated = store.apply(event)
         job = updated or store.get(job_id)
-        return Response(job.model_dump_json(), mimetype="application/json",
-                        headers={"X-Siphon-Applied": "true" if updated else "false"})
+        return Response(
+            job.model_dump_json(),
+            mimetype="application/json",
+            headers={"X-Siphon-Applied": "true" if updated else "false"},
+        )
 
     @app.post("/jobs/<job_id>/cancel")
     def cancel_job(job_id: str):

@@ -50,7 +50,14 @@ def metadata_parts(s: Settings, client: redis.Redis | None = None, storage: Stor
 
 def make_notifier(s: Settings, store: JobStore) -> Notifier:
     """The notifier, on the configured SMTP server, webhook secret and limits."""
-    smtp = SmtpSettings(s.smtp_host, s.smtp_port, s.smtp_from, s.smtp_starttls, s.smtp_username,
-                        s.smtp_password, s.notify_timeout_seconds)
+    smtp = SmtpSettings(
+        s.smtp_host,
+        s.smtp_port,
+        s.smtp_from,
+        s.smtp_starttls,
+        s.smtp_username,
+        s.smtp_password,
+        s.notify_timeout_seconds,
+    )
     webhooks = WebhookSender(s.webhook_secret, s.notify_timeout_seconds, s.callback_allowed_hosts)
     return Notifier(store, Mailer(smtp), webhooks, s.smtp_from, s.public_url, s.output_ttl, s.notify_max_attempts)

@@ -53,7 +53,7 @@ def main() -> None:
     configure_logging("metadata-consumer", s.log_level)
     store = make_store(s)
     topology = Topology.from_settings(s)
-    start_metrics_server(s.metrics_port, queue_depth_collector(s, topology))
+    start_metrics_server(s.metrics_port, queue_depth_collector(s, topology), host=s.metrics_host)
 
     def on_message(channel, method, properties, body):
         if handle_event(store, body):

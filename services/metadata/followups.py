@@ -91,16 +91,26 @@ class Followups:
 
     def _notify(self, pipe, kind: str, job: Job) -> None:
         self.queues.notifications.enqueue_call(
-            f"{TASKS}.deliver_notification", args=(kind, job.model_dump_json()),
-            job_id=self.queues.job_id(kind, job.job_id, job.retries), retry=notification_retry(self.settings),
-            timeout=notification_timeout(self.settings), result_ttl=RESULT_TTL_SECONDS,
-            failure_ttl=FAILURE_TTL_SECONDS, meta={"siphon_job_id": job.job_id, "kind": kind}, pipeline=pipe,
+            f"{TASKS}.deliver_notification",
+            args=(kind, job.model_dump_json()),
+            job_id=self.queues.job_id(kind, job.job_id, job.retries),
+            retry=notification_retry(self.settings),
+            timeout=notification_timeout(self.settings),
+            result_ttl=RESULT_TTL_SECONDS,
+            failure_ttl=FAILURE_TTL_SECONDS,
+            meta={"siphon_job_id": job.job_id, "kind": kind},
+            pipeline=pipe,
         )
 
     def _schedule(self, pipe, task: str, what: str, job: Job, run: int | None = None) -> None:
         at = datetime.fromtimestamp((job.finished_at or job.created_at) + self.settings.output_ttl, tz=UTC)
         self.queues.lifecycle.enqueue_at(
-            at, f"{TASKS}.{task}", args=(job.job_id,) if run is None else (job.job_id, run),
+            at,
+            f"{TASKS}.{task}",
+            args=(job.job_id,) if run is None else (job.job_id, run),
             job_id=self.queues.job_id(what, job.job_id, run),
-            retry=LIFECYCLE_RETRY, result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS, pipeline=pipe,
+            retry=LIFECYCLE_RETRY,
+            result_ttl=RESULT_TTL_SECONDS,
+            failure_ttl=FAILURE_TTL_SECONDS,
+            pipeline=pipe,
         )

@@ -56,8 +56,9 @@ def status_filter(raw: str | None) -> JobStatus | None:
     try:
         return JobStatus(raw)
     except ValueError:
-        raise RequestRejected(f"'status' must be one of {', '.join(s.value for s in JobStatus)}.",
-                              code="invalid_status") from None
+        raise RequestRejected(
+            f"'status' must be one of {', '.join(s.value for s in JobStatus)}.", code="invalid_status"
+        ) from None
 
 
 def parse_cursor(cursor: str) -> tuple[float, str]:
@@ -108,8 +109,9 @@ class JobIndex:
         offset = 0
         try:
             while len(found) <= limit:
-                batch = self.redis.zrevrangebyscore(self.key(status), top, "-inf", start=offset, num=limit + 1,
-                                                    withscores=True)
+                batch = self.redis.zrevrangebyscore(
+                    self.key(status), top, "-inf", start=offset, num=limit + 1, withscores=True
+                )
                 if not batch:
                     break
                 offset += len(batch)
@@ -123,8 +125,7 @@ class JobIndex:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
         listed = found[:limit]
         more = len(found) > limit
-        return Page([job_id for job_id, _ in listed],
-                    f"{listed[-1][1]!r}_{listed[-1][0]}" if more and listed else None)
+        return Page([job_id for job_id, _ in listed], f"{listed[-1][1]!r}_{listed[-1][0]}" if more and listed else None)
 
     def count_by_state(self) -> dict[JobStatus, int]:
         """How many jobs are in each state (every state present): one ``ZCARD`` per state, one round trip.

@@ -51,8 +51,13 @@ class QueueDepthCollector:
     """``siphon_queue_messages`` and ``siphon_queue_consumers`` of the queues ``queues`` names
     (``{label: queue name}``), read by ``read_counts`` at most once per ``cache_seconds``."""
 
-    def __init__(self, queues: Mapping[str, str], read_counts: Callable[[list[str]], dict[str, QueueCounts]],
-                 cache_seconds: float = QUEUE_COUNTS_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        queues: Mapping[str, str],
+        read_counts: Callable[[list[str]], dict[str, QueueCounts]],
+        cache_seconds: float = QUEUE_COUNTS_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.queues = dict(queues)
         self.read_counts = read_counts
         self.cache_seconds = cache_seconds

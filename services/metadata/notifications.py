@@ -59,8 +59,9 @@ def webhook_body(job: Job, public_url: str) -> bytes:
 class WebhookSender:
     """POSTs webhooks with ``requests``; its exceptions stop here as :class:`NotificationFailed`."""
 
-    def __init__(self, secret: str | None, timeout: float, allowed_hosts: str = "*",
-                 session: requests.Session | None = None):
+    def __init__(
+        self, secret: str | None, timeout: float, allowed_hosts: str = "*", session: requests.Session | None = None
+    ):
         self.secret = secret
         self.timeout = timeout
         self.allowed_hosts = allowed_hosts
@@ -74,8 +75,13 @@ class WebhookSender:
         """
         if not host_allowed(url, self.allowed_hosts):
             raise NotificationFailed("CALLBACK_ALLOWED_HOSTS does not allow this host", transient=False)
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, EVENT_HEADER: event,
-                   DELIVERY_HEADER: delivery_id, TIMESTAMP_HEADER: str(int(time.time()))}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            EVENT_HEADER: event,
+            DELIVERY_HEADER: delivery_id,
+            TIMESTAMP_HEADER: str(int(time.time())),
+        }
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(body, self.secret)
         try:
@@ -86,8 +92,11 @@ class WebhookSender:
             raise NotificationFailed(f"could not connect ({exc.__class__.__name__})", transient=True) from None
         if 200 <= response.status_code < 300:
             return response.status_code
-        raise NotificationFailed(f"answered HTTP {response.status_code}", transient=response.status_code >= 500,
-                                 status_code=response.status_code)
+        raise NotificationFailed(
+            f"answered HTTP {response.status_code}",
+            transient=response.status_code >= 500,
+            status_code=response.status_code,
+        )
 
 
 @dataclass(frozen=True)
@@ -123,14 +132,17 @@ class Mailer:
                 client.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
             code = min(code for code, _ in exc.recipients.values())
-            raise NotificationFailed(f"the server refused the recipient ({code})", transient=code < 500,
-                                     status_code=code) from None
+            raise NotificationFailed(
+                f"the server refused the recipient ({code})", transient=code < 500, status_code=code
+            ) from None
         except smtplib.SMTPResponseException as exc:
-            raise NotificationFailed(f"the server answered {exc.smtp_code}", transient=exc.smtp_code < 500,
-                                     status_code=exc.smtp_code) from None
+            raise NotificationFailed(
+                f"the server answered {exc.smtp_code}", transient=exc.smtp_code < 500, status_code=exc.smtp_code
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:  # refused, unreachable, timed out, dropped
-            raise NotificationFailed(f"could not talk to {smtp.host}:{smtp.port} ({exc.__class__.__name__})",
-                                     transient=True) from None
+            raise NotificationFailed(
+                f"could not talk to {smtp.host}:{smtp.port} ({exc.__class__.__name__})", transient=True
+            ) from None
 
 
 def email_message(job: Job, sender: str, public_url: str, output_ttl: int) -> EmailMessage:
@@ -147,7 +159,8 @@ def email_message(job: Job, sender: str, public_url: str, output_ttl: int) -> Em
         message.set_content(
             f"siphon converted {name}.\n\n"
             f"Download it within {_duration(output_ttl)}:\n{download_url(job, public_url)}\n\n"
-            f"Job {job.job_id}\n")
+            f"Job {job.job_id}\n"
+        )
     else:
         reason = job.error.message if job.error else "unknown"
         code = job.error.code if job.error else "unknown"
@@ -167,8 +180,16 @@ def _duration(seconds: int) -> str:
 class Notifier:
     """Makes one try at one notification and records it on the job (``store.record_notification``)."""
 
-    def __init__(self, store, mailer: Mailer, webhooks: WebhookSender, sender: str, public_url: str,
-                 output_ttl: int, max_attempts: int):
+    def __init__(
+        self,
+        store,
+        mailer: Mailer,
+        webhooks: WebhookSender,
+        sender: str,
+        public_url: str,
+        output_ttl: int,
+        max_attempts: int,
+    ):
         self.store = store
         self.mailer = mailer
         self.webhooks = webhooks
@@ -182,12 +203,19 @@ class Notifier:
         number ``attempt``. Returns the record written; its outcome ``failed`` means "try again"."""
         try:
             status_code = self._send(kind, job, delivery_id)
-            record = NotificationRecord(kind=kind, attempt=attempt, at=time.time(), outcome="delivered",
-                                        status_code=status_code)
+            record = NotificationRecord(
+                kind=kind, attempt=attempt, at=time.time(), outcome="delivered", status_code=status_code
+            )
         except NotificationFailed as exc:
             outcome = "rejected" if not exc.transient else ("gave_up" if attempt >= self.max_attempts else "failed")
-            record = NotificationRecord(kind=kind, attempt=attempt, at=time.time(), outcome=outcome,
-                                        status_code=exc.status_code, detail=exc.message)
+            record = NotificationRecord(
+                kind=kind,
+                attempt=attempt,
+                at=time.time(),
+                outcome=outcome,
+                status_code=exc.status_code,
+                detail=exc.message,
+            )
         self.store.record_notification(job.job_id, record)
         return record
 
@@ -195,5 +223,6 @@ class Notifier:
         if kind == "email":
             self.mailer.send(email_message(job, self.sender, self.public_url, self.output_ttl))
             return None
-        return self.webhooks.send(job.callback_url, webhook_body(job, self.public_url), f"job.{job.status.value}",
-                                  delivery_id)
+        return self.webhooks.send(
+            job.callback_url, webhook_body(job, self.public_url), f"job.{job.status.value}", delivery_id
+        )

@@ -53,9 +53,13 @@ def abandoned_recorder(store: JobStore):
         job_id, kind, attempt = rq_job.meta.get("siphon_job_id"), rq_job.meta.get("kind"), rq_job.meta.get("tries", 0)
         if not (job_id and kind and attempt):
             return
-        record = NotificationRecord(kind=kind, attempt=attempt, at=time.time(),
-                                    outcome="gave_up" if gave_up else "abandoned",
-                                    detail="the notifier stopped during this try")
+        record = NotificationRecord(
+            kind=kind,
+            attempt=attempt,
+            at=time.time(),
+            outcome="gave_up" if gave_up else "abandoned",
+            detail="the notifier stopped during this try",
+        )
         try:
             store.record_notification(job_id, record)
         except SiphonError as exc:
@@ -90,14 +94,19 @@ def main() -> None:
     if not s.webhook_secret:
         log.warning("WEBHOOK_SECRET is not set: webhooks go out unsigned")
     connection = redis.Redis.from_url(s.redis_url)
-    worker = SimpleWorker(parts.queues.all, connection=connection,
-                          name=f"{parts.queues.slug}-notifier-{socket.gethostname()}-{os.getpid()}",
-                          worker_ttl=WORKER_TTL_SECONDS, maintenance_interval=MAINTENANCE_SECONDS)
+    worker = SimpleWorker(
+        parts.queues.all,
+        connection=connection,
+        name=f"{parts.queues.slug}-notifier-{socket.gethostname()}-{os.getpid()}",
+        worker_ttl=WORKER_TTL_SECONDS,
+        maintenance_interval=MAINTENANCE_SECONDS,
+    )
     watchdog = Watchdog(connection, worker, parts.queues.all, s.notify_max_attempts, abandoned_recorder(parts.store))
     watchdog.beat()  # alive before taking any job, so no other watchdog takes this one's jobs back
     watchdog.start()
-    threading.Thread(target=keep_index, args=(parts.index, parts.store.storage, watchdog.stopping),
-                     name="index", daemon=True).start()
+    threading.Thread(
+        target=keep_index, args=(parts.index, parts.store.storage, watchdog.stopping), name="index", daemon=True
+    ).start()
     try:
         rebuild_index_if_lost(parts.index, parts.store.storage)
         worker.work(with_scheduler=True, logging_level=s.log_level)

@@ -55,14 +55,22 @@ class OutputCache:
         if origin is None:
             return job
         now = time.time()
-        log.info("identical upload of job %s: completed from its output", origin["job_id"],
-                 extra={"job_id": job.job_id})
-        return job.model_copy(update={
-            "status": JobStatus.COMPLETED, "cached": True, "started_at": now, "finished_at": now, "progress": 100,
-            "output_key": origin["output_key"], "output_size": origin.get("output_size"),
-            "output_duration_seconds": origin.get("output_duration_seconds"),
-            "media": MediaFacts.model_validate(origin["media"]) if origin.get("media") else None,
-        })
+        log.info(
+            "identical upload of job %s: completed from its output", origin["job_id"], extra={"job_id": job.job_id}
+        )
+        return job.model_copy(
+            update={
+                "status": JobStatus.COMPLETED,
+                "cached": True,
+                "started_at": now,
+                "finished_at": now,
+                "progress": 100,
+                "output_key": origin["output_key"],
+                "output_size": origin.get("output_size"),
+                "output_duration_seconds": origin.get("output_duration_seconds"),
+                "media": MediaFacts.model_validate(origin["media"]) if origin.get("media") else None,
+            }
+        )
 
     def claim(self, cache_key: str, job_id: str) -> dict | None:
         """Hold the cached output of ``cache_key`` for ``job_id``; return the cache entry, or None."""
@@ -92,9 +100,13 @@ class OutputCache:
             return
         pipe.sadd(self.holders_key(job.output_key), job.job_id)
         if self.enabled and job.cache_key and not job.cached:
-            entry = {"job_id": job.job_id, "output_key": job.output_key, "output_size": job.output_size,
-                     "output_duration_seconds": job.output_duration_seconds,
-                     "media": job.media.model_dump() if job.media else None}
+            entry = {
+                "job_id": job.job_id,
+                "output_key": job.output_key,
+                "output_size": job.output_size,
+                "output_duration_seconds": job.output_duration_seconds,
+                "media": job.media.model_dump() if job.media else None,
+            }
             pipe.set(self.entry_key(job.cache_key), json.dumps(entry), nx=True)
 
     # --- a job expires ----------------------------------------------------------------------------

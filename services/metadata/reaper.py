@@ -60,8 +60,9 @@ OnAbandoned = Callable[[RqJob, bool], None]
 class Watchdog(threading.Thread):
     """The heartbeat and the reaper of one notifier (a daemon thread)."""
 
-    def __init__(self, connection: redis.Redis, worker: Worker, queues: list[Queue], max_tries: int,
-                 on_abandoned: OnAbandoned):
+    def __init__(
+        self, connection: redis.Redis, worker: Worker, queues: list[Queue], max_tries: int, on_abandoned: OnAbandoned
+    ):
         super().__init__(name="watchdog", daemon=True)
         self.connection = connection
         self.worker = worker
@@ -135,8 +136,9 @@ class Watchdog(threading.Thread):
                 pipe.multi()
                 pipe.zrem(registry.key, member)
                 if give_up:
-                    queue.failed_job_registry.add(job, ttl=FAILURE_TTL_SECONDS, pipeline=pipe,
-                                                  exc_string="abandoned on its last try")
+                    queue.failed_job_registry.add(
+                        job, ttl=FAILURE_TTL_SECONDS, pipeline=pipe, exc_string="abandoned on its last try"
+                    )
                 else:
                     queue.enqueue_job(job, pipeline=pipe)
                 pipe.execute()

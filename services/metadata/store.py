@@ -50,8 +50,7 @@ class RecordObserver(Protocol):
 class JobStore:
     """Jobs keyed ``<prefix>job:<job_id>`` in Redis, each a JSON :class:`~shared.jobs.Job`."""
 
-    def __init__(self, client: redis.Redis, prefix: str, storage: Storage,
-                 observers: Sequence[RecordObserver] = ()):
+    def __init__(self, client: redis.Redis, prefix: str, storage: Storage, observers: Sequence[RecordObserver] = ()):
         self.redis = client
         self.prefix = prefix
         self.storage = storage

@@ -76,8 +76,9 @@ def deliver_notification(kind: str, job_json: str) -> str:
         record = runtime().notifier.deliver(kind, job, attempt, delivery_id)
         log.info("%s try %d: %s%s", kind, attempt, record.outcome, f" ({record.detail})" if record.detail else "")
     if record.outcome == "failed":
-        raise NotificationFailed(f"{kind} try {attempt}: {record.detail}", transient=True,
-                                 status_code=record.status_code)
+        raise NotificationFailed(
+            f"{kind} try {attempt}: {record.detail}", transient=True, status_code=record.status_code
+        )
     return record.outcome
 
 

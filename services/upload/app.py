@@ -1,13 +1,13 @@
 """The upload service's HTTP API (internal; the gateway forwards ``POST /convert`` here).
 
-    POST /convert             multipart/form-data with a ``file`` part and optional option fields
-                              (``shared/options.py``) and notification fields (``email``, ``callback_url``:
-                              ``shared/notifications.py``) → 202 {"job_id", "status", "message", "cached"?}
-                              | 400 invalid_option, invalid_field
-                              or JSON {"upload_id", "filename"?, <options>} for a direct upload (direct.py)
-    POST /uploads             JSON {"size"} → 201 {"upload_id", "upload_url", ...} | 413 | 501 not_supported
-    POST /jobs/<id>/retry     queue again a job that failed with storage_unavailable or disk_full
-                              → 202 {"job_id", "status": "queued", "message"} | 404 | 409 job_not_retryable
+POST /convert             multipart/form-data with a ``file`` part and optional option fields
+                          (``shared/options.py``) and notification fields (``email``, ``callback_url``:
+                          ``shared/notifications.py``) → 202 {"job_id", "status", "message", "cached"?}
+                          | 400 invalid_option, invalid_field
+                          or JSON {"upload_id", "filename"?, <options>} for a direct upload (direct.py)
+POST /uploads             JSON {"size"} → 201 {"upload_id", "upload_url", ...} | 413 | 501 not_supported
+POST /jobs/<id>/retry     queue again a job that failed with storage_unavailable or disk_full
+                          → 202 {"job_id", "status": "queued", "message"} | 404 | 409 job_not_retryable
 """
 
 from __future__ import annotations
@@ -97,8 +97,9 @@ def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask
             raise RequestRejected("Send the video as a multipart/form-data part named 'file'.", code="missing_file")
         options = options_from_form(request.form)  # before anything is stored: a bad option keeps nothing
         targets = targets_from_form(request.form)  # CALLBACK_ALLOWED_HOSTS is the notifier's to apply
-        job = intake.submit(upload.stream, upload.filename, options, targets=targets,
-                            content_sha256=content_digest(upload.stream))
+        job = intake.submit(
+            upload.stream, upload.filename, options, targets=targets, content_sha256=content_digest(upload.stream)
+        )
         metrics.UPLOAD_BYTES.inc(job.input_size)
         return jsonify(submitted_body(job)), 202
 

@@ -46,15 +46,23 @@ class DirectUploads:
         if isinstance(size, float) and size.is_integer():  # JSON does not tell 5 from 5.0
             size = int(size)
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise RequestRejected("Send the file's size in bytes as 'size', a whole number above 0.",
-                                  code="invalid_size")
+            raise RequestRejected(
+                "Send the file's size in bytes as 'size', a whole number above 0.", code="invalid_size"
+            )
         if size > self.intake.max_upload_bytes:
-            raise RequestRejected(f"The file is larger than the {self.intake.max_upload_bytes}-byte limit.",
-                                  code="file_too_large")
+            raise RequestRejected(
+                f"The file is larger than the {self.intake.max_upload_bytes}-byte limit.", code="file_too_large"
+            )
         upload_id = new_job_id()
         url = self.intake.storage.presign_put(input_key(upload_id), size, self.expiry_seconds)
-        return {"upload_id": upload_id, "upload_url": url, "method": "PUT", "headers": {"Content-Length": str(size)},
-                "expires_in": self.expiry_seconds, "max_bytes": self.intake.max_upload_bytes}
+        return {
+            "upload_id": upload_id,
+            "upload_url": url,
+            "method": "PUT",
+            "headers": {"Content-Length": str(size)},
+            "expires_in": self.expiry_seconds,
+            "max_bytes": self.intake.max_upload_bytes,
+        }
 
     def start(self, body: dict) -> Job:
         """Queue the conversion of an uploaded file; return its job (the existing one if started before).
@@ -68,16 +76,22 @@ class DirectUploads:
             Unavailable: storage, the metadata service or RabbitMQ is down (503); try again.
         """
         if "upload_id" not in body:
-            raise RequestRejected("Send the video as multipart/form-data with a part named 'file', or JSON with "
-                                  "the 'upload_id' of a direct upload (POST /uploads).", code="missing_file")
+            raise RequestRejected(
+                "Send the video as multipart/form-data with a part named 'file', or JSON with "
+                "the 'upload_id' of a direct upload (POST /uploads).",
+                code="missing_file",
+            )
         upload_id = body["upload_id"]
         if not isinstance(upload_id, str) or not is_valid_job_id(upload_id):
             raise RequestRejected("'upload_id' must be the id POST /uploads answered with.", code="invalid_upload_id")
         try:
             size = self.intake.stored_size(input_key(upload_id))
         except ObjectNotFound:
-            raise RequestRejected("No file was uploaded for this upload_id (or not before its URL expired).",
-                                  code="upload_not_found", status=404) from None
+            raise RequestRejected(
+                "No file was uploaded for this upload_id (or not before its URL expired).",
+                code="upload_not_found",
+                status=404,
+            ) from None
         except RequestRejected:
             self._discard(upload_id)
             raise
@@ -87,11 +101,15 @@ class DirectUploads:
         try:
             job = self.intake.queue_stored(job)
         except RequestRejected as exc:  # duplicate_job_id: started before, with other options
-            raise RequestRejected("This upload was started already, with other options.",
-                                  code="upload_already_started", status=409) from exc
+            raise RequestRejected(
+                "This upload was started already, with other options.", code="upload_already_started", status=409
+            ) from exc
         if job.status is not JobStatus.QUEUED:
-            raise RequestRejected(f"This upload was started already; its job is {job.status.value} "
-                                  f"(GET /status/{job.job_id}).", code="upload_already_started", status=409)
+            raise RequestRejected(
+                f"This upload was started already; its job is {job.status.value} (GET /status/{job.job_id}).",
+                code="upload_already_started",
+                status=409,
+            )
         return job
 
     def _discard(self, upload_id: str) -> None:

@@ -30,16 +30,28 @@ log = logging.getLogger(__name__)
 class Intake:
     """Turns an uploaded file stream into a queued job."""
 
-    def __init__(self, storage: Storage, metadata: MetadataClient, publisher: ConfirmingPublisher,
-                 topology: Topology, max_upload_bytes: int):
+    def __init__(
+        self,
+        storage: Storage,
+        metadata: MetadataClient,
+        publisher: ConfirmingPublisher,
+        topology: Topology,
+        max_upload_bytes: int,
+    ):
         self.storage = storage
         self.metadata = metadata
         self.publisher = publisher
         self.topology = topology
         self.max_upload_bytes = max_upload_bytes
 
-    def submit(self, stream: BinaryIO, filename: str | None, options: ConversionOptions | None = None,
-               targets: NotificationTargets | None = None, content_sha256: str | None = None) -> Job:
+    def submit(
+        self,
+        stream: BinaryIO,
+        filename: str | None,
+        options: ConversionOptions | None = None,
+        targets: NotificationTargets | None = None,
+        content_sha256: str | None = None,
+    ) -> Job:
         """Store ``stream`` and queue its conversion with ``options`` (default: the plain MP3);
         return the ``queued`` job. ``targets`` are told when it ends. With the upload's
         ``content_sha256``, an identical earlier upload's output may serve it: the job then comes
@@ -56,8 +68,12 @@ class Intake:
                 size = self.storage.put_stream(input_key(job_id), stream)
                 self._check_size(size)
                 options = options or ConversionOptions()
-                job = with_intake_facts(new_job(job_id, clean_filename(filename), size, options),
-                                        targets or NotificationTargets(), content_sha256, options)
+                job = with_intake_facts(
+                    new_job(job_id, clean_filename(filename), size, options),
+                    targets or NotificationTargets(),
+                    content_sha256,
+                    options,
+                )
                 job = self._record_and_publish(job)
             except SiphonError:
                 self.storage.delete_prefix(job_prefix(job_id))
@@ -79,15 +95,23 @@ class Intake:
             run = failed.retries + 1
             queued = self.metadata.apply_event(JobEvent(job_id=job_id, status=JobStatus.QUEUED, retry=run))
             if queued is None:
-                raise JobNotRetryable(f"The job is {failed.status.value}"
-                                      f"{f' ({failed.error.code})' if failed.error else ''}; it cannot be retried.")
-            task = ConversionTask(job_id=job_id, input_key=queued.input_key, output_key=queued.output_key, retry=run,
-                                  options=task_options(queued))
+                raise JobNotRetryable(
+                    f"The job is {failed.status.value}"
+                    f"{f' ({failed.error.code})' if failed.error else ''}; it cannot be retried."
+                )
+            task = ConversionTask(
+                job_id=job_id,
+                input_key=queued.input_key,
+                output_key=queued.output_key,
+                retry=run,
+                options=task_options(queued),
+            )
             try:
                 self.publisher.publish(self.topology.tasks_exchange, CONVERSION_ROUTING_KEY, task.encode())
             except SiphonError:
-                self.metadata.apply_event(JobEvent(job_id=job_id, status=JobStatus.FAILED, retry=run,
-                                                   error=failed.error))
+                self.metadata.apply_event(
+                    JobEvent(job_id=job_id, status=JobStatus.FAILED, retry=run, error=failed.error)
+                )
                 raise
             log.info("job queued again (retry %d)", run)
             return queued
@@ -126,8 +150,9 @@ class Intake:
                 log.info("job queued for %s (%d bytes)", job.input_key, job.input_size)
                 return job
             if (existing.input_key, existing.output_key) != (job.input_key, job.output_key):
-                raise RequestRejected(f"A job with id {job.job_id} already exists, for another file.",
-                                      code="duplicate_job_id", status=409)
+                raise RequestRejected(
+                    f"A job with id {job.job_id} already exists, for another file.", code="duplicate_job_id", status=409
+                )
             if redelivered and existing.status is JobStatus.QUEUED:
                 self._publish_task(existing)
             return existing
@@ -165,8 +190,9 @@ class Intake:
         if size == 0:
             raise RequestRejected("The uploaded file is empty.", code="empty_file", status=400)
         if size > self.max_upload_bytes:
-            raise RequestRejected(f"The file is larger than the {self.max_upload_bytes}-byte limit.",
-                                  code="file_too_large", status=413)
+            raise RequestRejected(
+                f"The file is larger than the {self.max_upload_bytes}-byte limit.", code="file_too_large", status=413
+            )
 
     def _record_and_publish(self, job: Job) -> Job:
         """Create the job and publish its task; return the job as created (the metadata service
@@ -182,8 +208,9 @@ class Intake:
         return created
 
     def _publish_task(self, job: Job) -> None:
-        task = ConversionTask(job_id=job.job_id, input_key=job.input_key, output_key=job.output_key,
-                              options=task_options(job))
+        task = ConversionTask(
+            job_id=job.job_id, input_key=job.input_key, output_key=job.output_key, options=task_options(job)
+        )
         self.publisher.publish(self.topology.tasks_exchange, CONVERSION_ROUTING_KEY, task.encode())
 
 
@@ -192,13 +219,18 @@ def new_job(job_id: str, filename: str, size: int, options: ConversionOptions) -
     return Job.new(job_id, filename, size, options=options.recorded(), extension=options.output_format.extension)
 
 
-def with_intake_facts(job: Job, targets: NotificationTargets, content_sha256: str | None,
-                      options: ConversionOptions) -> Job:
+def with_intake_facts(
+    job: Job, targets: NotificationTargets, content_sha256: str | None, options: ConversionOptions
+) -> Job:
     """``job`` with who to notify, and the upload's digest and output cache key when it was hashed."""
-    return job.model_copy(update={
-        "email": targets.email, "callback_url": targets.callback_url, "content_sha256": content_sha256,
-        "cache_key": output_cache_key(content_sha256, options) if content_sha256 else None,
-    })
+    return job.model_copy(
+        update={
+            "email": targets.email,
+            "callback_url": targets.callback_url,
+            "content_sha256": content_sha256,
+            "cache_key": output_cache_key(content_sha256, options) if content_sha256 else None,
+        }
+    )
 
 
 def output_cache_key(content_sha256: str, options: ConversionOptions) -> str:

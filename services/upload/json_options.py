@@ -16,8 +16,10 @@ FREE_TEXT_FIELDS = frozenset({"title", "artist", "album"})
 
 PIPELINE_KEYS = frozenset({"pipeline", "gst_pipeline", "gstreamer"})
 
-PIPELINE_MESSAGE = ("transcode_options holds a GStreamer pipeline; siphon never runs pipelines. Send the options as "
-                    'a JSON object of the API\'s option names instead, e.g. {"format": "mp3", "bitrate": 192}.')
+PIPELINE_MESSAGE = (
+    "transcode_options holds a GStreamer pipeline; siphon never runs pipelines. Send the options as "
+    'a JSON object of the API\'s option names instead, e.g. {"format": "mp3", "bitrate": 192}.'
+)
 
 
 class PipelineRefused(RequestRejected):
@@ -38,8 +40,11 @@ def options_from_json(value: object) -> ConversionOptions:
     if _is_pipeline(value):
         raise PipelineRefused(PIPELINE_MESSAGE)
     if not isinstance(value, dict):
-        raise InvalidOption("transcode_options", "a JSON object of option names",
-                            "The options must be a JSON object, e.g. {\"format\": \"mp3\", \"bitrate\": 192}.")
+        raise InvalidOption(
+            "transcode_options",
+            "a JSON object of option names",
+            'The options must be a JSON object, e.g. {"format": "mp3", "bitrate": 192}.',
+        )
     unknown = sorted(set(value) - set(OPTION_FIELDS))
     if unknown:
         raise InvalidOption(unknown[0], ", ".join(OPTION_FIELDS), f"Unknown option '{unknown[0]}'.")

@@ -91,10 +91,14 @@ class QueueIntake:
             channel.basic_nack(method.delivery_tag, requeue=True)
             return
         if verdict.settle is Settle.DEAD_LETTER:
-            headers = {DEAD_LETTER_CODE_HEADER: verdict.code, DEAD_LETTER_REASON_HEADER: verdict.reason[:1000],
-                       SOURCE_QUEUE_HEADER: queue}
-            props = pika.BasicProperties(content_type=properties.content_type, delivery_mode=PERSISTENT,
-                                         headers=headers)
+            headers = {
+                DEAD_LETTER_CODE_HEADER: verdict.code,
+                DEAD_LETTER_REASON_HEADER: verdict.reason[:1000],
+                SOURCE_QUEUE_HEADER: queue,
+            }
+            props = pika.BasicProperties(
+                content_type=properties.content_type, delivery_mode=PERSISTENT, headers=headers
+            )
             channel.basic_publish(self.topology.dead_letter_exchange, "", body, props)
         channel.basic_ack(method.delivery_tag)
 
@@ -104,12 +108,17 @@ def make_queue_intake(s: Settings) -> QueueIntake:
     intake = make_intake(s)
     topology = Topology.from_settings(s)
     feed = ProgressFeed(intake.publisher, topology)
-    return QueueIntake(s, topology, {
-        topology.jobs_queue: JobQueueIntake(intake, feed).handle,
-        topology.s3_events_queue: S3EventIntake(intake, feed, s.s3_bucket, s.s3_incoming_prefix,
-                                                s.s3_output_prefix).handle,
-        topology.progress_relay_queue: ProgressRelay(intake.metadata, feed).handle,
-    })
+    return QueueIntake(
+        s,
+        topology,
+        {
+            topology.jobs_queue: JobQueueIntake(intake, feed).handle,
+            topology.s3_events_queue: S3EventIntake(
+                intake, feed, s.s3_bucket, s.s3_incoming_prefix, s.s3_output_prefix
+            ).handle,
+            topology.progress_relay_queue: ProgressRelay(intake.metadata, feed).handle,
+        },
+    )
 
 
 def main() -> None:

@@ -49,9 +49,15 @@ class QueueJob:
 
     def job(self, input_size: int) -> Job:
         """The ``queued`` job it becomes, recording the options (its task carries them)."""
-        return Job(job_id=self.job_id, created_at=time.time(), input_key=self.input_key, input_size=input_size,
-                   output_key=self.output_key, original_filename=clean_filename(self.input_key),
-                   options=self.options.recorded())
+        return Job(
+            job_id=self.job_id,
+            created_at=time.time(),
+            input_key=self.input_key,
+            input_size=input_size,
+            output_key=self.output_key,
+            original_filename=clean_filename(self.input_key),
+            options=self.options.recorded(),
+        )
 
 
 def parse_job_message(body: bytes) -> QueueJob:
@@ -76,8 +82,9 @@ def parse_job_message(body: bytes) -> QueueJob:
     if given_output is None:
         return QueueJob(job_id, input_key, output_key(job_id, extension), options)
     if not checked_key("output_key", given_output).endswith(f".{extension}"):
-        raise MessageError(f"output_key must end in .{extension}, the extension of format {options.format}.",
-                           code="invalid_key")
+        raise MessageError(
+            f"output_key must end in .{extension}, the extension of format {options.format}.", code="invalid_key"
+        )
     return QueueJob(job_id, input_key, given_output, options)
 
 
@@ -90,13 +97,20 @@ def checked_key(field: str, key: object) -> str:
     if not isinstance(key, str) or not key:
         raise MessageError(f"{field} must be a non-empty string (a key in the bucket).", code="invalid_key")
     parts = key.split("/")
-    if (len(key.encode()) > MAX_KEY_BYTES or any(part in ("", ".", "..") for part in parts)
-            or any(ord(c) < 32 or c == "\x7f" for c in key)):
-        raise MessageError(f"{field} {key[:200]!r} is not a valid key: relative, '/'-separated, no empty, '.' or '..' "
-                           f"parts, no control characters, at most {MAX_KEY_BYTES} bytes.", code="invalid_key")
+    if (
+        len(key.encode()) > MAX_KEY_BYTES
+        or any(part in ("", ".", "..") for part in parts)
+        or any(ord(c) < 32 or c == "\x7f" for c in key)
+    ):
+        raise MessageError(
+            f"{field} {key[:200]!r} is not a valid key: relative, '/'-separated, no empty, '.' or '..' "
+            f"parts, no control characters, at most {MAX_KEY_BYTES} bytes.",
+            code="invalid_key",
+        )
     if key.startswith(JOBS_KEY_PREFIX):
-        raise MessageError(f"{field} may not be under {JOBS_KEY_PREFIX!r}, where siphon keeps its own jobs.",
-                           code="invalid_key")
+        raise MessageError(
+            f"{field} may not be under {JOBS_KEY_PREFIX!r}, where siphon keeps its own jobs.", code="invalid_key"
+        )
     return key
 
 
@@ -153,8 +167,13 @@ def _refused_job(job_id: str, data: dict) -> Job:
             return default
 
     input_key = key_or("input_key", "")
-    return Job(job_id=job_id, created_at=time.time(), input_key=input_key,
-               output_key=key_or("output_key", output_key(job_id)), original_filename=clean_filename(input_key))
+    return Job(
+        job_id=job_id,
+        created_at=time.time(),
+        input_key=input_key,
+        output_key=key_or("output_key", output_key(job_id)),
+        original_filename=clean_filename(input_key),
+    )
 
 
 def _json_object(body: bytes) -> dict | None:

@@ -31,13 +31,17 @@ a read that, with what its decoder holds, exceeds ``MAX_FORM_MEMORY_SIZE`` (Flas
 class LargeReadFormDataParser(FormDataParser):
     """werkzeug's form parser, reading multipart bodies :data:`BODY_READ_BYTES` at a time."""
 
-    def _parse_multipart(self, stream: BinaryIO, mimetype: str, content_length: int | None,
-                         options: dict[str, str]):
+    def _parse_multipart(self, stream: BinaryIO, mimetype: str, content_length: int | None, options: dict[str, str]):
         boundary = options.get("boundary", "").encode("ascii")
         if not boundary:
             raise ValueError("Missing boundary")
-        parser = MultiPartParser(stream_factory=self.stream_factory, max_form_memory_size=self.max_form_memory_size,
-                                 max_form_parts=self.max_form_parts, cls=self.cls, buffer_size=BODY_READ_BYTES)
+        parser = MultiPartParser(
+            stream_factory=self.stream_factory,
+            max_form_memory_size=self.max_form_memory_size,
+            max_form_parts=self.max_form_parts,
+            cls=self.cls,
+            buffer_size=BODY_READ_BYTES,
+        )
         form, files = parser.parse(stream, boundary, content_length)
         return stream, form, files
 
@@ -82,12 +86,16 @@ def upload_request_class(storage: Storage) -> type[Request]:
     class UploadRequest(Request):
         form_data_parser_class = LargeReadFormDataParser
 
-        def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
-                             filename: str | None = None, content_length: int | None = None) -> BinaryIO:
+        def _get_file_stream(
+            self,
+            total_content_length: int | None,
+            content_type: str | None,
+            filename: str | None = None,
+            content_length: int | None = None,
+        ) -> BinaryIO:
             staged = staging_file(storage)
             if staged is not None:
                 return HashingFile(staged)
-            return HashingFile(super()._get_file_stream(total_content_length, content_type, filename,
-                                                        content_length))
+            return HashingFile(super()._get_file_stream(total_content_length, content_type, filename, content_length))
 
     return UploadRequest

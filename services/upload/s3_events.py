@@ -39,11 +39,24 @@ JOB_ID_NAMESPACE = uuid.UUID("9b1c3f4e-58a2-4d57-9a0e-6f3b2f7d1c20")
 """uuid5 namespace of the job ids of S3-event jobs (any fixed UUID; changing it re-keys them)."""
 
 NOT_MEDIA_TYPE_FAMILIES = ("text/", "image/", "font/", "message/", "model/", "multipart/")
-NOT_MEDIA_TYPES = frozenset({
-    "application/json", "application/xml", "application/pdf", "application/zip", "application/gzip",
-    "application/x-tar", "application/x-7z-compressed", "application/x-rar-compressed", "application/javascript",
-    "application/x-sh", "application/x-yaml", "application/yaml", "application/msword", "application/rtf",
-})
+NOT_MEDIA_TYPES = frozenset(
+    {
+        "application/json",
+        "application/xml",
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "application/x-tar",
+        "application/x-7z-compressed",
+        "application/x-rar-compressed",
+        "application/javascript",
+        "application/x-sh",
+        "application/x-yaml",
+        "application/yaml",
+        "application/msword",
+        "application/rtf",
+    }
+)
 """Content types no video or audio file is sent with. Others (``video/*``, ``audio/*``, the generic
 ``application/octet-stream``, ...) go on to the conversion's probe, which knows for sure."""
 
@@ -116,8 +129,9 @@ def obviously_not_media(content_type: str | None) -> bool:
 class S3EventIntake:
     """Turns S3 event notification bodies into jobs."""
 
-    def __init__(self, intake: Intake, publish_progress: Publish, bucket: str, incoming_prefix: str,
-                 output_prefix: str):
+    def __init__(
+        self, intake: Intake, publish_progress: Publish, bucket: str, incoming_prefix: str, output_prefix: str
+    ):
         self.intake = intake
         self.publish_progress = publish_progress
         self.bucket = bucket
@@ -148,14 +162,20 @@ class S3EventIntake:
         return obj.bucket == self.bucket and obj.key.startswith(self.incoming_prefix) and not obj.key.endswith("/")
 
     def _start(self, obj: CreatedObject, redelivered: bool) -> None:
-        job = Job(job_id=obj.job_id, created_at=time.time(), input_key=obj.key, input_size=obj.size or 0,
-                  output_key=output_key_for(obj.key, self.incoming_prefix, self.output_prefix),
-                  original_filename=clean_filename(obj.key))
+        job = Job(
+            job_id=obj.job_id,
+            created_at=time.time(),
+            input_key=obj.key,
+            input_size=obj.size or 0,
+            output_key=output_key_for(obj.key, self.incoming_prefix, self.output_prefix),
+            original_filename=clean_filename(obj.key),
+        )
         try:
             checked_key("key", obj.key)  # S3 allows keys ("a//b", "../b") no job may name
             if obviously_not_media(obj.content_type):
-                raise RequestRejected(f"The object's content type {obj.content_type!r} is not audio or video.",
-                                      code="not_media")
+                raise RequestRejected(
+                    f"The object's content type {obj.content_type!r} is not audio or video.", code="not_media"
+                )
             size = self.intake.stored_size(obj.key)
         except ObjectNotFound:
             self._refuse(job, "input_missing", f"The object {obj.key!r} no longer exists.")

@@ -7,9 +7,9 @@ from enum import Enum
 
 
 class Settle(Enum):
-    ACK = "ack"                  # done: a job was queued or recorded, or there was nothing to do
+    ACK = "ack"  # done: a job was queued or recorded, or there was nothing to do
     DEAD_LETTER = "dead_letter"  # refused for good: park it in <p>.dead-letter with the reason, then ack
-    REQUEUE = "requeue"          # a dependency is down: give it back to the queue, after a pause
+    REQUEUE = "requeue"  # a dependency is down: give it back to the queue, after a pause
 
 
 @dataclass(frozen=True)

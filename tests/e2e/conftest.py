@@ -16,10 +16,15 @@ def module_stack(tmp_path_factory, moto_endpoint):
     with ExitStack() as stacks:
 
         def make(backend: str = "local", workers: int = 2, wait_for_consumers: bool = True, **env: str) -> Stack:
-            return stacks.enter_context(running_stack(
-                tmp_path_factory.mktemp(f"stack-{backend}"), backend=backend, workers=workers,
-                s3_endpoint=moto_endpoint if backend == "s3" else None, env_overrides=env,
-                wait_for_consumers=wait_for_consumers,
-            ))
+            return stacks.enter_context(
+                running_stack(
+                    tmp_path_factory.mktemp(f"stack-{backend}"),
+                    backend=backend,
+                    workers=workers,
+                    s3_endpoint=moto_endpoint if backend == "s3" else None,
+                    env_overrides=env,
+                    wait_for_consumers=wait_for_consumers,
+                )
+            )
 
         yield make

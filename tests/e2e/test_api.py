@@ -107,7 +107,7 @@ def assert_safe_filename(name: str) -> None:
 def chunks(data: bytes, size: int = 16 * 1024):
     """``data`` as a generator, which requests sends with chunked transfer encoding."""
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 # --- POST /convert -----------------------------------------------------------------------------
@@ -120,23 +120,27 @@ def test_convert_answers_202_with_a_queued_job(queued_stack, media_dir):
     assert JOB_ID.match(body["job_id"])
 
 
-@pytest.mark.parametrize("send", [
-    pytest.param(lambda url: requests.post(url, files={"video": ("a.mp4", b"abc")}, timeout=30), id="other-part"),
-    pytest.param(lambda url: post_multipart(url, multipart_body([field_part("file", "abc")])), id="field-not-file"),
-    pytest.param(lambda url: post_multipart(url, multipart_body([])), id="no-parts"),
-    pytest.param(lambda url: requests.post(url, data=b"\x00\x00\x00\x18ftypmp42", timeout=30), id="raw-body"),
-    pytest.param(lambda url: requests.post(url, json={"file": "x.mp4"}, timeout=30), id="json-body"),
-    pytest.param(lambda url: requests.post(url, data={"file": "x.mp4"}, timeout=30), id="urlencoded"),
-    pytest.param(lambda url: requests.post(url, timeout=30), id="no-body"),
-])
+@pytest.mark.parametrize(
+    "send",
+    [
+        pytest.param(lambda url: requests.post(url, files={"video": ("a.mp4", b"abc")}, timeout=30), id="other-part"),
+        pytest.param(lambda url: post_multipart(url, multipart_body([field_part("file", "abc")])), id="field-not-file"),
+        pytest.param(lambda url: post_multipart(url, multipart_body([])), id="no-parts"),
+        pytest.param(lambda url: requests.post(url, data=b"\x00\x00\x00\x18ftypmp42", timeout=30), id="raw-body"),
+        pytest.param(lambda url: requests.post(url, json={"file": "x.mp4"}, timeout=30), id="json-body"),
+        pytest.param(lambda url: requests.post(url, data={"file": "x.mp4"}, timeout=30), id="urlencoded"),
+        pytest.param(lambda url: requests.post(url, timeout=30), id="no-body"),
+    ],
+)
 def test_convert_without_a_file_part_is_400_missing_file(limited_stack, send):
     assert_json_error(send(f"{limited_stack.url}/convert"), 400, "missing_file")
     assert_nothing_held(limited_stack)
 
 
 def test_empty_file_is_400_empty_file(limited_stack):
-    assert_json_error(post_multipart(f"{limited_stack.url}/convert", multipart_body([file_part(b"", "a.mp4")])),
-                      400, "empty_file")
+    assert_json_error(
+        post_multipart(f"{limited_stack.url}/convert", multipart_body([file_part(b"", "a.mp4")])), 400, "empty_file"
+    )
     assert_nothing_held(limited_stack)
 
 
@@ -188,8 +192,9 @@ HOSTILE_NAMES = {
 @pytest.mark.parametrize("case", sorted(HOSTILE_NAMES))
 def test_hostile_file_name_is_only_a_label(stack, media_dir, case):
     raw_name, expected = HOSTILE_NAMES[case]
-    response = post_multipart(f"{stack.url}/convert",
-                              multipart_body([file_part((media_dir / VIDEO).read_bytes(), raw_name)]))
+    response = post_multipart(
+        f"{stack.url}/convert", multipart_body([file_part((media_dir / VIDEO).read_bytes(), raw_name)])
+    )
     assert response.status_code == 202, response.text[:300]
     job_id = response.json()["job_id"]
     assert stack.wait_for_job(job_id, timeout=30)["status"] == "completed"
@@ -213,11 +218,14 @@ def test_hostile_file_name_is_only_a_label(stack, media_dir, case):
     assert_safe_filename(ascii_name)
 
 
-@pytest.mark.parametrize(("original", "expected"), [
-    ("Holiday clip.mp4", "Holiday clip.mp3"),
-    ("Été à Paris.final.MOV", "Été à Paris.final.mp3"),
-    ("no_extension", "no_extension.mp3"),
-])
+@pytest.mark.parametrize(
+    ("original", "expected"),
+    [
+        ("Holiday clip.mp4", "Holiday clip.mp3"),
+        ("Été à Paris.final.MOV", "Été à Paris.final.mp3"),
+        ("no_extension", "no_extension.mp3"),
+    ],
+)
 def test_download_is_named_after_the_original_stem(stack, media_dir, original, expected):
     job_id = submit(stack, media_dir / VIDEO, original)
     assert stack.wait_for_job(job_id, timeout=30)["status"] == "completed"
@@ -229,20 +237,24 @@ def test_download_is_named_after_the_original_stem(stack, media_dir, original, e
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_broker_down_is_503_and_leaves_nothing(module_stack, media_dir, backend):
     """RabbitMQ unreachable (a closed loopback port): the stored input and the job record are rolled back."""
-    stack = module_stack(backend, workers=0, wait_for_consumers=False,
-                         AMQP_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F")
+    stack = module_stack(
+        backend, workers=0, wait_for_consumers=False, AMQP_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    )
     assert_json_error(stack.convert(media_dir / VIDEO), 503, "broker_unavailable")
     assert_nothing_held(stack)
 
 
 # --- GET /status -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("job_id", "echoed"), [
-    pytest.param("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef", id="unknown"),
-    pytest.param("*", "*", id="star"),
-    pytest.param("..%2Fx", None, id="encoded-slash"),
-    pytest.param("0123456789ABCDEF0123456789ABCDEF", "0123456789ABCDEF0123456789ABCDEF", id="upper-case"),
-    pytest.param("x" * 1024 * 1024, None, id="1mb"),
-])
+@pytest.mark.parametrize(
+    ("job_id", "echoed"),
+    [
+        pytest.param("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef", id="unknown"),
+        pytest.param("*", "*", id="star"),
+        pytest.param("..%2Fx", None, id="encoded-slash"),
+        pytest.param("0123456789ABCDEF0123456789ABCDEF", "0123456789ABCDEF0123456789ABCDEF", id="upper-case"),
+        pytest.param("x" * 1024 * 1024, None, id="1mb"),
+    ],
+)
 def test_status_of_an_unknown_or_malformed_id_is_404(stack, job_id, echoed):
     response = requests.get(f"{stack.url}/status/{job_id}", timeout=30)
     assert response.status_code == 404 and response.headers["Content-Type"] == "application/json"
@@ -262,10 +274,17 @@ def test_status_of_a_queued_job(queued_stack, media_dir):
 
 
 # --- GET /download -----------------------------------------------------------------------------
-@pytest.mark.parametrize("name", [
-    "0123456789abcdef0123456789abcdef.mp3", "*.mp3", "..%2Fx.mp3", "x" * 1024 * 1024 + ".mp3",
-    "0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef.wav",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "0123456789abcdef0123456789abcdef.mp3",
+        "*.mp3",
+        "..%2Fx.mp3",
+        "x" * 1024 * 1024 + ".mp3",
+        "0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef.wav",
+    ],
+)
 def test_download_of_an_unknown_job_is_404_json(stack, name):
     response = requests.get(f"{stack.url}/download/{name}", timeout=30)
     assert_json_error(response, 404)
@@ -351,12 +370,15 @@ def test_head_gives_the_headers_without_the_body(converted):
 
 
 # --- every other error -------------------------------------------------------------------------
-@pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", "/convert", 405),
-    ("PUT", "/convert", 405),
-    ("DELETE", "/status/0123456789abcdef0123456789abcdef", 405),
-    ("POST", "/download/0123456789abcdef0123456789abcdef.mp3", 405),
-    ("GET", "/no/such/page", 404),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/convert", 405),
+        ("PUT", "/convert", 405),
+        ("DELETE", "/status/0123456789abcdef0123456789abcdef", 405),
+        ("POST", "/download/0123456789abcdef0123456789abcdef.mp3", 405),
+        ("GET", "/no/such/page", 404),
+    ],
+)
 def test_other_errors_are_json(stack, method, path, status):
     assert_json_error(requests.request(method, stack.url + path, timeout=30), status)

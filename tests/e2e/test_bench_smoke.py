@@ -13,8 +13,16 @@ from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.e2e
 
-ROWS = ("overhead p50", "siphon / plain", "throughput efficiency", "peak RSS growth, gateway",
-        "peak RSS growth, upload", "peak RSS growth, conversion", "/status requests per second", "/status p99")
+ROWS = (
+    "overhead p50",
+    "siphon / plain",
+    "throughput efficiency",
+    "peak RSS growth, gateway",
+    "peak RSS growth, upload",
+    "peak RSS growth, conversion",
+    "/status requests per second",
+    "/status p99",
+)
 
 
 def test_quick_benchmark_prints_its_table(tmp_path):

@@ -94,8 +94,9 @@ class CorpusRun:
 
     def final_status(self, name: str) -> dict:
         body = self.statuses[self.job_id(name)]
-        assert body["status"] in ("completed", "failed"), \
+        assert body["status"] in ("completed", "failed"), (
             f"{name} is still {body['status']} after {CORPUS_TIMEOUT_SECONDS} s"
+        )
         return body
 
 
@@ -113,8 +114,11 @@ def reference_seconds(media_dir, tmp_path_factory) -> dict[str, float | None]:
 def corpus_run(request, tmp_path_factory, moto_endpoint, media_dir) -> CorpusRun:
     """All corpus files posted at once to a fresh stack on one backend, then waited for (bounded)."""
     backend = request.param
-    with running_stack(tmp_path_factory.mktemp(f"corpus-{backend}"), backend=backend,
-                       s3_endpoint=moto_endpoint if backend == "s3" else None) as stack:
+    with running_stack(
+        tmp_path_factory.mktemp(f"corpus-{backend}"),
+        backend=backend,
+        s3_endpoint=moto_endpoint if backend == "s3" else None,
+    ) as stack:
         posted = {name: stack.convert(media_dir / name) for name in sorted(read_manifest(media_dir))}
         job_ids = [response.json()["job_id"] for response in posted.values() if response.status_code == 202]
         yield CorpusRun(stack, posted, stack.wait_for_jobs(job_ids, CORPUS_TIMEOUT_SECONDS))
@@ -126,8 +130,11 @@ def test_outcome_table_covers_the_whole_corpus(media_dir):
     assert set(manifest) == on_disk, "MANIFEST.tsv and the files in the corpus differ"
     assert sorted(set(manifest) - set(EXPECTED_OUTCOMES)) == [], "corpus files without an expected outcome"
     assert sorted(set(EXPECTED_OUTCOMES) - set(manifest)) == [], "expected outcomes of files not in the corpus"
-    disagreeing = [name for name, row in manifest.items()
-                   if (EXPECTED_OUTCOMES[name] == OK) != row["ffmpeg_to_mp3"].startswith("ok")]
+    disagreeing = [
+        name
+        for name, row in manifest.items()
+        if (EXPECTED_OUTCOMES[name] == OK) != row["ffmpeg_to_mp3"].startswith("ok")
+    ]
     assert disagreeing == [], "the table and MANIFEST.tsv's ffmpeg_to_mp3 column disagree"
 
 
@@ -153,8 +160,12 @@ def test_corpus_file(corpus_run, reference_seconds, name, tmp_path):
 def check_converted(run: CorpusRun, name: str, reference: float | None, tmp_path) -> None:
     """Completed, downloadable, a real MP3 with audio frames, as long as plain ffmpeg's."""
     job_id, final = run.job_id(name), run.final_status(name)
-    assert final == {"job_id": job_id, "status": "completed", "message": "Conversion completed.",
-                     "download_url": f"{run.stack.url}/download/{job_id}.mp3"}
+    assert final == {
+        "job_id": job_id,
+        "status": "completed",
+        "message": "Conversion completed.",
+        "download_url": f"{run.stack.url}/download/{job_id}.mp3",
+    }
     download = run.stack.download(job_id)
     assert download.status_code == 200 and download.headers["Content-Type"] == "audio/mpeg"
     mp3 = tmp_path / "download.mp3"
@@ -165,13 +176,14 @@ def check_converted(run: CorpusRun, name: str, reference: float | None, tmp_path
     assert facts.frames > 0 and facts.duration_seconds > 0, f"the MP3 holds no audio: {facts}"
     assert facts.sample_rate_hz in MP3_SAMPLE_RATES_HZ and facts.channels in (1, 2), facts
     assert reference is not None, f"plain ffmpeg makes no audio of {name}, yet the job completed"
-    assert facts.duration_seconds == pytest.approx(reference, abs=duration_tolerance(reference)), \
+    assert facts.duration_seconds == pytest.approx(reference, abs=duration_tolerance(reference)), (
         f"{name}: {facts.duration_seconds} s of audio, plain ffmpeg gives {reference} s"
+    )
     record = run.stack.job_record(job_id)
     assert record["output_size"] == len(download.content), record
     assert record["output_duration_seconds"] == pytest.approx(
-        facts.duration_seconds, abs=duration_tolerance(facts.duration_seconds)), \
-        f"the job record claims {record['output_duration_seconds']} s for an MP3 of {facts.duration_seconds} s"
+        facts.duration_seconds, abs=duration_tolerance(facts.duration_seconds)
+    ), f"the job record claims {record['output_duration_seconds']} s for an MP3 of {facts.duration_seconds} s"
 
 
 def check_failed(run: CorpusRun, name: str, code: str, reference: float | None) -> None:

@@ -36,14 +36,21 @@ def test_a_file_put_to_the_presigned_url_converts_without_passing_the_gateway(st
     assert response.status_code == 201
     upload = response.json()
     assert (upload["method"], upload["headers"], upload["expires_in"], upload["max_bytes"]) == (
-        "PUT", {"Content-Length": str(len(data))}, 2, LIMIT)
+        "PUT",
+        {"Content-Length": str(len(data))},
+        2,
+        LIMIT,
+    )
     assert upload["upload_url"].startswith(f"{stack.s3_endpoint}/{stack.bucket}/{input_key(upload['upload_id'])}?")
     put = requests.put(upload["upload_url"], data=data, headers=upload["headers"], timeout=30)
     assert put.status_code == 200
     started = start(stack, upload_id=upload["upload_id"], filename="lecture.mov", bitrate=128)
     assert started.status_code == 202
-    assert started.json() == {"job_id": upload["upload_id"], "status": "queued",
-                              "message": "Conversion job submitted successfully."}
+    assert started.json() == {
+        "job_id": upload["upload_id"],
+        "status": "queued",
+        "message": "Conversion job submitted successfully.",
+    }
     final = stack.wait_for_job(upload["upload_id"], timeout=60)
     assert final["status"] == "completed", final
     assert stack.job_record(upload["upload_id"])["options"] == {"bitrate": 128}
@@ -79,11 +86,14 @@ def test_a_file_larger_than_the_limit_put_anyway_is_refused_and_deleted(stack):
     assert stack.status(upload["upload_id"]).status_code == 404
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"upload_id": "0123456789abcdef0123456789abcdef"}, 404, "upload_not_found"),
-    ({"upload_id": "../../etc/passwd"}, 400, "invalid_upload_id"),
-    ({"file": "talk.mp4"}, 400, "missing_file"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"upload_id": "0123456789abcdef0123456789abcdef"}, 404, "upload_not_found"),
+        ({"upload_id": "../../etc/passwd"}, 400, "invalid_upload_id"),
+        ({"file": "talk.mp4"}, 400, "missing_file"),
+    ],
+)
 def test_an_unknown_or_malformed_upload_id_is_a_json_error(stack, body, status, code):
     response = start(stack, **body)
     assert (response.status_code, response.json()["error"]["code"]) == (status, code)
@@ -95,8 +105,10 @@ def test_starting_before_the_file_is_there_is_a_404(stack):
     assert (response.status_code, response.json()["error"]["code"]) == (404, "upload_not_found")
 
 
-@pytest.mark.parametrize(("body", "code"), [({"size": LIMIT + 1}, "file_too_large"), ({"size": 0}, "invalid_size"),
-                                            ({"bytes": 10}, "invalid_size")])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [({"size": LIMIT + 1}, "file_too_large"), ({"size": 0}, "invalid_size"), ({"bytes": 10}, "invalid_size")],
+)
 def test_a_size_the_server_will_not_take_is_a_400(stack, body, code):
     response = requests.post(f"{stack.url}/uploads", json=body, timeout=10)
     assert (response.status_code, response.json()["error"]["code"]) == (400, code)

@@ -70,8 +70,11 @@ def fault_stack(make_stack):
 
 def mp3_objects(stack, job_id: str) -> list[str]:
     """The names of the job's stored outputs (everything but its input and its manifest)."""
-    return sorted(name for key in stack.stored_keys() if key.startswith(f"jobs/{job_id}/")
-                  and (name := key.rsplit("/", 1)[1]) not in ("input", "job.json"))
+    return sorted(
+        name
+        for key in stack.stored_keys()
+        if key.startswith(f"jobs/{job_id}/") and (name := key.rsplit("/", 1)[1]) not in ("input", "job.json")
+    )
 
 
 def submit(stack, path: Path) -> str:
@@ -88,14 +91,20 @@ def worker_running(stack, ffmpeg_pid: int) -> str:
 
 def settled_tasks(stack, worker: str) -> list[dict]:
     """A worker's log records of finishing a task (converted, failed, or nothing to do)."""
-    return [r for r in log_lines(stack, worker)
-            if r["msg"].startswith(("converted", "job failed", "input gone, output stored"))]
+    return [
+        r
+        for r in log_lines(stack, worker)
+        if r["msg"].startswith(("converted", "job failed", "input gone, output stored"))
+    ]
 
 
 def applied_events(stack, job_id: str, status: str) -> list[dict]:
     """The metadata consumer's log records of ``status`` transitions it applied to the job."""
-    return [r for r in log_lines(stack, "metadata-consumer")
-            if r.get("job_id") == job_id and r["msg"].startswith(f"job {status} ")]
+    return [
+        r
+        for r in log_lines(stack, "metadata-consumer")
+        if r.get("job_id") == job_id and r["msg"].startswith(f"job {status} ")
+    ]
 
 
 # --- 1 ----------------------------------------------------------------------------------------
@@ -151,8 +160,12 @@ def connection_heartbeats(pid: int) -> set[int]:
     """Negotiated heartbeat timeouts (s) of the AMQP connections process ``pid`` holds."""
     ss = subprocess.run(["ss", "-tnpH", "dport = :5672"], capture_output=True, text=True, check=True).stdout
     ports = {line.split()[3].rsplit(":", 1)[1] for line in ss.splitlines() if f"pid={pid}," in line}
-    listing = subprocess.run(["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "peer_port", "timeout"],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "peer_port", "timeout"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {int(timeout) for port, timeout in (line.split() for line in listing.splitlines()) if port in ports}
 
 
@@ -179,8 +192,11 @@ def rabbitmqctl(*args: str) -> None:
 
 def reconnect_delays(stack, service: str) -> list[float]:
     """The backoff delays (s) a service logged while it could not reach RabbitMQ."""
-    return [float(r["msg"].rsplit("reconnecting in ", 1)[1].split()[0])
-            for r in log_lines(stack, service) if "reconnecting in" in r["msg"]]
+    return [
+        float(r["msg"].rsplit("reconnecting in ", 1)[1].split()[0])
+        for r in log_lines(stack, service)
+        if "reconnecting in" in r["msg"]
+    ]
 
 
 @pytest.mark.broker_restart
@@ -275,8 +291,11 @@ def retry_job(stack, job_id: str) -> requests.Response:
 
 def storage_backoff(stack, service: str) -> list[float]:
     """The waits (s) between storage tries a worker logged (tenacity's before_sleep)."""
-    return [float(r["msg"].split(" in ", 1)[1].split()[0]) for r in log_lines(stack, service)
-            if r["msg"].startswith("Retrying ") and "StorageUnavailable" in r["msg"]]
+    return [
+        float(r["msg"].split(" in ", 1)[1].split()[0])
+        for r in log_lines(stack, service)
+        if r["msg"].startswith("Retrying ") and "StorageUnavailable" in r["msg"]
+    ]
 
 
 def test_storage_unreachable_503_at_upload_then_job_fails_and_can_be_retried(fault_stack, tones, moto_endpoint):
@@ -294,8 +313,12 @@ def test_storage_unreachable_503_at_upload_then_job_fails_and_can_be_retried(fau
         job_id = submit(stack, tones(5))
         proxy.cut()
         stack.start_worker(1)
-        wait_until(lambda: [r for r in log_lines(stack, "conversion-1") if "storage unavailable after" in r["msg"]],
-                   60, 0.1, "the worker to give up on storage")
+        wait_until(
+            lambda: [r for r in log_lines(stack, "conversion-1") if "storage unavailable after" in r["msg"]],
+            60,
+            0.1,
+            "the worker to give up on storage",
+        )
         assert storage_backoff(stack, "conversion-1") == [0.5, 1.0]
         assert stack.status(job_id).json()["status"] == "queued"  # nothing is recorded without its manifest
         proxy.restore()
@@ -338,16 +361,22 @@ def slow_upload(stack, path: Path, seconds: float, answer: dict) -> threading.Th
     data = path.read_bytes()
 
     def body():
-        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.flac"\r\n'
-               "Content-Type: application/octet-stream\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.flac"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         for i in range(20):
-            yield data[i * len(data) // 20:(i + 1) * len(data) // 20]
+            yield data[i * len(data) // 20 : (i + 1) * len(data) // 20]
             time.sleep(seconds / 20)
         yield f"\r\n--{boundary}--\r\n".encode()
 
     def post():
-        answer["response"] = requests.post(f"{stack.url}/convert", data=body(), timeout=60,
-                                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        answer["response"] = requests.post(
+            f"{stack.url}/convert",
+            data=body(),
+            timeout=60,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
 
     thread = threading.Thread(target=post, name="slow-upload")
     thread.start()
@@ -440,10 +469,12 @@ def test_poison_messages_are_dead_lettered_with_their_reason_and_nothing_loops(f
     poison = {
         b"\x00\xff not JSON {": "invalid_task",
         json.dumps({"job_id": "../../etc", "input_key": 5}).encode(): "invalid_task",
-        json.dumps({"job_id": misnamed, "input_key": f"jobs/{crashing}/input",
-                    "output_key": f"jobs/{crashing}/job.json"}).encode(): "invalid_task",
-        json.dumps({"job_id": stranger, "input_key": input_key(stranger),
-                    "output_key": output_key(stranger)}).encode(): "input_missing",
+        json.dumps(
+            {"job_id": misnamed, "input_key": f"jobs/{crashing}/input", "output_key": f"jobs/{crashing}/job.json"}
+        ).encode(): "invalid_task",
+        json.dumps(
+            {"job_id": stranger, "input_key": input_key(stranger), "output_key": output_key(stranger)}
+        ).encode(): "input_missing",
     }
     for body in poison:
         publish_raw_task(stack, body)
@@ -453,8 +484,12 @@ def test_poison_messages_are_dead_lettered_with_their_reason_and_nothing_loops(f
     assert finals[misnamed]["status"] == "failed" and finals[misnamed]["error"]["code"] == "invalid_task"
     assert finals[crashing]["status"] == "failed" and finals[crashing]["error"]["code"] == "decode_failed"
     assert stack.job_record(crashing)["attempts"] == MAX_ATTEMPTS
-    wait_until(lambda: queue_depth(stack, stack.topology.dead_letter_queue) == len(poison) + 1, 30, 0.1,
-               "every poison message in the dead-letter queue")
+    wait_until(
+        lambda: queue_depth(stack, stack.topology.dead_letter_queue) == len(poison) + 1,
+        30,
+        0.1,
+        "every poison message in the dead-letter queue",
+    )
     handled = len(task_logs(stack))
     time.sleep(1)  # nothing comes back for another try
     assert len(task_logs(stack)) == handled
@@ -467,5 +502,8 @@ def test_poison_messages_are_dead_lettered_with_their_reason_and_nothing_loops(f
 
 def task_logs(stack) -> list[dict]:
     """The worker's records of settling a task: failures, conversions, dead-lettering, requeueing."""
-    return [r for r in log_lines(stack, "conversion-1")
-            if r["msg"].startswith(("job failed", "converted", "dead-lettering", "conversion interrupted"))]
+    return [
+        r
+        for r in log_lines(stack, "conversion-1")
+        if r["msg"].startswith(("job failed", "converted", "dead-lettering", "conversion interrupted"))
+    ]

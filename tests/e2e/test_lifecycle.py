@@ -55,9 +55,12 @@ def test_output_expires_after_output_ttl_and_its_download_is_410(stack, media_di
 
     body = wait_expired(stack, job_id)
     assert time.monotonic() - completed_at >= TTL_SECONDS - 1  # rq schedules in whole seconds
-    assert body == {"job_id": job_id, "status": "expired",
-                    "message": "The converted file has expired and was deleted; convert the video again.",
-                    "options": {"quality": 5}}
+    assert body == {
+        "job_id": job_id,
+        "status": "expired",
+        "message": "The converted file has expired and was deleted; convert the video again.",
+        "options": {"quality": 5},
+    }
     assert_json_error(stack.download(job_id), 410, "job_expired")
     assert own_keys(stack, job_id) == ["job.json"]
     record = stack.job_record(job_id)

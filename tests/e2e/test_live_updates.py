@@ -23,8 +23,9 @@ MAX_CLIENTS = 3
 
 @pytest.fixture(scope="module")
 def stack(module_stack) -> Stack:
-    return module_stack("local", workers=1, EVENTS_HEARTBEAT_SECONDS="1", EVENTS_MAX_CLIENTS=str(MAX_CLIENTS),
-                        OUTPUT_CACHE="false")
+    return module_stack(
+        "local", workers=1, EVENTS_HEARTBEAT_SECONDS="1", EVENTS_MAX_CLIENTS=str(MAX_CLIENTS), OUTPUT_CACHE="false"
+    )
 
 
 class EventReader:
@@ -60,8 +61,12 @@ class EventReader:
         return [e for e in self.events if e[2].get("job_id") == job_id]
 
     def wait_for_status(self, job_id: str, status: str, timeout: float = 30) -> None:
-        wait_until(lambda: any(e[2].get("status") == status for e in self.of_job(job_id)), timeout, 0.05,
-                   f"an event of {job_id} reaching {status}")
+        wait_until(
+            lambda: any(e[2].get("status") == status for e in self.of_job(job_id)),
+            timeout,
+            0.05,
+            f"an event of {job_id} reaching {status}",
+        )
 
     def close(self) -> None:
         self.response.close()
@@ -170,8 +175,12 @@ def test_job_stream_starts_with_the_job_and_ends_with_it(stack, media_dir):
     assert statuses[-1] == "completed" and all(e[2]["job_id"] == job_id for e in reader.events)
 
     # Reconnecting after the end: 204, which tells EventSource to stop.
-    assert requests.get(f"{stack.url}/events/{job_id}", headers={"Last-Event-ID": reader.events[-1][0]},
-                        timeout=10).status_code == 204
+    assert (
+        requests.get(
+            f"{stack.url}/events/{job_id}", headers={"Last-Event-ID": reader.events[-1][0]}, timeout=10
+        ).status_code
+        == 204
+    )
     # Reconnecting from an earlier event replays the rest, then ends.
     earlier = [e for e in reader.events if e[0]][0][0]
     replay = EventReader(f"{stack.url}/events/{job_id}", last_event_id=earlier)
@@ -202,8 +211,9 @@ def test_jobs_lists_newest_first_in_pages_with_media_facts(stack, media_dir, tmp
 
     listed, cursor = [], None
     while True:
-        page = requests.get(f"{stack.url}/jobs", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
-                            timeout=10).json()
+        page = requests.get(
+            f"{stack.url}/jobs", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, timeout=10
+        ).json()
         assert len(page["jobs"]) <= 2
         listed += page["jobs"]
         cursor = page["next_cursor"]
@@ -231,9 +241,14 @@ def test_jobs_filters_by_status(stack):
     assert requests.get(f"{stack.url}/jobs", params={"status": "expired"}, timeout=10).json()["jobs"] == []
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"status": "done"}, "invalid_status"), ({"limit": "0"}, "invalid_limit"), ({"limit": "many"}, "invalid_limit"),
-    ({"cursor": "nonsense"}, "invalid_cursor"),
-])
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"status": "done"}, "invalid_status"),
+        ({"limit": "0"}, "invalid_limit"),
+        ({"limit": "many"}, "invalid_limit"),
+        ({"cursor": "nonsense"}, "invalid_cursor"),
+    ],
+)
 def test_jobs_refuses_bad_parameters(stack, params, code):
     assert_json_error(requests.get(f"{stack.url}/jobs", params=params, timeout=10), 400, code)

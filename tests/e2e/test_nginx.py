@@ -86,13 +86,15 @@ def nginx(stack, tmp_path_factory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("nginx")
     port = free_port()
     (tmp / "siphon.conf").write_text(
-        site_config(SHIPPED_CONFIG.read_text(), [stack.ports["gateway"], stack.ports["gateway-2"]], port))
+        site_config(SHIPPED_CONFIG.read_text(), [stack.ports["gateway"], stack.ports["gateway-2"]], port)
+    )
     (tmp / "nginx.conf").write_text(MAIN_CONFIG.format(tmp=tmp))
     argv = [NGINX, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(tmp / "nginx.conf")]
     checked = subprocess.run([*argv, "-t"], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         wait_until(lambda: accepts(port) or process.poll() is not None, 10, 0.05, "nginx to listen")
         assert process.poll() is None, (tmp / "error.log").read_text()
@@ -110,13 +112,19 @@ def convert_through(nginx: str, path: Path, chunked: bool = False) -> str:
     """POST ``path`` to /convert through nginx (as one body, or chunked from a generator); the job id."""
     if chunked:
         boundary = "siphon-nginx-test"
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         data = path.read_bytes()
-        chunks = (data[i:i + 64 * 1024] for i in range(0, len(data), 64 * 1024))
+        chunks = (data[i : i + 64 * 1024] for i in range(0, len(data), 64 * 1024))
         parts = [head, *chunks, f"\r\n--{boundary}--\r\n".encode()]
-        response = requests.post(f"{nginx}/convert", data=iter(parts), timeout=60,
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = requests.post(
+            f"{nginx}/convert",
+            data=iter(parts),
+            timeout=60,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
     else:
         with path.open("rb") as f:
             response = requests.post(f"{nginx}/convert", files={"file": (path.name, f)}, timeout=60)
@@ -154,9 +162,11 @@ def _content_length(answer: bytes) -> int:
 
 
 def upload_head(nginx: str, content_length: int) -> str:
-    return (f"POST /convert HTTP/1.1\r\nHost: {nginx.removeprefix('http://')}\r\n"
-            "Content-Type: multipart/form-data; boundary=x\r\n"
-            f"Content-Length: {content_length}\r\nConnection: close\r\n\r\n")
+    return (
+        f"POST /convert HTTP/1.1\r\nHost: {nginx.removeprefix('http://')}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\n"
+        f"Content-Length: {content_length}\r\nConnection: close\r\n\r\n"
+    )
 
 
 # --- the tests, in order: the last one kills the gateways -----------------------------------------
@@ -187,8 +197,9 @@ def test_a_body_over_nginxs_limit_is_refused_by_nginx_with_json(nginx):
 def test_a_body_over_the_gateways_limit_is_refused_by_the_gateway_with_json(nginx):
     # Over the stack's MAX_UPLOAD_BYTES, under nginx's limit: nginx takes it, the gateway refuses it.
     body = b"--x\r\n" + b"\0" * (STACK_UPLOAD_LIMIT_BYTES + 1024 * 1024)
-    response = requests.post(f"{nginx}/convert", data=body, timeout=60,
-                             headers={"Content-Type": "multipart/form-data; boundary=x"})
+    response = requests.post(
+        f"{nginx}/convert", data=body, timeout=60, headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
     assert response.status_code == 413 and response.json()["error"]["code"] == "file_too_large"
     assert f"{STACK_UPLOAD_LIMIT_BYTES}-byte limit" in response.json()["error"]["message"]
 

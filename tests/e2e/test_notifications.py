@@ -31,9 +31,17 @@ def smtp():
 
 @pytest.fixture(scope="module")
 def stack(module_stack, smtp) -> Stack:
-    return module_stack("local", workers=1, SMTP_PORT=str(smtp.port), SMTP_FROM="siphon@example.org",
-                        WEBHOOK_SECRET=SECRET, NOTIFY_MAX_ATTEMPTS=str(TRIES), NOTIFY_BACKOFF_SECONDS=str(BACKOFF),
-                        PUBLIC_URL="https://siphon.example.org", OUTPUT_CACHE="false")
+    return module_stack(
+        "local",
+        workers=1,
+        SMTP_PORT=str(smtp.port),
+        SMTP_FROM="siphon@example.org",
+        WEBHOOK_SECRET=SECRET,
+        NOTIFY_MAX_ATTEMPTS=str(TRIES),
+        NOTIFY_BACKOFF_SECONDS=str(BACKOFF),
+        PUBLIC_URL="https://siphon.example.org",
+        OUTPUT_CACHE="false",
+    )
 
 
 def submit(stack: Stack, path, **fields) -> str:
@@ -44,6 +52,7 @@ def submit(stack: Stack, path, **fields) -> str:
 
 def notifications(stack: Stack, job_id: str, kind: str, count: int, timeout: float = 30) -> list[dict]:
     """The job's recorded tries of ``kind``, once there are ``count``."""
+
     def recorded():
         found = [n for n in stack.job_record(job_id)["notifications"] if n["kind"] == kind]
         return found if len(found) >= count else None
@@ -97,7 +106,10 @@ def test_webhook_answered_500_twice_is_retried_with_backoff_until_delivered(stac
         tries = notifications(stack, job_id, "webhook", 3)
         received = receiver.requests
     assert [(t["attempt"], t["outcome"], t["status_code"]) for t in tries] == [
-        (1, "failed", 500), (2, "failed", 500), (3, "delivered", 200)]
+        (1, "failed", 500),
+        (2, "failed", 500),
+        (3, "delivered", 200),
+    ]
     assert [r.answered for r in received] == [500, 500, 200]
     waits = [later.at - earlier.at for earlier, later in zip(received, received[1:], strict=False)]
     # 2 s, then doubled; rq's scheduler keeps times in whole seconds, so a wait may be up to 1 s short.
@@ -138,10 +150,16 @@ def test_notifier_killed_mid_webhook_is_taken_back_and_delivered(stack, media_di
     assert [(t["attempt"], t["outcome"]) for t in tries] == [(1, "abandoned"), (2, "delivered")]
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("email", "not-an-address"), ("email", "a@b.c\r\nBcc: x@y.z"), ("callback_url", "ftp://example.org/hook"),
-    ("callback_url", "http:///no-host"), ("callback_url", "http://example.org:99999/"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("email", "not-an-address"),
+        ("email", "a@b.c\r\nBcc: x@y.z"),
+        ("callback_url", "ftp://example.org/hook"),
+        ("callback_url", "http:///no-host"),
+        ("callback_url", "http://example.org:99999/"),
+    ],
+)
 def test_malformed_notification_field_is_400_naming_it_and_keeps_nothing(stack, media_dir, field, value):
     before = stack.stored_keys()
     response = stack.convert(media_dir / VIDEO, **{field: value})
@@ -152,8 +170,14 @@ def test_malformed_notification_field_is_400_naming_it_and_keeps_nothing(stack, 
 
 
 def test_smtp_down_is_recorded_and_the_job_still_completes(module_stack, media_dir):
-    stack = module_stack("local", workers=1, SMTP_PORT=str(free_port()), NOTIFY_MAX_ATTEMPTS="2",
-                         NOTIFY_BACKOFF_SECONDS="1", NOTIFY_TIMEOUT_SECONDS="2")
+    stack = module_stack(
+        "local",
+        workers=1,
+        SMTP_PORT=str(free_port()),
+        NOTIFY_MAX_ATTEMPTS="2",
+        NOTIFY_BACKOFF_SECONDS="1",
+        NOTIFY_TIMEOUT_SECONDS="2",
+    )
     job_id = submit(stack, media_dir / VIDEO, email="me@example.com")
     tries = notifications(stack, job_id, "email", 2)
     assert [(t["attempt"], t["outcome"]) for t in tries] == [(1, "failed"), (2, "gave_up")]

@@ -54,8 +54,11 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
     """``{(sample name, sorted labels): value}`` of the ``/metrics`` on ``port``."""
     response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
 
 
 def value(samples: dict, name: str, **labels: str) -> float | None:
@@ -103,7 +106,8 @@ def test_every_log_line_of_every_service_is_json_and_names_the_job_it_mentions(s
     lines_about = {job_id: set() for job_id in job_ids}
     logs = sorted(stack.log_dir.glob("*.log"))
     assert {"gateway.log", "upload.log", "metadata.log", "metadata-consumer.log", "conversion-1.log"} <= {
-        log.name for log in logs}
+        log.name for log in logs
+    }
     for log in logs:
         for number, text in enumerate(log.read_text().splitlines(), 1):
             if not text.strip():

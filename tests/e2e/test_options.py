@@ -54,24 +54,27 @@ def fetch(stack: Stack, job_id: str, extension: str, tmp_path: Path) -> Path:
 
 
 # --- validation ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("fields", "field"), [
-    ({"bitrate": "31"}, "bitrate"),
-    ({"bitrate": "321"}, "bitrate"),
-    ({"quality": "10"}, "quality"),
-    ({"quality": "-1"}, "quality"),
-    ({"bitrate": "128", "quality": "2"}, "bitrate"),
-    ({"sample_rate": "7999"}, "sample_rate"),
-    ({"sample_rate": "44100", "format": "opus"}, "sample_rate"),
-    ({"channels": "3"}, "channels"),
-    ({"start": "00:00:05", "end": "2"}, "end"),
-    ({"start": "five"}, "start"),
-    ({"audio_track": "-1"}, "audio_track"),
-    ({"normalize": "-100"}, "normalize"),
-    ({"format": "mp4"}, "format"),
-    ({"format": "wav", "bitrate": "128"}, "bitrate"),
-    ({"cover": "poster"}, "cover"),
-    ({"title": "t" * 1025}, "title"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"bitrate": "31"}, "bitrate"),
+        ({"bitrate": "321"}, "bitrate"),
+        ({"quality": "10"}, "quality"),
+        ({"quality": "-1"}, "quality"),
+        ({"bitrate": "128", "quality": "2"}, "bitrate"),
+        ({"sample_rate": "7999"}, "sample_rate"),
+        ({"sample_rate": "44100", "format": "opus"}, "sample_rate"),
+        ({"channels": "3"}, "channels"),
+        ({"start": "00:00:05", "end": "2"}, "end"),
+        ({"start": "five"}, "start"),
+        ({"audio_track": "-1"}, "audio_track"),
+        ({"normalize": "-100"}, "normalize"),
+        ({"format": "mp4"}, "format"),
+        ({"format": "wav", "bitrate": "128"}, "bitrate"),
+        ({"cover": "poster"}, "cover"),
+        ({"title": "t" * 1025}, "title"),
+    ],
+)
 def test_an_invalid_option_is_a_400_naming_the_field_and_nothing_is_kept(stack, media_dir, fields, field):
     keys_before, records_before = stack.stored_keys(), stack.redis_keys()
     response = stack.convert(media_dir / STEREO_8S, **fields)
@@ -117,16 +120,27 @@ def test_the_job_record_keeps_options_times_speed_and_full_progress(stack, forma
 
 
 # --- rate control, rates, channels, trim ----------------------------------------------------------------
-@pytest.mark.parametrize(("fields", "check"), [
-    ({"bitrate": "320", "channels": "1", "sample_rate": "48000", "cover": "none"},
-     {"mode": BitrateMode.CBR, "bitrate": 320_000, "channels": 1, "rate": 48000, "seconds": 8.0}),
-    ({"bitrate": "32", "sample_rate": "8000"},
-     {"mode": BitrateMode.CBR, "bitrate": 32_000, "channels": 2, "rate": 8000, "seconds": 8.0}),
-    ({"quality": "0", "start": "00:00:01.500", "end": "4"},
-     {"mode": BitrateMode.VBR, "channels": 2, "rate": 48000, "seconds": 2.5}),
-    ({"quality": "9", "start": "6", "end": "00:10:00"},
-     {"mode": BitrateMode.VBR, "channels": 2, "rate": 48000, "seconds": 2.0}),
-])
+@pytest.mark.parametrize(
+    ("fields", "check"),
+    [
+        (
+            {"bitrate": "320", "channels": "1", "sample_rate": "48000", "cover": "none"},
+            {"mode": BitrateMode.CBR, "bitrate": 320_000, "channels": 1, "rate": 48000, "seconds": 8.0},
+        ),
+        (
+            {"bitrate": "32", "sample_rate": "8000"},
+            {"mode": BitrateMode.CBR, "bitrate": 32_000, "channels": 2, "rate": 8000, "seconds": 8.0},
+        ),
+        (
+            {"quality": "0", "start": "00:00:01.500", "end": "4"},
+            {"mode": BitrateMode.VBR, "channels": 2, "rate": 48000, "seconds": 2.5},
+        ),
+        (
+            {"quality": "9", "start": "6", "end": "00:10:00"},
+            {"mode": BitrateMode.VBR, "channels": 2, "rate": 48000, "seconds": 2.0},
+        ),
+    ],
+)
 def test_mp3_options_end_to_end(stack, media_dir, tmp_path, fields, check):
     job_id = submit(stack, media_dir / STEREO_8S, **fields)
     body = completed(stack, job_id)
@@ -145,8 +159,11 @@ def test_tags_cover_and_chapters_end_to_end(stack, tagged_video, tmp_path):
     assert completed(stack, job_id)["options"] == {"title": "Given title", "artist": "Given artist"}
     tags = ID3(fetch(stack, job_id, "mp3", tmp_path))
     assert tags.version[:2] == (2, 4)
-    assert (str(tags["TIT2"]), str(tags["TPE1"]), str(tags["TALB"])) == ("Given title", "Given artist",
-                                                                         SOURCE_TAGS["album"])
+    assert (str(tags["TIT2"]), str(tags["TPE1"]), str(tags["TALB"])) == (
+        "Given title",
+        "Given artist",
+        SOURCE_TAGS["album"],
+    )
     [picture] = tags.getall("APIC")
     assert picture.mime == "image/jpeg" and picture.type == 3
     assert sorted(str(chap.sub_frames["TIT2"]) for chap in tags.getall("CHAP")) == sorted(t for t, _, _ in CHAPTERS)
@@ -202,8 +219,11 @@ def test_an_upload_with_options_before_the_file_part_works_too(stack, media_dir)
 
     with open(media_dir / STEREO_8S, "rb") as f:
         body = io.BytesIO(f.read())
-    response = requests.post(f"{stack.url}/convert", files=[("format", (None, "wav")), ("file", ("a.mp4", body)),
-                                                            ("channels", (None, "1"))], timeout=60)
+    response = requests.post(
+        f"{stack.url}/convert",
+        files=[("format", (None, "wav")), ("file", ("a.mp4", body)), ("channels", (None, "1"))],
+        timeout=60,
+    )
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     assert completed(stack, job_id)["options"] == {"format": "wav", "channels": 1}

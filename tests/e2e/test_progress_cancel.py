@@ -116,15 +116,23 @@ def test_a_queued_job_cancelled_is_skipped_by_a_worker_started_later(idle_stack,
     assert stack.status(job_id).json()["status"] == "queued"
     response = stack.cancel(job_id)
     assert response.status_code == 200, response.text
-    assert response.json() == {"job_id": job_id, "status": "cancelled", "message": "Conversion cancelled.",
-                               "options": {"format": "m4a"}}
+    assert response.json() == {
+        "job_id": job_id,
+        "status": "cancelled",
+        "message": "Conversion cancelled.",
+        "options": {"format": "m4a"},
+    }
     assert job_files(stack, job_id) == ["job.json"], "the upload is deleted; the record stays"
     assert queued_tasks(stack) == 1
 
     stack.start_worker(1)
     wait_until(lambda: queued_tasks(stack) == 0, 30, 0.1, "the worker to take the task")
-    wait_until(lambda: any("skipping" in entry["msg"] for entry in worker_log(stack, job_id)), 30, 0.1,
-               "the worker to skip the task")
+    wait_until(
+        lambda: any("skipping" in entry["msg"] for entry in worker_log(stack, job_id)),
+        30,
+        0.1,
+        "the worker to skip the task",
+    )
     body = stack.status(job_id).json()
     assert body["status"] == "cancelled" and body["message"] == "Conversion cancelled."
     record = stack.job_record(job_id)
@@ -135,8 +143,9 @@ def test_a_queued_job_cancelled_is_skipped_by_a_worker_started_later(idle_stack,
 
 # --- cancel a processing job ------------------------------------------------------------------------
 @pytest.mark.parametrize(("method", "frequency"), [("DELETE", 550), ("POST", 660)])
-def test_a_processing_job_cancelled_has_its_ffmpeg_killed_within_a_second(stack, long_tone, media_dir, method,
-                                                                          frequency):
+def test_a_processing_job_cancelled_has_its_ffmpeg_killed_within_a_second(
+    stack, long_tone, media_dir, method, frequency
+):
     job_id = submit(stack, long_tone(frequency), **SLOW_OPTIONS)
     body = wait_for_progress(stack, job_id)
     assert body["status"] == "processing", body
@@ -148,8 +157,12 @@ def test_a_processing_job_cancelled_has_its_ffmpeg_killed_within_a_second(stack,
     wait_until(lambda: not live_mentioning(job_id), 5, 0.02, "ffmpeg to die")
     assert time.monotonic() - answered < 1.0, "ffmpeg outlived the cancel by more than a second"
 
-    assert stack.status(job_id).json() == {"job_id": job_id, "status": "cancelled", "message": "Conversion cancelled.",
-                                           "options": {"sample_rate": 48000, "quality": 0}}
+    assert stack.status(job_id).json() == {
+        "job_id": job_id,
+        "status": "cancelled",
+        "message": "Conversion cancelled.",
+        "options": {"sample_rate": 48000, "quality": 0},
+    }
     wait_until(lambda: job_files(stack, job_id) == ["job.json"], 10, 0.1, "the job's media to be deleted")
     # The worker acks the task (no requeue, no failure) and takes the next one at once.
     short = submit(stack, media_dir / "opus_in_mp4_stereo_audio_only.mp4", title=f"after a {method} cancel")

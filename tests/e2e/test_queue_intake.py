@@ -44,18 +44,33 @@ def is_mp3(data: bytes) -> bool:
 
 def test_a_published_job_converts_and_is_followed_on_the_progress_queue(stack, progress, video_key):
     job_id = new_job_id()
-    publish_job(stack, {"job_id": job_id, "input_key": video_key, "output_key": "audio/talk.mp3",
-                        "transcode_options": {"bitrate": 128}})
+    publish_job(
+        stack,
+        {
+            "job_id": job_id,
+            "input_key": video_key,
+            "output_key": "audio/talk.mp3",
+            "transcode_options": {"bitrate": 128},
+        },
+    )
     messages = progress.until_final(job_id)
     final = messages[-1]
-    assert final == {"job_id": job_id, "status": "completed", "progress": 100, "input_key": video_key,
-                     "output_key": "audio/talk.mp3"}
+    assert final == {
+        "job_id": job_id,
+        "status": "completed",
+        "progress": 100,
+        "input_key": video_key,
+        "output_key": "audio/talk.mp3",
+    }
     running = [m for m in messages if m["status"] == "processing"]
     assert running and all(0 <= m["progress"] <= 100 for m in running)
     assert stack.status(job_id).json()["status"] == "completed"
     record = stack.job_record(job_id)
-    assert (record["input_key"], record["output_key"], record["options"]) == (video_key, "audio/talk.mp3",
-                                                                               {"bitrate": 128})
+    assert (record["input_key"], record["output_key"], record["options"]) == (
+        video_key,
+        "audio/talk.mp3",
+        {"bitrate": 128},
+    )
     assert is_mp3(get_object(stack, "audio/talk.mp3"))
     assert is_mp3(stack.download(job_id).content)
     assert get_object(stack, video_key)  # the producer's input is left where it was
@@ -71,8 +86,10 @@ def test_without_output_key_the_audio_is_the_jobs_own(stack, progress, video_key
 def test_a_gstreamer_pipeline_is_refused_with_an_error_event_and_never_run(stack, progress, dead_letters, video_key):
     job_id = new_job_id()
     pipeline = f"filesrc location={video_key} ! decodebin ! audioconvert ! lamemp3enc ! filesink location=out.mp3"
-    publish_job(stack, {"job_id": job_id, "input_key": video_key, "output_key": "audio/piped.mp3",
-                        "transcode_options": pipeline})
+    publish_job(
+        stack,
+        {"job_id": job_id, "input_key": video_key, "output_key": "audio/piped.mp3", "transcode_options": pipeline},
+    )
     [final] = progress.until_final(job_id)
     assert final["status"] == "failed" and final["error"]["code"] == "pipeline_refused"
     assert "GStreamer" in final["error"]["message"]
@@ -106,12 +123,16 @@ def test_a_text_file_goes_to_the_conversion_and_fails_as_not_media(stack, progre
     assert progress.until_final(job_id)[-1]["error"]["code"] == "not_media"
 
 
-@pytest.mark.parametrize(("body", "echoed", "code"), [
-    (b"{this is not json", None, "invalid_message"),
-    ({"job_id": "job-42", "input_key": "videos/x.mov"}, "job-42", "invalid_job_id"),
-])
-def test_a_message_without_a_usable_job_id_is_rejected_and_dead_lettered(stack, progress, dead_letters, body, echoed,
-                                                                          code):
+@pytest.mark.parametrize(
+    ("body", "echoed", "code"),
+    [
+        (b"{this is not json", None, "invalid_message"),
+        ({"job_id": "job-42", "input_key": "videos/x.mov"}, "job-42", "invalid_job_id"),
+    ],
+)
+def test_a_message_without_a_usable_job_id_is_rejected_and_dead_lettered(
+    stack, progress, dead_letters, body, echoed, code
+):
     publish_job(stack, body)
     final = progress.until_final(echoed)[-1]
     assert (final["status"], final["error"]["code"]) == ("rejected", code)
@@ -148,7 +169,10 @@ def test_http_jobs_are_on_the_progress_queue_too(stack, progress, media_dir):
     job_id = stack.convert(media_dir / VIDEO).json()["job_id"]
     final = progress.until_final(job_id)[-1]
     assert (final["status"], final["input_key"], final["output_key"]) == (
-        "completed", f"jobs/{job_id}/input", f"jobs/{job_id}/output.mp3")
+        "completed",
+        f"jobs/{job_id}/input",
+        f"jobs/{job_id}/output.mp3",
+    )
 
 
 def test_queue_jobs_work_on_local_storage_too(module_stack, media_dir):

@@ -16,7 +16,7 @@ from tests.support.queues import DeadLetters, Progress, get_object, publish, put
 
 pytestmark = pytest.mark.e2e
 
-VIDEO = "ordinary_h264_aac_stereo_48k_faststart_2s.mp4"   # 266 745 bytes
+VIDEO = "ordinary_h264_aac_stereo_48k_faststart_2s.mp4"  # 266 745 bytes
 LONGER_VIDEO = "ordinary_h264_aac_stereo_48k_2997fps_10s.mp4"  # 515 225 bytes
 LIMIT = 400_000
 
@@ -31,19 +31,27 @@ def progress(stack):
     return Progress(stack)
 
 
-def minio_event(stack, key: str, size: int, content_type: str | None = "video/mp4",
-                event: str = "s3:ObjectCreated:Put") -> dict:
+def minio_event(
+    stack, key: str, size: int, content_type: str | None = "video/mp4", event: str = "s3:ObjectCreated:Put"
+) -> dict:
     """The body MinIO's AMQP target publishes for one object (internal/event/target/amqp.go)."""
     obj = {"key": quote_plus(key), "size": size, "eTag": uuid.uuid4().hex, "sequencer": uuid.uuid4().hex[:16].upper()}
     if content_type:
         obj["contentType"] = content_type
         obj["userMetadata"] = {"content-type": content_type}
     bucket = {"name": stack.bucket, "ownerIdentity": {"principalId": "siphon"}, "arn": f"arn:aws:s3:::{stack.bucket}"}
-    record = {"eventVersion": "2.0", "eventSource": "minio:s3", "awsRegion": "",
-              "eventTime": "2026-11-21T10:00:00.000Z", "eventName": event, "userIdentity": {"principalId": "siphon"},
-              "requestParameters": {}, "responseElements": {},
-              "s3": {"s3SchemaVersion": "1.0", "configurationId": "Config", "bucket": bucket, "object": obj},
-              "source": {"host": "127.0.0.1", "port": "", "userAgent": "MinIO (linux; amd64)"}}
+    record = {
+        "eventVersion": "2.0",
+        "eventSource": "minio:s3",
+        "awsRegion": "",
+        "eventTime": "2026-11-21T10:00:00.000Z",
+        "eventName": event,
+        "userIdentity": {"principalId": "siphon"},
+        "requestParameters": {},
+        "responseElements": {},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "Config", "bucket": bucket, "object": obj},
+        "source": {"host": "127.0.0.1", "port": "", "userAgent": "MinIO (linux; amd64)"},
+    }
     return {"EventName": event, "Key": f"{stack.bucket}/{key}", "Records": [record]}
 
 
@@ -60,12 +68,18 @@ def test_a_video_dropped_under_incoming_becomes_an_mp3_under_outputs(stack, prog
     folder = uuid.uuid4().hex[:8]
     job_id = drop(stack, f"incoming/{folder}/day one.mov", (media_dir / VIDEO).read_bytes(), "video/quicktime")
     final = progress.until_final(job_id)[-1]
-    assert final == {"job_id": job_id, "status": "completed", "progress": 100,
-                     "input_key": f"incoming/{folder}/day one.mov", "output_key": f"outputs/{folder}/day one.mp3"}
+    assert final == {
+        "job_id": job_id,
+        "status": "completed",
+        "progress": 100,
+        "input_key": f"incoming/{folder}/day one.mov",
+        "output_key": f"outputs/{folder}/day one.mp3",
+    }
     assert get_object(stack, f"outputs/{folder}/day one.mp3")[:3] == b"ID3"
     status = stack.status(job_id).json()
     assert status["status"] == "completed" and stack.download(job_id).headers["Content-Disposition"].startswith(
-        'attachment; filename="day one.mp3"')
+        'attachment; filename="day one.mp3"'
+    )
 
 
 def test_an_oversize_object_is_a_failed_job_never_converted(stack, progress, media_dir):
@@ -76,13 +90,17 @@ def test_an_oversize_object_is_a_failed_job_never_converted(stack, progress, med
     assert "outputs/long.mp3" not in stack.stored_keys()
 
 
-@pytest.mark.parametrize(("key", "data", "content_type", "code"), [
-    ("incoming/readme.txt", b"hello\n", "text/plain", "not_media"),
-    ("incoming/cover.png", b"\x89PNG\r\n\x1a\n" + bytes(100), "image/png", "not_media"),
-    ("incoming/empty.mov", b"", "video/quicktime", "empty_file"),
-])
-def test_plainly_non_media_or_empty_objects_are_failed_jobs_never_converted(stack, progress, key, data, content_type,
-                                                                          code):
+@pytest.mark.parametrize(
+    ("key", "data", "content_type", "code"),
+    [
+        ("incoming/readme.txt", b"hello\n", "text/plain", "not_media"),
+        ("incoming/cover.png", b"\x89PNG\r\n\x1a\n" + bytes(100), "image/png", "not_media"),
+        ("incoming/empty.mov", b"", "video/quicktime", "empty_file"),
+    ],
+)
+def test_plainly_non_media_or_empty_objects_are_failed_jobs_never_converted(
+    stack, progress, key, data, content_type, code
+):
     job_id = drop(stack, key, data, content_type)
     [final] = progress.until_final(job_id)
     assert (final["status"], final["error"]["code"]) == ("failed", code)
@@ -118,8 +136,9 @@ def test_the_same_notification_delivered_twice_is_one_job(stack, progress, media
 def test_objects_outside_the_incoming_prefix_and_other_events_make_no_job(stack, progress):
     before = len(stack.redis_keys())
     publish(stack.topology.s3_events_exchange, "", minio_event(stack, "outputs/some.mp3", 10, "audio/mpeg"))
-    publish(stack.topology.s3_events_exchange, "", minio_event(stack, "incoming/x.mov", 10,
-                                                               event="s3:ObjectRemoved:Delete"))
+    publish(
+        stack.topology.s3_events_exchange, "", minio_event(stack, "incoming/x.mov", 10, event="s3:ObjectRemoved:Delete")
+    )
     barrier = drop(stack, "incoming/barrier.txt", b"x", "text/plain")
     progress.until_final(barrier)
     assert len(stack.redis_keys()) == before + 1 + 1  # the barrier's record and its "done" marker

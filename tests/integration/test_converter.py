@@ -22,20 +22,53 @@ pytestmark = pytest.mark.integration
 def ffprobe_audio(path: Path) -> dict:
     """Format and first audio stream of ``path`` as ffprobe reports them."""
     done = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-of", "json",
-         "-show_entries", "format=format_name,duration:stream=codec_name,sample_rate,channels", str(path)],
-        capture_output=True, check=True, timeout=30,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-of",
+            "json",
+            "-show_entries",
+            "format=format_name,duration:stream=codec_name,sample_rate,channels",
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=30,
     )
     data = json.loads(done.stdout)
     [stream] = data["streams"]
-    return {"format": data["format"]["format_name"], "duration": float(data["format"]["duration"]),
-            "codec": stream["codec_name"], "sample_rate": int(stream["sample_rate"]), "channels": stream["channels"]}
+    return {
+        "format": data["format"]["format_name"],
+        "duration": float(data["format"]["duration"]),
+        "codec": stream["codec_name"],
+        "sample_rate": int(stream["sample_rate"]),
+        "channels": stream["channels"],
+    }
 
 
 def generate(path: Path, lavfi: str, *options: str) -> Path:
     """Render an ffmpeg lavfi source (e.g. ``sine=...``) into ``path``."""
-    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", lavfi,
-                    *options, "-y", str(path)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            lavfi,
+            *options,
+            "-y",
+            str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
     return path
 
 
@@ -47,8 +80,14 @@ def converter(tmp_path) -> Converter:
 @pytest.fixture(scope="module")
 def long_input(tmp_path_factory) -> Path:
     """Ten minutes of 44.1 kHz mono FLAC: generated in a fraction of a second, seconds to encode."""
-    return generate(tmp_path_factory.mktemp("long") / "long.flac",
-                    "sine=frequency=440:sample_rate=44100:duration=600", "-c:a", "flac", "-compression_level", "0")
+    return generate(
+        tmp_path_factory.mktemp("long") / "long.flac",
+        "sine=frequency=440:sample_rate=44100:duration=600",
+        "-c:a",
+        "flac",
+        "-compression_level",
+        "0",
+    )
 
 
 def convert(converter: Converter, source: Path, target: Path):
@@ -96,15 +135,18 @@ def test_an_init_segment_without_samples_fails_no_audio_frames(converter, media_
     assert info.value.code == "no_audio_frames"
 
 
-@pytest.mark.parametrize(("name", "code"), [
-    ("zero_byte.mp4", "empty_file"),
-    ("not_media_text_file.mp4", "not_media"),
-    ("encrypted_cenc_fmp4_clearkey.mp4", "encrypted"),
-    ("truncated_init_segment_100b.mp4", "truncated"),
-    ("corrupt_malformed_free_box_no_moov.mp4", "corrupt_media"),
-    ("no_audio_h264_1s.mp4", "no_audio_stream"),
-    ("ac4_stereo_unsupported_codec.mp4", "unsupported_codec"),
-])
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("zero_byte.mp4", "empty_file"),
+        ("not_media_text_file.mp4", "not_media"),
+        ("encrypted_cenc_fmp4_clearkey.mp4", "encrypted"),
+        ("truncated_init_segment_100b.mp4", "truncated"),
+        ("corrupt_malformed_free_box_no_moov.mp4", "corrupt_media"),
+        ("no_audio_h264_1s.mp4", "no_audio_stream"),
+        ("ac4_stereo_unsupported_codec.mp4", "unsupported_codec"),
+    ],
+)
 def test_files_that_cannot_become_audio_fail_with_their_code(converter, media_dir, tmp_path, name, code):
     with pytest.raises(MediaError) as info:
         convert(converter, media_dir / name, tmp_path / "out.mp3")

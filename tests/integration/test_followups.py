@@ -73,8 +73,10 @@ def test_the_end_of_a_job_queues_its_notifications_and_expiry_with_it(parts, sto
 
     parts.store.apply(completed(job.job_id))
     slug = rq_slug(prefix)
-    assert sorted(parts.queues.notifications.job_ids) == [f"{slug}-email-{job.job_id}-r0",
-                                                          f"{slug}-webhook-{job.job_id}-r0"]
+    assert sorted(parts.queues.notifications.job_ids) == [
+        f"{slug}-email-{job.job_id}-r0",
+        f"{slug}-webhook-{job.job_id}-r0",
+    ]
     email = RqJob.fetch(f"{slug}-email-{job.job_id}-r0", connection=client)
     assert email.meta == {"siphon_job_id": job.job_id, "kind": "email"} and email.retries_left == 4
     assert parts.queues.lifecycle.scheduled_job_registry.get_job_ids() == [f"{slug}-expire-{job.job_id}"]
@@ -82,7 +84,11 @@ def test_the_end_of_a_job_queues_its_notifications_and_expiry_with_it(parts, sto
 
     feed = [Change.from_entry(*entry) for entry in client.xrange(changes_key(prefix))]
     assert [(c.kind, c.job.status.value, c.job.progress) for c in feed] == [
-        ("job", "queued", None), ("job", "processing", None), ("job", "processing", 40), ("job", "completed", 100)]
+        ("job", "queued", None),
+        ("job", "processing", None),
+        ("job", "processing", 40),
+        ("job", "completed", 100),
+    ]
     assert parts.index.page(JobStatus.COMPLETED, 10).job_ids == [job.job_id]
 
     assert parts.store.apply(completed(job.job_id)) is None  # a repeated event: nothing queued again
@@ -92,11 +98,13 @@ def test_the_end_of_a_job_queues_its_notifications_and_expiry_with_it(parts, sto
 def test_a_retryable_failure_keeps_its_input_and_a_rolled_back_job_leaves_the_index(parts, storage, client, prefix):
     job = uploaded(storage)
     parts.store.create(job)
-    parts.store.apply(JobEvent(job_id=job.job_id, status=JobStatus.FAILED,
-                               error={"code": "storage_unavailable", "message": "down"}))
+    parts.store.apply(
+        JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error={"code": "storage_unavailable", "message": "down"})
+    )
     assert list(storage.keys(input_key(job.job_id))) == [input_key(job.job_id)]
     assert parts.queues.lifecycle.scheduled_job_registry.get_job_ids() == [
-        f"{rq_slug(prefix)}-forget-input-{job.job_id}-r0"]
+        f"{rq_slug(prefix)}-forget-input-{job.job_id}-r0"
+    ]
 
     other = uploaded(storage)
     parts.store.create(other)
@@ -129,10 +137,18 @@ def test_a_shared_output_is_deleted_by_its_last_holder_only(parts, storage, clie
 def test_the_watchdog_takes_back_what_a_dead_notifier_was_running(parts, client, prefix):
     queue = parts.queues.notifications
     meta = {"siphon_job_id": "0" * 32, "kind": "webhook", "tries": 1}
-    dead = queue.enqueue_call("services.metadata.tasks.deliver_notification", args=("webhook", "{}"),
-                              job_id=f"{rq_slug(prefix)}-dead", meta=meta)
-    alive = queue.enqueue_call("services.metadata.tasks.deliver_notification", args=("webhook", "{}"),
-                               job_id=f"{rq_slug(prefix)}-alive", meta=meta)
+    dead = queue.enqueue_call(
+        "services.metadata.tasks.deliver_notification",
+        args=("webhook", "{}"),
+        job_id=f"{rq_slug(prefix)}-dead",
+        meta=meta,
+    )
+    alive = queue.enqueue_call(
+        "services.metadata.tasks.deliver_notification",
+        args=("webhook", "{}"),
+        job_id=f"{rq_slug(prefix)}-alive",
+        meta=meta,
+    )
     for job, worker in ((dead, f"{rq_slug(prefix)}-gone"), (alive, f"{rq_slug(prefix)}-busy")):
         queue.remove(job.id)
         with client.pipeline() as pipe:
@@ -142,8 +158,9 @@ def test_the_watchdog_takes_back_what_a_dead_notifier_was_running(parts, client,
 
     taken: list[tuple[str, bool]] = []
     me = SimpleNamespace(name=f"{rq_slug(prefix)}-me", scheduler=None)
-    watchdog = Watchdog(client, me, parts.queues.all, max_tries=3, on_abandoned=lambda j, gave_up: taken.append(
-        (j.id, gave_up)))
+    watchdog = Watchdog(
+        client, me, parts.queues.all, max_tries=3, on_abandoned=lambda j, gave_up: taken.append((j.id, gave_up))
+    )
     assert watchdog.reap() == 1
     assert taken == [(dead.id, False)]
     assert queue.job_ids == [dead.id], "back on its queue"

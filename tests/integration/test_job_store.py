@@ -79,9 +79,11 @@ def test_concurrent_events_from_threads_stay_consistent(store, storage):
     store.create(job)
     attempts = list(range(1, 41))
     random.shuffle(attempts)
-    finals = [event(job.job_id, JobStatus.COMPLETED, attempt=40, output_size=1),
-              event(job.job_id, JobStatus.FAILED, attempt=40, error=JobErrorInfo(code="x", message="y")),
-              event(job.job_id, JobStatus.PROCESSING, attempt=41)]
+    finals = [
+        event(job.job_id, JobStatus.COMPLETED, attempt=40, output_size=1),
+        event(job.job_id, JobStatus.FAILED, attempt=40, error=JobErrorInfo(code="x", message="y")),
+        event(job.job_id, JobStatus.PROCESSING, attempt=41),
+    ]
     errors: list[BaseException] = []
 
     def apply_all(events: list[JobEvent], barrier: threading.Barrier) -> None:
@@ -113,8 +115,9 @@ def test_concurrent_events_from_threads_stay_consistent(store, storage):
 
 
 def test_redis_on_a_closed_port_is_job_store_unavailable(storage):
-    client = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1, socket_timeout=1,
-                         retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     store = JobStore(client, "it-closed:", storage)
     with pytest.raises(JobStoreUnavailable):
         store.get(new_job_id())

@@ -25,16 +25,34 @@ def ffmpeg(*args: str) -> None:
 
 
 def ffprobe_seconds(path: Path) -> float:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
+        capture_output=True,
+        check=True,
+    ).stdout
     return float(json.loads(out)["format"]["duration"])
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("src") / "video.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=7.3", "-f", "lavfi",
-           "-i", "sine=sample_rate=48000:duration=7.3", "-c:v", "libx264", "-c:a", "aac", "-ac", "2", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=10:duration=7.3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=48000:duration=7.3",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+        str(path),
+    )
     return path
 
 
@@ -47,9 +65,31 @@ def test_the_header_gives_ffprobes_duration(video, tmp_path, encoding):
 
 def test_a_cover_picture_in_front_is_skipped(video, tmp_path):
     target = tmp_path / "covered.mp3"
-    ffmpeg("-i", str(video), "-ss", "1", "-t", "1", "-i", str(video), "-map", "0:a", "-map", "1:v",
-           "-c:a", "libmp3lame", "-c:v", "mjpeg", "-frames:v", "1", "-disposition:v:0", "attached_pic",
-           "-id3v2_version", "4", str(target))
+    ffmpeg(
+        "-i",
+        str(video),
+        "-ss",
+        "1",
+        "-t",
+        "1",
+        "-i",
+        str(video),
+        "-map",
+        "0:a",
+        "-map",
+        "1:v",
+        "-c:a",
+        "libmp3lame",
+        "-c:v",
+        "mjpeg",
+        "-frames:v",
+        "1",
+        "-disposition:v:0",
+        "attached_pic",
+        "-id3v2_version",
+        "4",
+        str(target),
+    )
     assert xing_seconds(target) == ffprobe_seconds(target)
 
 

@@ -91,8 +91,9 @@ def test_the_default_is_vbr_and_quality_0_is_larger_than_9(converter, media_dir,
 
 
 # --- sample rate and channels ---------------------------------------------------------------------
-@pytest.mark.parametrize(("rate", "form"), [(8000, {"sample_rate": "8000"}), (48000, {"sample_rate": "48000"}),
-                                            (44100, {})])
+@pytest.mark.parametrize(
+    ("rate", "form"), [(8000, {"sample_rate": "8000"}), (48000, {"sample_rate": "48000"}), (44100, {})]
+)
 def test_sample_rate(converter, media_dir, tmp_path, rate, form):
     target, _ = convert(converter, media_dir / MONO_44K_10S, tmp_path, **form)
     assert int(audio_stream(target)["sample_rate"]) == rate == MP3(target).info.sample_rate
@@ -110,14 +111,17 @@ def test_two_channels_from_a_mono_source(converter, media_dir, tmp_path):
 
 
 # --- trim -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("form", "seconds"), [
-    ({"start": "2", "end": "5.5"}, 3.5),
-    ({"start": "00:00:02.000", "end": "00:00:05.500"}, 3.5),
-    ({"start": "00:02", "end": "5.5"}, 3.5),
-    ({"start": "6"}, 2.0),
-    ({"end": "00:00:01.250"}, 1.25),
-    ({"start": "7", "end": "3600"}, 1.0),
-])
+@pytest.mark.parametrize(
+    ("form", "seconds"),
+    [
+        ({"start": "2", "end": "5.5"}, 3.5),
+        ({"start": "00:00:02.000", "end": "00:00:05.500"}, 3.5),
+        ({"start": "00:02", "end": "5.5"}, 3.5),
+        ({"start": "6"}, 2.0),
+        ({"end": "00:00:01.250"}, 1.25),
+        ({"start": "7", "end": "3600"}, 1.0),
+    ],
+)
 def test_trim_in_both_syntaxes_and_past_the_end(converter, media_dir, tmp_path, form, seconds):
     target, result = convert(converter, media_dir / STEREO_8S, tmp_path, **form)
     assert duration(target) == pytest.approx(seconds, abs=0.1)
@@ -131,8 +135,9 @@ def test_a_start_past_the_end_fails_with_its_own_code(converter, media_dir, tmp_
 
 
 # --- audio track ------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("form", "seconds", "channels"), [({}, 4.0, 2), ({"audio_track": "0"}, 2.0, 1),
-                                                           ({"audio_track": "1"}, 4.0, 2)])
+@pytest.mark.parametrize(
+    ("form", "seconds", "channels"), [({}, 4.0, 2), ({"audio_track": "0"}, 2.0, 1), ({"audio_track": "1"}, 4.0, 2)]
+)
 def test_audio_track_picks_among_the_audio_streams(converter, tmp_path, form, seconds, channels):
     source = make_two_track_audio(tmp_path / "two.mkv")
     target, _ = convert(converter, source, tmp_path, **form)
@@ -153,10 +158,17 @@ def test_an_audio_track_the_file_lacks_fails_with_its_own_code(converter, media_
 
 
 # --- formats ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("fmt", "codec", "container"), [
-    ("mp3", "mp3", "mp3"), ("m4a", "aac", "mov,mp4,m4a,3gp,3g2,mj2"), ("opus", "opus", "ogg"),
-    ("ogg", "vorbis", "ogg"), ("flac", "flac", "flac"), ("wav", "pcm_s16le", "wav"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "codec", "container"),
+    [
+        ("mp3", "mp3", "mp3"),
+        ("m4a", "aac", "mov,mp4,m4a,3gp,3g2,mj2"),
+        ("opus", "opus", "ogg"),
+        ("ogg", "vorbis", "ogg"),
+        ("flac", "flac", "flac"),
+        ("wav", "pcm_s16le", "wav"),
+    ],
+)
 def test_every_format_holds_its_codec_for_the_whole_duration(converter, media_dir, tmp_path, fmt, codec, container):
     target, result = convert(converter, media_dir / STEREO_8S, tmp_path, format=fmt)
     facts = probe(target)
@@ -172,24 +184,31 @@ def opus_input_rate(path: Path) -> int:
     stream always decodes at 48 kHz, which is what ffprobe reports."""
     head = path.read_bytes()
     at = head.index(b"OpusHead")
-    return int.from_bytes(head[at + 12:at + 16], "little")
+    return int.from_bytes(head[at + 12 : at + 16], "little")
 
 
-@pytest.mark.parametrize(("rate", "channels", "form"), [
-    (16000, 1, {"sample_rate": "16000", "channels": "1"}), (48000, 1, {"bitrate": "320", "channels": "1"}),
-    (8000, 2, {"sample_rate": "8000", "quality": "9"}),
-])
+@pytest.mark.parametrize(
+    ("rate", "channels", "form"),
+    [
+        (16000, 1, {"sample_rate": "16000", "channels": "1"}),
+        (48000, 1, {"bitrate": "320", "channels": "1"}),
+        (8000, 2, {"sample_rate": "8000", "quality": "9"}),
+    ],
+)
 def test_opus_rates_and_channels(converter, media_dir, tmp_path, rate, channels, form):
     target, _ = convert(converter, media_dir / STEREO_8S, tmp_path, format="opus", **form)
     assert (opus_input_rate(target), audio_stream(target)["channels"]) == (rate, channels)
 
 
-@pytest.mark.parametrize(("form", "rate", "channels"), [
-    ({"format": "m4a", "sample_rate": "22050", "bitrate": "64"}, 22050, 2),
-    ({"format": "ogg", "quality": "0", "sample_rate": "32000"}, 32000, 2),
-    ({"format": "flac", "sample_rate": "96000"}, 96000, 2),
-    ({"format": "wav", "sample_rate": "8000", "channels": "1"}, 8000, 1),
-])
+@pytest.mark.parametrize(
+    ("form", "rate", "channels"),
+    [
+        ({"format": "m4a", "sample_rate": "22050", "bitrate": "64"}, 22050, 2),
+        ({"format": "ogg", "quality": "0", "sample_rate": "32000"}, 32000, 2),
+        ({"format": "flac", "sample_rate": "96000"}, 96000, 2),
+        ({"format": "wav", "sample_rate": "8000", "channels": "1"}, 8000, 1),
+    ],
+)
 def test_rates_and_channels_in_other_formats(converter, media_dir, tmp_path, form, rate, channels):
     target, _ = convert(converter, media_dir / STEREO_8S, tmp_path, **form)
     stream = audio_stream(target)
@@ -214,8 +233,13 @@ def test_mp3_carries_the_source_tags_as_id3v2_4_and_nothing_else(converter, tagg
     tags = ID3(target)
     assert tags.version[:2] == (2, 4)
     assert {frame: str(tags[frame]) for frame in ("TIT2", "TPE1", "TALB", "TDRC", "TCON", "TRCK")} == {
-        "TIT2": SOURCE_TAGS["title"], "TPE1": SOURCE_TAGS["artist"], "TALB": SOURCE_TAGS["album"],
-        "TDRC": SOURCE_TAGS["date"], "TCON": SOURCE_TAGS["genre"], "TRCK": SOURCE_TAGS["track"]}
+        "TIT2": SOURCE_TAGS["title"],
+        "TPE1": SOURCE_TAGS["artist"],
+        "TALB": SOURCE_TAGS["album"],
+        "TDRC": SOURCE_TAGS["date"],
+        "TCON": SOURCE_TAGS["genre"],
+        "TRCK": SOURCE_TAGS["track"],
+    }
     assert str(tags["TXXX:comment"]) == SOURCE_TAGS["comment"]
     text = " ".join(str(frame) for frame in tags.values())
     for leaked in (*LEAKY_TAGS.values(), "isom", "major_brand"):
@@ -234,7 +258,8 @@ def test_chapters_become_chap_and_ctoc_frames(converter, tagged_video, tmp_path)
     tags = ID3(target)
     chapters = sorted(tags.getall("CHAP"), key=lambda chap: chap.start_time)
     assert [(str(chap.sub_frames["TIT2"]), chap.start_time, chap.end_time) for chap in chapters] == [
-        (title, int(start * 1000), int(end * 1000)) for title, start, end in CHAPTERS]
+        (title, int(start * 1000), int(end * 1000)) for title, start, end in CHAPTERS
+    ]
     [toc] = tags.getall("CTOC")
     assert toc.child_element_ids == [chap.element_id for chap in chapters]
 
@@ -277,8 +302,13 @@ def test_m4a_carries_tags_and_a_covr(converter, tagged_video, tmp_path):
     target, _ = convert(converter, tagged_video, tmp_path, format="m4a", title="T")
     tags = MP4(target).tags
     assert (tags["©nam"], tags["©ART"], tags["©alb"], tags["©day"], tags["©gen"], tags["©cmt"]) == (
-        ["T"], [SOURCE_TAGS["artist"]], [SOURCE_TAGS["album"]], [SOURCE_TAGS["date"]], [SOURCE_TAGS["genre"]],
-        [SOURCE_TAGS["comment"]])
+        ["T"],
+        [SOURCE_TAGS["artist"]],
+        [SOURCE_TAGS["album"]],
+        [SOURCE_TAGS["date"]],
+        [SOURCE_TAGS["genre"]],
+        [SOURCE_TAGS["comment"]],
+    )
     assert tags["trkn"] == [(3, 12)]
     assert bytes(tags["covr"][0])[:2] == b"\xff\xd8"
 
@@ -365,8 +395,14 @@ def test_a_cancel_kills_ffmpeg_within_a_second_and_the_next_conversion_runs(conv
 
     def convert_long():
         with pytest.raises(ConversionInterrupted):
-            converter.convert(probed, source, tmp_path / "long.mp3", ConversionOptions(sample_rate=48000),
-                              lambda fraction: running.set(), cancelled)
+            converter.convert(
+                probed,
+                source,
+                tmp_path / "long.mp3",
+                ConversionOptions(sample_rate=48000),
+                lambda fraction: running.set(),
+                cancelled,
+            )
 
     worker = threading.Thread(target=convert_long)
     worker.start()
@@ -387,8 +423,9 @@ def test_a_cancel_before_ffmpeg_starts_never_runs_it(converter, media_dir, tmp_p
     cancelled.set()
     source = media_dir / STEREO_8S
     with pytest.raises(ConversionInterrupted):
-        converter.convert(converter.probe(source), source, tmp_path / "out.mp3", ConversionOptions(),
-                          cancelled=cancelled)
+        converter.convert(
+            converter.probe(source), source, tmp_path / "out.mp3", ConversionOptions(), cancelled=cancelled
+        )
     assert not (tmp_path / "out.mp3").exists()
 
 

@@ -20,10 +20,16 @@ DATA = bytes(range(256)) * 2500  # 640 000 bytes: more than two chunks, every of
 
 
 def s3_storage(endpoint: str, bucket: str, timeout: float = 5) -> S3Storage:
-    return S3Storage.from_settings(load_settings(
-        storage_backend="s3", s3_endpoint_url=endpoint, s3_bucket=bucket, s3_timeout_seconds=timeout,
-        aws_access_key_id=CREDENTIALS["aws_access_key_id"], aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
-    ))
+    return S3Storage.from_settings(
+        load_settings(
+            storage_backend="s3",
+            s3_endpoint_url=endpoint,
+            s3_bucket=bucket,
+            s3_timeout_seconds=timeout,
+            aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+            aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
+        )
+    )
 
 
 def delete_bucket(endpoint: str, bucket: str) -> None:
@@ -83,9 +89,17 @@ def test_put_bytes_overwrites(storage):
     assert storage.get_bytes("jobs/a/job.json") == b'{"v": 2}'
 
 
-@pytest.mark.parametrize(("start", "stop"), [
-    (0, None), (0, 10), (1000, 1001), (CHUNK_BYTES - 3, CHUNK_BYTES + 3), (500_000, None), (600_000, 10**9),
-])
+@pytest.mark.parametrize(
+    ("start", "stop"),
+    [
+        (0, None),
+        (0, 10),
+        (1000, 1001),
+        (CHUNK_BYTES - 3, CHUNK_BYTES + 3),
+        (500_000, None),
+        (600_000, 10**9),
+    ],
+)
 def test_stream_yields_the_range_in_bounded_chunks(storage, start, stop):
     storage.put_bytes("jobs/a/output.mp3", DATA)
     chunks = list(storage.stream("jobs/a/output.mp3", start, stop))
@@ -145,8 +159,13 @@ def test_s3_on_a_closed_port_is_unavailable(tmp_path):
     storage = s3_storage(f"http://127.0.0.1:{free_port()}", "siphon", timeout=0.5)
     (tmp_path / "f").write_bytes(b"x")
     started = time.monotonic()
-    for call in (storage.check, lambda: storage.put_bytes("k", b"x"), lambda: storage.get_bytes("k"),
-                 lambda: storage.put_file("k", Path(tmp_path / "f")), lambda: storage.stream("k")):
+    for call in (
+        storage.check,
+        lambda: storage.put_bytes("k", b"x"),
+        lambda: storage.get_bytes("k"),
+        lambda: storage.put_file("k", Path(tmp_path / "f")),
+        lambda: storage.stream("k"),
+    ):
         with pytest.raises(StorageUnavailable) as info:
             call()
         assert info.value.status == 503

@@ -46,10 +46,24 @@ def tone(directory: Path, seconds: int) -> Path:
     path = directory / f"tone-{seconds}s.flac"
     if not path.exists():
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi",
-             "-i", f"sine=frequency=440:duration={seconds}:sample_rate={TONE_SAMPLE_RATE_HZ}",
-             "-ac", "2", "-c:a", "flac", "-y", str(path)],
-            check=True, timeout=120,
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency=440:duration={seconds}:sample_rate={TONE_SAMPLE_RATE_HZ}",
+                "-ac",
+                "2",
+                "-c:a",
+                "flac",
+                "-y",
+                str(path),
+            ],
+            check=True,
+            timeout=120,
         )
     return path
 
@@ -103,8 +117,15 @@ def wait_for_services(stack: Stack, timeout: float = 30) -> None:
     for name in ("metadata", "upload", "gateway"):
         wait_until(lambda n=name: _healthy(stack, n), timeout, 0.1, f"{name} /healthz")
     workers = sum(name.startswith("conversion-") and p.poll() is None for name, p in stack.processes.items())
-    wait_until(lambda: consumer_count(stack, stack.topology.conversion_queue) >= workers
-               and consumer_count(stack, stack.topology.metadata_queue) >= 1, timeout, 0.1, "queue consumers")
+    wait_until(
+        lambda: (
+            consumer_count(stack, stack.topology.conversion_queue) >= workers
+            and consumer_count(stack, stack.topology.metadata_queue) >= 1
+        ),
+        timeout,
+        0.1,
+        "queue consumers",
+    )
 
 
 def _healthy(stack: Stack, name: str) -> bool:
@@ -139,8 +160,13 @@ def publish_raw_task(stack: Stack, body: bytes) -> None:
     """Publish ``body`` to the stack's tasks exchange exactly as the upload service routes a task."""
     with amqp_channel() as channel:
         channel.confirm_delivery()
-        channel.basic_publish(stack.topology.tasks_exchange, "conversion", body,
-                              pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent), mandatory=True)
+        channel.basic_publish(
+            stack.topology.tasks_exchange,
+            "conversion",
+            body,
+            pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+            mandatory=True,
+        )
 
 
 def dead_letters(stack: Stack) -> list[tuple[bytes, dict]]:
@@ -278,8 +304,11 @@ def small_filesystem(path: Path, size_bytes: int) -> Iterator[Path]:
         PermissionError: this machine does not let us mount one (the caller skips).
     """
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(path)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         raise PermissionError(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:

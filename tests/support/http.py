@@ -20,8 +20,10 @@ EXT_VALUE = re.compile(r"^UTF-8''((?:[!#$&+.^_`|~0-9A-Za-z-]|%[0-9A-Fa-f]{2})*)$
 def file_part(content: bytes, filename: str | bytes, name: str = "file") -> bytes:
     """A multipart part holding a file; ``filename`` goes into the header exactly as given (UTF-8)."""
     raw_name = filename.encode() if isinstance(filename, str) else filename
-    return (b'Content-Disposition: form-data; name="' + name.encode() + b'"; filename="' + raw_name + b'"\r\n'
-            b"Content-Type: application/octet-stream\r\n\r\n" + content)
+    return (
+        b'Content-Disposition: form-data; name="' + name.encode() + b'"; filename="' + raw_name + b'"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + content
+    )
 
 
 def field_part(name: str, value: str) -> bytes:

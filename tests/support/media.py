@@ -32,10 +32,22 @@ class AudioFacts:
 def probe_audio(path: Path) -> AudioFacts | None:
     """ffprobe ``path`` (decoding every frame); None when it cannot be read or holds no audio stream."""
     done = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "a:0",
-         "-show_entries", "format=format_name,duration:stream=codec_name,sample_rate,channels,nb_read_frames",
-         "-of", "json", str(path)],
-        capture_output=True, timeout=FFMPEG_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "format=format_name,duration:stream=codec_name,sample_rate,channels,nb_read_frames",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        timeout=FFMPEG_TIMEOUT_SECONDS,
+        stdin=subprocess.DEVNULL,
     )
     data = json.loads(done.stdout or b"{}")
     streams, fmt = data.get("streams", []), data.get("format", {})
@@ -57,9 +69,23 @@ def reference_mp3_seconds(source: Path, work_dir: Path) -> float | None:
     of ``source``; None when that command fails or its output holds no audio frames."""
     target = work_dir / f"{source.name}.reference.mp3"
     done = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-map", "0:a:0", "-c:a", "libmp3lame",
-         str(target)],
-        capture_output=True, timeout=FFMPEG_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL,
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(source),
+            "-map",
+            "0:a:0",
+            "-c:a",
+            "libmp3lame",
+            str(target),
+        ],
+        capture_output=True,
+        timeout=FFMPEG_TIMEOUT_SECONDS,
+        stdin=subprocess.DEVNULL,
     )
     facts = probe_audio(target) if done.returncode == 0 else None
     return facts.duration_seconds if facts is not None and facts.frames > 0 else None
@@ -79,8 +105,23 @@ def read_manifest(media_dir: Path) -> dict[str, dict[str, str]]:
 def make_tone_wav(path: Path, seconds: float, sample_rate_hz: int = 8000) -> Path:
     """Write a mono 440 Hz sine of ``seconds`` as 16-bit PCM WAV (16 KB per second at 8 kHz); return ``path``."""
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi",
-         "-i", f"sine=frequency=440:sample_rate={sample_rate_hz}:duration={seconds}", "-c:a", "pcm_s16le", str(path)],
-        check=True, capture_output=True, timeout=FFMPEG_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL,
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:sample_rate={sample_rate_hz}:duration={seconds}",
+            "-c:a",
+            "pcm_s16le",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=FFMPEG_TIMEOUT_SECONDS,
+        stdin=subprocess.DEVNULL,
     )
     return path

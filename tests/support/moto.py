@@ -22,8 +22,12 @@ def moto_server(log_dir: Path):
     port = free_port()
     log = open(log_dir / "moto.log", "wb")
     moto_bin = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen([str(moto_bin), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
-                               env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    process = subprocess.Popen(
+        [str(moto_bin), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+    )
     endpoint = f"http://127.0.0.1:{port}"
 
     def up() -> bool:

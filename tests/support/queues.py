@@ -33,8 +33,13 @@ def publish(exchange: str, routing_key: str, body: bytes | dict) -> None:
     data = json.dumps(body).encode() if isinstance(body, dict) else body
     with channel() as ch:
         ch.confirm_delivery()
-        ch.basic_publish(exchange, routing_key, data, pika.BasicProperties(
-            content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent), mandatory=True)
+        ch.basic_publish(
+            exchange,
+            routing_key,
+            data,
+            pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent),
+            mandatory=True,
+        )
 
 
 def publish_job(stack: Stack, body: bytes | dict) -> None:

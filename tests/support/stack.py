@@ -63,8 +63,11 @@ class Stack:
         self.bucket = f"siphon-{self.run_id}"
         self.prefix = f"test-{self.run_id}"
         self.redis_prefix = f"test-{self.run_id}:"
-        self.topology = Topology(prefix=self.prefix, jobs_queue=f"{self.prefix}.transcoding_jobs",
-                                 progress_queue=f"{self.prefix}.transcoding_progress")
+        self.topology = Topology(
+            prefix=self.prefix,
+            jobs_queue=f"{self.prefix}.transcoding_jobs",
+            progress_queue=f"{self.prefix}.transcoding_progress",
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
     @property
@@ -75,18 +78,29 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = {
             **os.environ,
-            "AMQP_URL": AMQP_URL, "AMQP_PREFIX": self.prefix,
-            "REDIS_URL": REDIS_URL, "REDIS_PREFIX": self.redis_prefix,
-            "STORAGE_BACKEND": self.backend, "STORAGE_DIR": str(self.storage_dir), "WORK_DIR": str(self.work_dir),
+            "AMQP_URL": AMQP_URL,
+            "AMQP_PREFIX": self.prefix,
+            "REDIS_URL": REDIS_URL,
+            "REDIS_PREFIX": self.redis_prefix,
+            "STORAGE_BACKEND": self.backend,
+            "STORAGE_DIR": str(self.storage_dir),
+            "WORK_DIR": str(self.work_dir),
             "UPLOAD_URL": f"http://127.0.0.1:{self.ports['upload']}",
             "METADATA_URL": f"http://127.0.0.1:{self.ports['metadata']}",
-            "WEB_WORKERS": "1", "WEB_THREADS": "16", "LOG_LEVEL": "INFO",
+            "WEB_WORKERS": "1",
+            "WEB_THREADS": "16",
+            "LOG_LEVEL": "INFO",
             "TRANSCODING_JOBS_QUEUE": self.topology.jobs_queue,
             "TRANSCODING_PROGRESS_QUEUE": self.topology.progress_queue,
         }
         if self.backend == "s3":
-            env.update(S3_ENDPOINT_URL=self.s3_endpoint, S3_BUCKET=self.bucket, AWS_ACCESS_KEY_ID="testing",
-                       AWS_SECRET_ACCESS_KEY="testing", S3_REGION="us-east-1")
+            env.update(
+                S3_ENDPOINT_URL=self.s3_endpoint,
+                S3_BUCKET=self.bucket,
+                AWS_ACCESS_KEY_ID="testing",
+                AWS_SECRET_ACCESS_KEY="testing",
+                S3_REGION="us-east-1",
+            )
         env.update(self.env_overrides)
         return env
 
@@ -110,8 +124,14 @@ class Stack:
         return self
 
     def _gunicorn(self, service: str, port: int | None = None) -> list[str]:
-        return [str(BIN / "gunicorn"), "--config", str(ROOT / f"services/{service}/gunicorn.conf.py"),
-                "--bind", f"127.0.0.1:{port or self.ports[service]}", f"services.{service}.wsgi:app"]
+        return [
+            str(BIN / "gunicorn"),
+            "--config",
+            str(ROOT / f"services/{service}/gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port or self.ports[service]}",
+            f"services.{service}.wsgi:app",
+        ]
 
     def start_gateway(self, name: str) -> subprocess.Popen:
         """Start one more gateway instance, ``name``, on a port of its own (``ports[name]``); wait for it."""
@@ -125,8 +145,10 @@ class Stack:
         env = self.env
         if name == "metadata-consumer" or name.startswith("conversion-"):
             env["METRICS_PORT"] = str(self.metrics_ports.setdefault(name, free_port()))
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+            env["METRICS_HOST"] = "127.0.0.1"  # loopback only
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         self.processes[name] = process
         self.commands[name] = argv
@@ -191,11 +213,24 @@ class Stack:
         connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         channel = connection.channel()
         t = self.topology
-        for queue in (t.conversion_queue, t.metadata_queue, t.dead_letter_queue, t.jobs_queue, t.progress_queue,
-                      t.s3_events_queue, t.progress_relay_queue):
+        for queue in (
+            t.conversion_queue,
+            t.metadata_queue,
+            t.dead_letter_queue,
+            t.jobs_queue,
+            t.progress_queue,
+            t.s3_events_queue,
+            t.progress_relay_queue,
+        ):
             channel.queue_delete(queue)
-        for exchange in (t.tasks_exchange, t.events_exchange, t.dead_letter_exchange, t.control_exchange,
-                         t.progress_exchange, t.s3_events_exchange):
+        for exchange in (
+            t.tasks_exchange,
+            t.events_exchange,
+            t.dead_letter_exchange,
+            t.control_exchange,
+            t.progress_exchange,
+            t.s3_events_exchange,
+        ):
             channel.exchange_delete(exchange)
         connection.close()
 
@@ -239,8 +274,9 @@ class Stack:
     def convert(self, path: Path, filename: str | None = None, **fields) -> requests.Response:
         """POST ``path`` to /convert as the ``file`` part."""
         with open(path, "rb") as f:
-            return requests.post(f"{self.url}/convert", files={"file": (filename or path.name, f)}, data=fields,
-                                 timeout=60)
+            return requests.post(
+                f"{self.url}/convert", files={"file": (filename or path.name, f)}, data=fields, timeout=60
+            )
 
     def status(self, job_id: str) -> requests.Response:
         return requests.get(f"{self.url}/status/{job_id}", timeout=10)

@@ -87,7 +87,7 @@ class FakeStorage(_Recorder):
     def stream(self, key: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
         self._record("stream", (key, start, stop))
         data = self._get(key)[start:stop]  # looked up now, like the real backends: errors come before the body
-        return iter([data[i:i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)])
+        return iter([data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)])
 
     def size(self, key: str) -> int:
         self._record("size", key)
@@ -139,8 +139,10 @@ class FakeMetadata(_Recorder):
         """Every job (of ``status``), newest first, in one page."""
         self._record("list_jobs", (status, limit, cursor))
         jobs = sorted(self.jobs.values(), key=lambda job: job.created_at, reverse=True)
-        return {"jobs": [job.model_dump(mode="json") for job in jobs if status in (None, job.status.value)],
-                "next_cursor": None}
+        return {
+            "jobs": [job.model_dump(mode="json") for job in jobs if status in (None, job.status.value)],
+            "next_cursor": None,
+        }
 
     def cancel_job(self, job_id: str) -> Job:
         self._record("cancel_job", job_id)
@@ -165,8 +167,9 @@ class FakePublisher(_Recorder):
 class FakeUpload(_Recorder):
     """The gateway's :class:`~services.gateway.upstream.UploadService`; answers with ``response``."""
 
-    def __init__(self, status: int = 202, body: bytes = b'{"job_id": "x"}',
-                 content_type: str = "application/json") -> None:
+    def __init__(
+        self, status: int = 202, body: bytes = b'{"job_id": "x"}', content_type: str = "application/json"
+    ) -> None:
         super().__init__()
         self.response = requests.Response()
         self.response.status_code = status
@@ -210,8 +213,9 @@ class FakeConverter(_Recorder):
         self._record("probe", source)
         return self.probe_result
 
-    def convert(self, probe: ProbeResult, source: Path, target: Path, options, on_progress=lambda fraction: None,
-                cancelled=None) -> EncodeResult:
+    def convert(
+        self, probe: ProbeResult, source: Path, target: Path, options, on_progress=lambda fraction: None, cancelled=None
+    ) -> EncodeResult:
         self.options.append(options)
         self._record("convert", target)
         for fraction in self.progress:

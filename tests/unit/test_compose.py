@@ -72,9 +72,9 @@ def listen_port(name: str) -> int:
 
 
 def gunicorn_env_vars() -> set[str]:
-    """Variables the services' gunicorn.conf.py files read."""
+    """Variables the services' gunicorn.conf.py files (and their shared base) read."""
     found = set()
-    for conf in ROOT.glob("services/*/gunicorn.conf.py"):
+    for conf in [*ROOT.glob("services/*/gunicorn.conf.py"), ROOT / "shared" / "gunicorn_base.py"]:
         found |= set(re.findall(r"os\.environ\.get\(\s*[\"']([A-Z0-9_]+)[\"']", conf.read_text()))
     return found
 
@@ -103,8 +103,16 @@ def seconds(duration: str) -> float:
 
 # --- the tests -------------------------------------------------------------------------------
 def test_compose_builds_the_four_services_two_gateways_and_the_metadata_consumer():
-    assert SIPHON == ["conversion", "gateway", "gateway-2", "metadata", "metadata-consumer", "metadata-notifier",
-                      "upload", "upload-queue-intake"]
+    assert SIPHON == [
+        "conversion",
+        "gateway",
+        "gateway-2",
+        "metadata",
+        "metadata-consumer",
+        "metadata-notifier",
+        "upload",
+        "upload-queue-intake",
+    ]
     assert SERVICES["gateway-2"] == SERVICES["gateway"], "the second gateway is the first one again"
 
 
@@ -167,8 +175,9 @@ def test_queue_intake_runs_from_the_upload_image():
 
 def test_minio_notifies_the_exchange_the_queue_intake_consumes_as_siphon_declares_it():
     minio = environment_of("minio")
-    intake = load_settings(**{k.lower(): v for k, v in environment_of("upload-queue-intake").items()
-                              if k.lower() in Settings.model_fields})
+    intake = load_settings(
+        **{k.lower(): v for k, v in environment_of("upload-queue-intake").items() if k.lower() in Settings.model_fields}
+    )
     assert minio["MINIO_NOTIFY_AMQP_ENABLE_SIPHON"] == "on"
     assert minio["MINIO_NOTIFY_AMQP_EXCHANGE_SIPHON"] == Topology.from_settings(intake).s3_events_exchange
     # MinIO redeclares the exchange before each publish: what Topology.declare_intake declares, or 406

@@ -32,11 +32,26 @@ SURROUND = AudioStream(index=2, codec="ac3", sample_rate_hz=96000, channels=6, i
 PROBE = ProbeResult(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration_seconds=8.0, audio_streams=(SURROUND,))
 
 
-@pytest.mark.parametrize(("source", "mp3"), [
-    (7350, 8000), (8000, 8000), (11025, 11025), (16000, 16000), (22050, 22050), (32000, 32000),
-    (44100, 44100), (48000, 48000), (64000, 48000), (88200, 48000), (96000, 48000), (192000, 48000), (None, 44100),
-    (1, 8000), (12001, 16000),
-])
+@pytest.mark.parametrize(
+    ("source", "mp3"),
+    [
+        (7350, 8000),
+        (8000, 8000),
+        (11025, 11025),
+        (16000, 16000),
+        (22050, 22050),
+        (32000, 32000),
+        (44100, 44100),
+        (48000, 48000),
+        (64000, 48000),
+        (88200, 48000),
+        (96000, 48000),
+        (192000, 48000),
+        (None, 44100),
+        (1, 8000),
+        (12001, 16000),
+    ],
+)
 def test_mp3_sample_rate(source, mp3):
     assert mp3_sample_rate(source) == mp3
 
@@ -108,11 +123,14 @@ def test_progress_is_read_from_stdout(tmp_path):
     assert seen == [1.5, 2.5]
 
 
-@pytest.mark.parametrize(("stderr", "code"), [
-    ("Decoder (codec none) not found for input stream #0:0", "unsupported_codec"),
-    ("Error while decoding stream #0:1: something odd", "decode_failed"),
-    ("", "decode_failed"),
-])
+@pytest.mark.parametrize(
+    ("stderr", "code"),
+    [
+        ("Decoder (codec none) not found for input stream #0:0", "unsupported_codec"),
+        ("Error while decoding stream #0:1: something odd", "decode_failed"),
+        ("", "decode_failed"),
+    ],
+)
 def test_a_failed_run_becomes_a_media_error(tmp_path, stderr, code):
     with pytest.raises(MediaError) as info:
         shell(f"echo '{stderr}' >&2; exit 1", tmp_path).run(10, lambda s: None)

@@ -32,8 +32,11 @@ def runner(tmp_path, converter) -> TaskRunner:
 
 
 def test_a_conversion_is_observed_with_its_seconds_speed_and_output_bytes(runner, converter):
-    before = (sample("siphon_conversion_seconds_count"), sample("siphon_conversion_realtime_factor_count"),
-              sample("siphon_conversion_output_bytes_total"))
+    before = (
+        sample("siphon_conversion_seconds_count"),
+        sample("siphon_conversion_realtime_factor_count"),
+        sample("siphon_conversion_output_bytes_total"),
+    )
     runner.handle(TASK, attempt=1)
     assert sample("siphon_conversion_seconds_count") == before[0] + 1
     assert sample("siphon_conversion_realtime_factor_count") == before[1] + 1

@@ -23,18 +23,49 @@ from shared.options import FORMATS, ConversionOptions
 
 LIMITS = EncodeLimits(max_duration_seconds=14400, max_output_bytes=512 * 1024 * 1024, timeout_seconds=1800)
 SURROUND = AudioStream(index=1, codec="ac3", sample_rate_hz=48000, channels=6, is_default=False)
-COMMENTARY = AudioStream(index=2, codec="aac", sample_rate_hz=44100, channels=2, is_default=True,
-                         tags={"title": "Director's commentary", "language": "eng"})
+COMMENTARY = AudioStream(
+    index=2,
+    codec="aac",
+    sample_rate_hz=44100,
+    channels=2,
+    is_default=True,
+    tags={"title": "Director's commentary", "language": "eng"},
+)
 VIDEO = VideoStream(index=0, codec="h264", is_attached_pic=False)
 POSTER = VideoStream(index=3, codec="png", is_attached_pic=True)
-TAGS = {"title": "Source title", "artist": "Source artist", "album": "Source album", "date": "2021",
-        "genre": "Talk", "comment": "c", "track": "3/12", "location": "+48.85+002.29/", "encoder": "Lavf",
-        "major_brand": "isom"}
-MOVIE = ProbeResult(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration_seconds=120.0,
-                    audio_streams=(SURROUND, COMMENTARY), video_streams=(VIDEO, POSTER), tags=TAGS)
-SONG = ProbeResult(format_name="ogg", duration_seconds=200.0,
-                   audio_streams=(AudioStream(index=0, codec="vorbis", sample_rate_hz=32000, channels=1,
-                                              is_default=True, tags={"title": "Song", "artist": "Band"}),))
+TAGS = {
+    "title": "Source title",
+    "artist": "Source artist",
+    "album": "Source album",
+    "date": "2021",
+    "genre": "Talk",
+    "comment": "c",
+    "track": "3/12",
+    "location": "+48.85+002.29/",
+    "encoder": "Lavf",
+    "major_brand": "isom",
+}
+MOVIE = ProbeResult(
+    format_name="mov,mp4,m4a,3gp,3g2,mj2",
+    duration_seconds=120.0,
+    audio_streams=(SURROUND, COMMENTARY),
+    video_streams=(VIDEO, POSTER),
+    tags=TAGS,
+)
+SONG = ProbeResult(
+    format_name="ogg",
+    duration_seconds=200.0,
+    audio_streams=(
+        AudioStream(
+            index=0,
+            codec="vorbis",
+            sample_rate_hz=32000,
+            channels=1,
+            is_default=True,
+            tags={"title": "Song", "artist": "Band"},
+        ),
+    ),
+)
 
 
 def plan(probe: ProbeResult = MOVIE, **options):
@@ -78,12 +109,26 @@ def test_an_undecodable_audio_track_is_unsupported():
     assert info.value.code == "unsupported_codec"
 
 
-@pytest.mark.parametrize(("fmt", "source_hz", "written_hz"), [
-    ("mp3", 44100, 44100), ("mp3", 96000, 48000), ("mp3", 7350, 8000), ("mp3", None, 44100),
-    ("opus", 44100, 48000), ("opus", 22050, 24000), ("opus", 8000, 8000), ("opus", 96000, 48000),
-    ("m4a", 7350, 8000), ("m4a", 96000, 96000), ("m4a", 192000, 96000),
-    ("ogg", 22050, 22050), ("flac", 192000, 192000), ("wav", 7350, 7350), ("wav", None, 44100),
-])
+@pytest.mark.parametrize(
+    ("fmt", "source_hz", "written_hz"),
+    [
+        ("mp3", 44100, 44100),
+        ("mp3", 96000, 48000),
+        ("mp3", 7350, 8000),
+        ("mp3", None, 44100),
+        ("opus", 44100, 48000),
+        ("opus", 22050, 24000),
+        ("opus", 8000, 8000),
+        ("opus", 96000, 48000),
+        ("m4a", 7350, 8000),
+        ("m4a", 96000, 96000),
+        ("m4a", 192000, 96000),
+        ("ogg", 22050, 22050),
+        ("flac", 192000, 192000),
+        ("wav", 7350, 7350),
+        ("wav", None, 44100),
+    ],
+)
 def test_sample_rates_are_coerced_to_what_the_format_carries(fmt, source_hz, written_hz):
     assert output_sample_rate(FORMATS[fmt], source_hz) == written_hz
 
@@ -99,32 +144,39 @@ def test_surround_is_downmixed_to_stereo_by_default(track, channels):
     assert plan(SONG).channels == 1, "mono stays mono"
 
 
-@pytest.mark.parametrize(("fmt", "options", "expected"), [
-    ("mp3", {}, ["-q:a", "2"]),
-    ("mp3", {"quality": 0}, ["-q:a", "0"]),
-    ("mp3", {"quality": 9}, ["-q:a", "9"]),
-    ("mp3", {"bitrate": 32}, ["-b:a", "32k"]),
-    ("mp3", {"bitrate": 320}, ["-b:a", "320k"]),
-    ("m4a", {}, ["-b:a", "190k"]),
-    ("m4a", {"bitrate": 96}, ["-b:a", "96k"]),
-    ("ogg", {"quality": 0}, ["-q:a", "8"]),
-    ("ogg", {}, ["-q:a", "6"]),
-    ("ogg", {"quality": 9}, ["-q:a", "0"]),
-    ("ogg", {"bitrate": 128}, ["-b:a", "128k"]),
-    ("opus", {}, ["-b:a", "95k", "-vbr", "on"]),
-    ("opus", {"bitrate": 64}, ["-b:a", "64k", "-vbr", "off"]),
-    ("flac", {}, []),
-    ("wav", {}, []),
-])
+@pytest.mark.parametrize(
+    ("fmt", "options", "expected"),
+    [
+        ("mp3", {}, ["-q:a", "2"]),
+        ("mp3", {"quality": 0}, ["-q:a", "0"]),
+        ("mp3", {"quality": 9}, ["-q:a", "9"]),
+        ("mp3", {"bitrate": 32}, ["-b:a", "32k"]),
+        ("mp3", {"bitrate": 320}, ["-b:a", "320k"]),
+        ("m4a", {}, ["-b:a", "190k"]),
+        ("m4a", {"bitrate": 96}, ["-b:a", "96k"]),
+        ("ogg", {"quality": 0}, ["-q:a", "8"]),
+        ("ogg", {}, ["-q:a", "6"]),
+        ("ogg", {"quality": 9}, ["-q:a", "0"]),
+        ("ogg", {"bitrate": 128}, ["-b:a", "128k"]),
+        ("opus", {}, ["-b:a", "95k", "-vbr", "on"]),
+        ("opus", {"bitrate": 64}, ["-b:a", "64k", "-vbr", "off"]),
+        ("flac", {}, []),
+        ("wav", {}, []),
+    ],
+)
 def test_rate_control_per_encoder(fmt, options, expected):
     assert rate_control(FORMATS[fmt], ConversionOptions(format=fmt, **options), 2, channels=2) == expected
 
 
 def test_opus_bitrates_are_held_to_256_kbps_per_channel():
     assert rate_control(FORMATS["opus"], ConversionOptions(format="opus", bitrate=320), 2, channels=1)[:2] == [
-        "-b:a", "256k"]
+        "-b:a",
+        "256k",
+    ]
     assert rate_control(FORMATS["opus"], ConversionOptions(format="opus", bitrate=320), 2, channels=2)[:2] == [
-        "-b:a", "320k"]
+        "-b:a",
+        "320k",
+    ]
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -182,9 +234,17 @@ def test_a_source_cover_is_copied_without_a_seek():
 
 def test_tags_are_set_one_by_one_with_the_clients_in_place_of_the_sources():
     args = argv(title="New title", cover="none")
-    assert sorted(values(args, "-metadata")) == sorted([
-        "title=New title", "artist=Source artist", "album=Source album", "date=2021", "genre=Talk", "comment=c",
-        "track=3/12"])
+    assert sorted(values(args, "-metadata")) == sorted(
+        [
+            "title=New title",
+            "artist=Source artist",
+            "album=Source album",
+            "date=2021",
+            "genre=Talk",
+            "comment=c",
+            "track=3/12",
+        ]
+    )
 
 
 def test_limits_and_progress_stay_on_every_command():
@@ -201,13 +261,24 @@ def test_only_the_carried_tags_come_from_the_source():
 
 def test_stream_tags_fill_in_where_the_container_has_none():
     assert dict(carried_tags(SONG, SONG.audio_streams[0], ConversionOptions(album="Live"))) == {
-        "title": "Song", "artist": "Band", "album": "Live"}
+        "title": "Song",
+        "artist": "Band",
+        "album": "Live",
+    }
 
 
-@pytest.mark.parametrize(("raw", "clean"), [
-    ("plain", "plain"), ("  padded\t", "padded"), ("nul\x00byte", "nulbyte"), ("bidi\u202eflip", "bidiflip"),
-    ("two\nlines", "two\nlines"), ("x" * 5000, "x" * 1024), ("\x00\x01", ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("plain", "plain"),
+        ("  padded\t", "padded"),
+        ("nul\x00byte", "nulbyte"),
+        ("bidi\u202eflip", "bidiflip"),
+        ("two\nlines", "two\nlines"),
+        ("x" * 5000, "x" * 1024),
+        ("\x00\x01", ""),
+    ],
+)
 def test_tag_values_are_made_safe_to_pass(raw, clean):
     assert clean_tag(raw) == clean
 
@@ -218,16 +289,19 @@ def test_empty_tags_are_dropped():
 
 
 # --- covers -------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("probe", "cover", "expected"), [
-    (MOVIE, None, ("source", POSTER.index)),
-    (ProbeResult("mov", 10.0, (COMMENTARY,), (VIDEO,)), None, ("frame", VIDEO.index)),
-    (SONG, None, None),
-    (MOVIE, "frame", ("frame", VIDEO.index)),
-    (MOVIE, "source", ("source", POSTER.index)),
-    (MOVIE, "none", None),
-    (SONG, "frame", None),
-    (ProbeResult("mov", 10.0, (COMMENTARY,), (VIDEO,)), "source", None),
-])
+@pytest.mark.parametrize(
+    ("probe", "cover", "expected"),
+    [
+        (MOVIE, None, ("source", POSTER.index)),
+        (ProbeResult("mov", 10.0, (COMMENTARY,), (VIDEO,)), None, ("frame", VIDEO.index)),
+        (SONG, None, None),
+        (MOVIE, "frame", ("frame", VIDEO.index)),
+        (MOVIE, "source", ("source", POSTER.index)),
+        (MOVIE, "none", None),
+        (SONG, "frame", None),
+        (ProbeResult("mov", 10.0, (COMMENTARY,), (VIDEO,)), "source", None),
+    ],
+)
 def test_cover_choice(probe, cover, expected):
     chosen = choose_cover(probe, ConversionOptions(cover=cover), FORMATS["mp3"])
     if expected is None:
@@ -248,24 +322,34 @@ def test_only_jpeg_and_png_pictures_are_copied():
     assert choose_cover(MOVIE, ConversionOptions(), FORMATS["m4a"]).copy
 
 
-@pytest.mark.parametrize(("duration", "requested", "at"), [
-    (120.0, None, 12.0), (120.0, 30.0, 30.0), (120.0, 500.0, 119.5), (0.3, None, 0.0), (None, None, 0.0),
-    (None, 7.0, 7.0),
-])
+@pytest.mark.parametrize(
+    ("duration", "requested", "at"),
+    [
+        (120.0, None, 12.0),
+        (120.0, 30.0, 30.0),
+        (120.0, 500.0, 119.5),
+        (0.3, None, 0.0),
+        (None, None, 0.0),
+        (None, 7.0, 7.0),
+    ],
+)
 def test_cover_time_defaults_to_a_tenth_and_stays_within_the_media(duration, requested, at):
     assert cover_time(duration, requested) == pytest.approx(at)
 
 
 # --- expected duration (progress) ----------------------------------------------------------------
-@pytest.mark.parametrize(("duration", "options", "limit", "expected"), [
-    (120.0, {}, 14400, 120.0),
-    (120.0, {"start": 20}, 14400, 100.0),
-    (120.0, {"start": 20, "end": 50}, 14400, 30.0),
-    (120.0, {"end": 500}, 14400, 120.0),
-    (120.0, {}, 60, 60.0),
-    (None, {}, 14400, None),
-    (None, {"start": 5, "end": 15}, 14400, 10.0),
-])
+@pytest.mark.parametrize(
+    ("duration", "options", "limit", "expected"),
+    [
+        (120.0, {}, 14400, 120.0),
+        (120.0, {"start": 20}, 14400, 100.0),
+        (120.0, {"start": 20, "end": 50}, 14400, 30.0),
+        (120.0, {"end": 500}, 14400, 120.0),
+        (120.0, {}, 60, 60.0),
+        (None, {}, 14400, None),
+        (None, {"start": 5, "end": 15}, 14400, 10.0),
+    ],
+)
 def test_expected_seconds(duration, options, limit, expected):
     assert expected_seconds(duration, ConversionOptions(**options), limit) == expected
 
@@ -289,13 +373,21 @@ PASS_ONE_LOG = """[Parsed_loudnorm_0 @ 0x55]
 
 def test_the_measurement_is_read_from_pass_ones_log():
     measured = loudnorm.parse_measurement("size=N/A time=00:00:06.01\n" + PASS_ONE_LOG)
-    assert measured == loudnorm.Loudness(integrated=-21.85, true_peak=-20.74, loudness_range=0.0, threshold=-31.85,
-                                         offset=-0.03)
+    assert measured == loudnorm.Loudness(
+        integrated=-21.85, true_peak=-20.74, loudness_range=0.0, threshold=-31.85, offset=-0.03
+    )
 
 
-@pytest.mark.parametrize("log", ["", "no json here", PASS_ONE_LOG.replace('"-21.85"', '"-inf"'),
-                                 PASS_ONE_LOG.replace('"target_offset" : "-0.03"', '"target_offset" : "inf"'),
-                                 PASS_ONE_LOG.replace('"input_tp"', '"other"')])
+@pytest.mark.parametrize(
+    "log",
+    [
+        "",
+        "no json here",
+        PASS_ONE_LOG.replace('"-21.85"', '"-inf"'),
+        PASS_ONE_LOG.replace('"target_offset" : "-0.03"', '"target_offset" : "inf"'),
+        PASS_ONE_LOG.replace('"input_tp"', '"other"'),
+    ],
+)
 def test_silence_or_a_missing_measurement_means_no_normalisation(log):
     assert loudnorm.parse_measurement(log) is None
 
@@ -304,7 +396,8 @@ def test_pass_two_applies_the_measurement_linearly():
     measured = loudnorm.parse_measurement(PASS_ONE_LOG)
     assert loudnorm.normalize_filter(-16, measured) == (
         "loudnorm=I=-16:TP=-1.5:LRA=11:measured_I=-21.85:measured_TP=-20.74:measured_LRA=0.00"
-        ":measured_thresh=-31.85:offset=-0.03:linear=true:print_format=none")
+        ":measured_thresh=-31.85:offset=-0.03:linear=true:print_format=none"
+    )
 
 
 def test_pass_one_measures_the_same_trimmed_confined_stream_into_nothing():

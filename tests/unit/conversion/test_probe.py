@@ -24,10 +24,13 @@ def test_without_a_default_the_first_decodable_stream_is_used():
     assert probe(stream(1, codec=None, default=True), stream(3), stream(4)).default_audio().index == 3
 
 
-@pytest.mark.parametrize(("streams", "code"), [
-    ((), "no_audio_stream"),
-    ((stream(0, codec=None), stream(1, codec=None)), "unsupported_codec"),
-])
+@pytest.mark.parametrize(
+    ("streams", "code"),
+    [
+        ((), "no_audio_stream"),
+        ((stream(0, codec=None), stream(1, codec=None)), "unsupported_codec"),
+    ],
+)
 def test_no_usable_stream_is_a_media_error(streams, code):
     with pytest.raises(MediaError) as info:
         probe(*streams).default_audio()
@@ -39,15 +42,23 @@ def test_the_demuxer_is_the_first_format_alias():
 
 
 def test_ffprobe_json_is_parsed_keeping_only_audio():
-    result = _parse({
-        "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "8.000000"},
-        "streams": [
-            {"index": 0, "codec_type": "video", "codec_name": "h264"},
-            {"index": 1, "codec_type": "audio", "codec_name": "aac", "sample_rate": "48000", "channels": 2,
-             "disposition": {"default": 1}},
-            {"index": 2, "codec_type": "audio", "channels": 2},
-        ],
-    })
+    result = _parse(
+        {
+            "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "8.000000"},
+            "streams": [
+                {"index": 0, "codec_type": "video", "codec_name": "h264"},
+                {
+                    "index": 1,
+                    "codec_type": "audio",
+                    "codec_name": "aac",
+                    "sample_rate": "48000",
+                    "channels": 2,
+                    "disposition": {"default": 1},
+                },
+                {"index": 2, "codec_type": "audio", "channels": 2},
+            ],
+        }
+    )
     assert result.duration_seconds == 8.0
     assert result.audio_streams == (AudioStream(1, "aac", 48000, 2, True), AudioStream(2, None, None, 2, False))
 
@@ -60,5 +71,9 @@ def test_facts_describe_the_chosen_stream():
     chosen = stream(1, default=True)
     facts = probe(chosen).facts(chosen)
     assert (facts.container, facts.audio_codec, facts.sample_rate_hz, facts.channels) == (
-        "matroska,webm", "aac", 48000, 2)
+        "matroska,webm",
+        "aac",
+        48000,
+        2,
+    )
     assert probe().facts().audio_codec is None

@@ -34,28 +34,49 @@ def write(tmp_path):
     return write
 
 
-@pytest.mark.parametrize(("data", "walk"), [
-    (FTYP + box(b"moov", b"m" * 30) + box(b"mdat", b"d" * 100), BoxWalk(is_bmff=True)),
-    (FTYP + box(b"moov") + box(b"mdat", b"d" * 10, size=0), BoxWalk(is_bmff=True)),  # size 0: to the end
-    (FTYP + large_box(b"mdat", b"d" * 40) + box(b"moov"), BoxWalk(is_bmff=True)),
-    (FTYP + box(b"moov") + box(b"mdat", b"d" * 10, size=5000), BoxWalk(is_bmff=True, truncated=True)),
-    (FTYP + box(b"moov")[:5], BoxWalk(is_bmff=True, truncated=True)),                # header cut short
-    (FTYP + large_box(b"mdat", b"d" * 40, largesize=1 << 40), BoxWalk(is_bmff=True, truncated=True)),
-    (FTYP + struct.pack(">I4s", 1, b"mdat") + b"\0\0\0", BoxWalk(is_bmff=True, truncated=True)),  # cut largesize
-    (FTYP + box(b"\x00\x01ab", b"x" * 8), BoxWalk(is_bmff=True, malformed=True)),   # type not printable
-    (FTYP + box(b"mo\xffv", b"x" * 8), BoxWalk(is_bmff=True, malformed=True)),
-    (FTYP + box(b"free", size=4) + b"xxxx", BoxWalk(is_bmff=True, malformed=True)),  # smaller than its header
-    (FTYP + large_box(b"mdat", b"", largesize=3), BoxWalk(is_bmff=True, malformed=True)),
-], ids=["whole", "size-zero", "largesize", "past-eof", "cut-header", "largesize-past-eof", "cut-largesize",
-        "control-type", "high-byte-type", "tiny-size", "tiny-largesize"])
+@pytest.mark.parametrize(
+    ("data", "walk"),
+    [
+        (FTYP + box(b"moov", b"m" * 30) + box(b"mdat", b"d" * 100), BoxWalk(is_bmff=True)),
+        (FTYP + box(b"moov") + box(b"mdat", b"d" * 10, size=0), BoxWalk(is_bmff=True)),  # size 0: to the end
+        (FTYP + large_box(b"mdat", b"d" * 40) + box(b"moov"), BoxWalk(is_bmff=True)),
+        (FTYP + box(b"moov") + box(b"mdat", b"d" * 10, size=5000), BoxWalk(is_bmff=True, truncated=True)),
+        (FTYP + box(b"moov")[:5], BoxWalk(is_bmff=True, truncated=True)),  # header cut short
+        (FTYP + large_box(b"mdat", b"d" * 40, largesize=1 << 40), BoxWalk(is_bmff=True, truncated=True)),
+        (FTYP + struct.pack(">I4s", 1, b"mdat") + b"\0\0\0", BoxWalk(is_bmff=True, truncated=True)),  # cut largesize
+        (FTYP + box(b"\x00\x01ab", b"x" * 8), BoxWalk(is_bmff=True, malformed=True)),  # type not printable
+        (FTYP + box(b"mo\xffv", b"x" * 8), BoxWalk(is_bmff=True, malformed=True)),
+        (FTYP + box(b"free", size=4) + b"xxxx", BoxWalk(is_bmff=True, malformed=True)),  # smaller than its header
+        (FTYP + large_box(b"mdat", b"", largesize=3), BoxWalk(is_bmff=True, malformed=True)),
+    ],
+    ids=[
+        "whole",
+        "size-zero",
+        "largesize",
+        "past-eof",
+        "cut-header",
+        "largesize-past-eof",
+        "cut-largesize",
+        "control-type",
+        "high-byte-type",
+        "tiny-size",
+        "tiny-largesize",
+    ],
+)
 def test_walk_top_level_boxes(write, data, walk):
     assert walk_top_level_boxes(write(data)) == walk
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"ftyp", b"This file looks like an mp4 but it isn't.", b"RIFF\x24\0\0\0WAVEfmt ",
-    box(b"moov", b"m" * 8) + FTYP,  # ftyp must come first
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"ftyp",
+        b"This file looks like an mp4 but it isn't.",
+        b"RIFF\x24\0\0\0WAVEfmt ",
+        box(b"moov", b"m" * 8) + FTYP,  # ftyp must come first
+    ],
+)
 def test_files_not_starting_with_ftyp_are_not_bmff(write, data):
     assert walk_top_level_boxes(write(data)) == BoxWalk(is_bmff=False)
 
@@ -72,5 +93,5 @@ def test_a_clear_file_has_no_encryption_boxes(write):
 def test_only_the_head_and_tail_are_scanned(write, monkeypatch):
     monkeypatch.setattr(sniff, "SCAN_BYTES", 64)
     filler = b"\0" * 200
-    assert has_encryption_boxes(write(filler + b"pssh" + b"\0" * 20))   # in the tail
-    assert not has_encryption_boxes(write(filler + b"pssh" + filler))   # in the unscanned middle
+    assert has_encryption_boxes(write(filler + b"pssh" + b"\0" * 20))  # in the tail
+    assert not has_encryption_boxes(write(filler + b"pssh" + filler))  # in the unscanned middle

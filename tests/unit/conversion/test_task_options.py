@@ -17,8 +17,9 @@ from tests.unit.fakes import FakeConverter, FakeMetadata, FakeStorage
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 OPTIONS = ConversionOptions(format="opus", bitrate=64, start=1.5)
-TASK = ConversionTask(job_id=JOB_ID, input_key=input_key(JOB_ID), output_key=output_key(JOB_ID, "opus"),
-                      options=OPTIONS).encode()
+TASK = ConversionTask(
+    job_id=JOB_ID, input_key=input_key(JOB_ID), output_key=output_key(JOB_ID, "opus"), options=OPTIONS
+).encode()
 PLAIN_TASK = ConversionTask(job_id=JOB_ID, input_key=input_key(JOB_ID), output_key=output_key(JOB_ID)).encode()
 
 
@@ -55,8 +56,9 @@ def metadata() -> FakeMetadata:
 @pytest.fixture
 def runner(tmp_path, storage, converter, events, progress_events, cancelled, metadata) -> TaskRunner:
     s = load_settings(work_dir=tmp_path / "work")
-    return TaskRunner(s, storage, converter, events.append, report_progress=progress_events.append,
-                      cancelled=cancelled, jobs=metadata)
+    return TaskRunner(
+        s, storage, converter, events.append, report_progress=progress_events.append, cancelled=cancelled, jobs=metadata
+    )
 
 
 def statuses(events: list[JobEvent]) -> list[JobStatus]:
@@ -91,8 +93,15 @@ def test_progress_reports_are_throttled_rising_and_below_100():
     sent: list[JobEvent] = []
     now = [0.0]
     reports = ProgressReports(sent.append, JOB_ID, attempt=1, run=None, clock=lambda: now[0])
-    for fraction, at in [(0.1, 0.0), (0.2, 0.1), (0.3, PROGRESS_INTERVAL_SECONDS), (0.3, 5.0), (0.25, 6.0),
-                         (1.0, 7.0), (1.0, 8.0)]:
+    for fraction, at in [
+        (0.1, 0.0),
+        (0.2, 0.1),
+        (0.3, PROGRESS_INTERVAL_SECONDS),
+        (0.3, 5.0),
+        (0.25, 6.0),
+        (1.0, 7.0),
+        (1.0, 8.0),
+    ]:
         now[0] = at
         reports(fraction)
     assert [event.progress for event in sent] == [10, 30, 99]
@@ -117,8 +126,9 @@ def test_an_unreachable_job_store_does_not_stop_the_work(runner, metadata, event
     assert statuses(events) == [JobStatus.PROCESSING, JobStatus.COMPLETED]
 
 
-def test_a_cancel_during_the_conversion_stores_nothing_and_says_nothing_more(runner, converter, cancelled, storage,
-                                                                             events):
+def test_a_cancel_during_the_conversion_stores_nothing_and_says_nothing_more(
+    runner, converter, cancelled, storage, events
+):
     converter.during = cancelled.set
     outcome = runner.handle(TASK, attempt=1)
     assert (outcome.disposition, outcome.code) == (Disposition.ACK, "cancelled")

@@ -68,7 +68,10 @@ def test_a_good_task_is_acked_with_processing_then_completed(runner, storage, co
     assert storage.objects[output_key(JOB_ID)] == converter.audio
     completed = events[-1]
     assert (completed.attempt, completed.output_size, completed.output_duration_seconds) == (
-        1, len(converter.audio), 8.012)
+        1,
+        len(converter.audio),
+        8.012,
+    )
     assert completed.media.audio_codec == "aac" and completed.media.sample_rate_hz == 48000
     assert list(work_dir.iterdir()) == [], "the task's temp dir is removed"
 
@@ -164,20 +167,30 @@ def test_an_unconfirmed_event_propagates_to_the_worker(runner, events, storage):
     assert storage.called("download") == [], "no work starts before the processing event is confirmed"
 
 
-@pytest.mark.parametrize("body", [
-    b"not json", b"", b"[1, 2]", b"\xff\xfe", json.dumps({"job_id": "../../x", "input_key": "a"}).encode(),
-    json.dumps({"job_id": 42}).encode(),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"",
+        b"[1, 2]",
+        b"\xff\xfe",
+        json.dumps({"job_id": "../../x", "input_key": "a"}).encode(),
+        json.dumps({"job_id": 42}).encode(),
+    ],
+)
 def test_a_malformed_task_without_a_readable_job_id_is_dead_lettered_silently(runner, storage, events, body):
     outcome = runner.handle(body, attempt=1)
     assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "invalid_task")
     assert events == [] and storage.calls == []
 
 
-@pytest.mark.parametrize("fields", [
-    {"job_id": JOB_ID, "input_key": "jobs/x/input"},                                   # output_key missing
-    {**json.loads(TASK), "priority": "high"},                                           # extra field
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"job_id": JOB_ID, "input_key": "jobs/x/input"},  # output_key missing
+        {**json.loads(TASK), "priority": "high"},  # extra field
+    ],
+)
 def test_a_malformed_task_with_a_readable_job_id_fails_that_job(runner, storage, events, fields):
     outcome = runner.handle(json.dumps(fields).encode(), attempt=2)
     assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "invalid_task")

@@ -45,8 +45,15 @@ def test_with_no_task_in_hand_a_cancel_is_remembered(worker, converter):
     assert list(worker._cancels) == [JOB_ID] and converter.aborted_current == 0
 
 
-@pytest.mark.parametrize("body", [b"", b"{}", b'{"action": "explode", "job_id": "' + JOB_ID.encode() + b'"}',
-                                  b'{"action": "cancel", "job_id": "../x"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{}",
+        b'{"action": "explode", "job_id": "' + JOB_ID.encode() + b'"}',
+        b'{"action": "cancel", "job_id": "../x"}',
+    ],
+)
 def test_a_malformed_command_is_ignored(worker, converter, body):
     worker._task = TaskInHand(JOB_ID)
     worker._on_command(None, None, None, body)

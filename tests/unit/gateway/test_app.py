@@ -57,12 +57,15 @@ def assert_json_error(response, status: int, code: str) -> None:
 
 
 # --- /status -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("stored", "extra"), [
-    (QUEUED, {}),
-    (PROCESSING, {}),
-    (COMPLETED, {"download_url": f"http://localhost/download/{JOB_ID}.mp3"}),
-    (FAILED, {"error": {"code": "not_media", "message": "Not a video."}}),
-])
+@pytest.mark.parametrize(
+    ("stored", "extra"),
+    [
+        (QUEUED, {}),
+        (PROCESSING, {}),
+        (COMPLETED, {"download_url": f"http://localhost/download/{JOB_ID}.mp3"}),
+        (FAILED, {"error": {"code": "not_media", "message": "Not a video."}}),
+    ],
+)
 def test_status_of_each_state(client, stored, extra):
     response = client.get(f"/status/{stored.job_id}")
     assert response.status_code == 200 and response.mimetype == "application/json"
@@ -79,9 +82,17 @@ def test_status_of_an_unknown_job_is_a_json_404(client, metadata):
     assert metadata.called("get_job") == ["c" * 32]
 
 
-@pytest.mark.parametrize("job_id", [
-    "*", "..%2F..%2Fetc%2Fpasswd", "a/b", JOB_ID.upper(), JOB_ID + "0", "x" * 1_000_000,
-])
+@pytest.mark.parametrize(
+    "job_id",
+    [
+        "*",
+        "..%2F..%2Fetc%2Fpasswd",
+        "a/b",
+        JOB_ID.upper(),
+        JOB_ID + "0",
+        "x" * 1_000_000,
+    ],
+)
 def test_status_of_a_malformed_id_is_404_without_asking_metadata(client, metadata, job_id):
     response = client.get(f"/status/{job_id}")
     assert response.status_code == 404 and response.mimetype == "application/json"
@@ -126,8 +137,9 @@ def test_download_of_an_unknown_or_malformed_name_is_404(client, name):
     assert_json_error(client.get(f"/download/{name}"), 404, "job_not_found")
 
 
-@pytest.mark.parametrize(("stored", "code"), [(QUEUED, "job_not_ready"), (PROCESSING, "job_not_ready"),
-                                              (FAILED, "job_failed")])
+@pytest.mark.parametrize(
+    ("stored", "code"), [(QUEUED, "job_not_ready"), (PROCESSING, "job_not_ready"), (FAILED, "job_failed")]
+)
 def test_download_of_an_unfinished_or_failed_job_is_409(client, storage, stored, code):
     assert_json_error(client.get(f"/download/{stored.job_id}.mp3"), 409, code)
     assert storage.calls == []
@@ -141,14 +153,17 @@ def test_download_of_a_lost_output_is_404_and_of_a_dead_storage_503(client, stor
 
 
 # --- Range (RFC 9110 §14) ------------------------------------------------------------------
-@pytest.mark.parametrize(("header", "start", "stop"), [
-    ("bytes=0-9", 0, 10),
-    ("bytes=100-", 100, len(MP3)),
-    ("bytes=-16", len(MP3) - 16, len(MP3)),
-    ("bytes=10000-99999", 10000, len(MP3)),           # last-pos past the end is clamped
-    ("bytes=-999999", 0, len(MP3)),                   # a suffix longer than the file means all of it
-    (f"bytes={len(MP3) - 1}-", len(MP3) - 1, len(MP3)),
-])
+@pytest.mark.parametrize(
+    ("header", "start", "stop"),
+    [
+        ("bytes=0-9", 0, 10),
+        ("bytes=100-", 100, len(MP3)),
+        ("bytes=-16", len(MP3) - 16, len(MP3)),
+        ("bytes=10000-99999", 10000, len(MP3)),  # last-pos past the end is clamped
+        ("bytes=-999999", 0, len(MP3)),  # a suffix longer than the file means all of it
+        (f"bytes={len(MP3) - 1}-", len(MP3) - 1, len(MP3)),
+    ],
+)
 def test_a_satisfiable_range_is_206(client, header, start, stop):
     response = client.get(f"/download/{JOB_ID}.mp3", headers={"Range": header})
     assert response.status_code == 206, response.data[:200]
@@ -183,8 +198,9 @@ def test_if_range_that_does_not_strongly_match_sends_the_whole_file(client, if_r
 
 # --- /convert ------------------------------------------------------------------------------
 def test_convert_forwards_the_multipart_body_and_relays_the_answer(client, upload):
-    response = client.post("/convert", data={"file": (io.BytesIO(b"video"), "clip.mp4")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/convert", data={"file": (io.BytesIO(b"video"), "clip.mp4")}, content_type="multipart/form-data"
+    )
     assert response.status_code == 202 and response.get_json() == {"job_id": "abc", "status": "queued"}
     [(body, content_type)] = upload.forwarded
     assert content_type.startswith("multipart/form-data; boundary=") and b"video" in body
@@ -215,13 +231,16 @@ def test_a_non_json_upstream_answer_becomes_a_json_error(metadata, storage):
 
 
 # --- everything else is JSON too -------------------------------------------------------------
-@pytest.mark.parametrize(("method", "path", "status", "code"), [
-    ("GET", "/no/such/route", 404, "not_found"),
-    ("GET", "/download/", 404, "not_found"),
-    ("DELETE", f"/status/{JOB_ID}", 405, "method_not_allowed"),
-    ("POST", "/healthz", 405, "method_not_allowed"),
-    ("GET", "/convert", 405, "method_not_allowed"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/no/such/route", 404, "not_found"),
+        ("GET", "/download/", 404, "not_found"),
+        ("DELETE", f"/status/{JOB_ID}", 405, "method_not_allowed"),
+        ("POST", "/healthz", 405, "method_not_allowed"),
+        ("GET", "/convert", 405, "method_not_allowed"),
+    ],
+)
 def test_unknown_routes_and_methods_answer_json(client, method, path, status, code):
     assert_json_error(client.open(path, method=method), status, code)
 

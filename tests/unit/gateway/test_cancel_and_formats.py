@@ -27,8 +27,9 @@ PROCESSING = job(JobStatus.PROCESSING, "b" * 32, progress=37, attempts=1)
 COMPLETED = job(JobStatus.COMPLETED, "c" * 32, output_size=len(AUDIO))
 FAILED = job(JobStatus.FAILED, "d" * 32, error=JobErrorInfo(code="not_media", message="no"))
 CANCELLED = job(JobStatus.CANCELLED, "e" * 32)
-BY_FORMAT = {fmt: job(JobStatus.COMPLETED, f"{i:x}" * 32, fmt, output_size=len(AUDIO))
-             for i, fmt in enumerate(FORMATS, start=1)}
+BY_FORMAT = {
+    fmt: job(JobStatus.COMPLETED, f"{i:x}" * 32, fmt, output_size=len(AUDIO)) for i, fmt in enumerate(FORMATS, start=1)
+}
 
 
 @pytest.fixture
@@ -118,12 +119,19 @@ def test_a_range_works_in_other_formats_too(client):
 # --- /status ------------------------------------------------------------------------------------
 def test_status_of_a_processing_job_carries_its_progress(client):
     assert client.get(f"/status/{PROCESSING.job_id}").get_json() == {
-        "job_id": PROCESSING.job_id, "status": "processing", "message": "Conversion in progress.", "progress": 37}
+        "job_id": PROCESSING.job_id,
+        "status": "processing",
+        "message": "Conversion in progress.",
+        "progress": 37,
+    }
 
 
 def test_status_of_a_cancelled_job_has_its_own_message(client):
     assert client.get(f"/status/{CANCELLED.job_id}").get_json() == {
-        "job_id": CANCELLED.job_id, "status": "cancelled", "message": "Conversion cancelled."}
+        "job_id": CANCELLED.job_id,
+        "status": "cancelled",
+        "message": "Conversion cancelled.",
+    }
 
 
 def test_a_completed_jobs_download_url_ends_in_its_extension_and_its_options_are_shown():

@@ -35,8 +35,9 @@ def test_the_upload_services_501_on_local_storage_comes_through_as_json():
 
 def test_a_json_body_above_the_limit_is_a_413_without_asking_the_upload_service():
     upload = FakeUpload()
-    response = client_for(upload).post("/uploads", data=b"{" + b" " * MAX_JSON_BODY_BYTES + b"}",
-                                       content_type="application/json")
+    response = client_for(upload).post(
+        "/uploads", data=b"{" + b" " * MAX_JSON_BODY_BYTES + b"}", content_type="application/json"
+    )
     assert (response.status_code, response.get_json()["error"]["code"]) == (413, "request_too_large")
     assert upload.calls == []
 
@@ -48,6 +49,5 @@ def test_a_non_json_answer_of_the_upload_service_becomes_a_json_error():
 
 def test_multipart_convert_is_still_streamed_through_forward():
     upload = FakeUpload()
-    client_for(upload).post("/convert", data={"file": (io.BytesIO(b"v"), "a.mp4")},
-                            content_type="multipart/form-data")
+    client_for(upload).post("/convert", data={"file": (io.BytesIO(b"v"), "a.mp4")}, content_type="multipart/form-data")
     assert [name for name, _ in upload.calls] == ["forward"]

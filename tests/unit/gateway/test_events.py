@@ -41,8 +41,9 @@ class OfflineRelay(ChangeRelay):
 @pytest.fixture
 def client():
     metadata = FakeMetadata(job(JobStatus.EXPIRED, output_size=10), job(JobStatus.COMPLETED, "b" * 32, output_size=9))
-    app = create_app(load_settings(), metadata=metadata, storage=FakeStorage(), upload=FakeUpload(),
-                     relay=OfflineRelay())
+    app = create_app(
+        load_settings(), metadata=metadata, storage=FakeStorage(), upload=FakeUpload(), relay=OfflineRelay()
+    )
     return app.test_client()
 
 
@@ -86,8 +87,15 @@ def test_a_job_stream_ends_with_the_job():
     subscription = relay.open()
     subscription.offer(change("2-0", JobStatus.COMPLETED))
     subscription.offer(change("3-0", JobStatus.PROCESSING, "c" * 32))
-    text = body_of(relay.stream(subscription, [], lambda c: render_change(c, "http://h/", JOB_ID), None,
-                                ends=lambda c: c.job.status.is_terminal))
+    text = body_of(
+        relay.stream(
+            subscription,
+            [],
+            lambda c: render_change(c, "http://h/", JOB_ID),
+            None,
+            ends=lambda c: c.job.status.is_terminal,
+        )
+    )
     assert "id: 2-0" in text and "3-0" not in text and ": keep-alive" not in text
 
 

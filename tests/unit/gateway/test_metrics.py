@@ -12,16 +12,18 @@ from tests.unit.fakes import FakeMetadata, FakeStorage, FakeUpload
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 MP3 = bytes(range(256)) * 40
-COMPLETED = Job.new(JOB_ID, "clip.mov", 100).model_copy(update={"status": JobStatus.COMPLETED,
-                                                                  "output_size": len(MP3)})
+COMPLETED = Job.new(JOB_ID, "clip.mov", 100).model_copy(update={"status": JobStatus.COMPLETED, "output_size": len(MP3)})
 QUEUED = Job.new("a" * 32, "clip.mov", 100)
 
 
 @pytest.fixture
 def client():
-    app = create_app(load_settings(max_upload_bytes=10_000), metadata=FakeMetadata(COMPLETED, QUEUED),
-                     storage=FakeStorage({COMPLETED.output_key: MP3}),
-                     upload=FakeUpload(413, b'{"error": {"code": "file_too_large", "message": "big"}}'))
+    app = create_app(
+        load_settings(max_upload_bytes=10_000),
+        metadata=FakeMetadata(COMPLETED, QUEUED),
+        storage=FakeStorage({COMPLETED.output_key: MP3}),
+        upload=FakeUpload(413, b'{"error": {"code": "file_too_large", "message": "big"}}'),
+    )
     return app.test_client()
 
 
@@ -30,21 +32,29 @@ def errors(code: str) -> float:
 
 
 def all_errors() -> float:
-    return sum(sample.value for family in REGISTRY.collect() if family.name == "siphon_http_errors"
-               for sample in family.samples if sample.name == "siphon_http_errors_total")
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        if family.name == "siphon_http_errors"
+        for sample in family.samples
+        if sample.name == "siphon_http_errors_total"
+    )
 
 
 def downloaded() -> float:
     return REGISTRY.get_sample_value("siphon_download_bytes_total") or 0.0
 
 
-@pytest.mark.parametrize(("request_args", "code"), [
-    (("GET", "/status/" + "f" * 32), "not_found"),  # the 404 body of /status has no error object
-    (("GET", "/download/" + "a" * 32 + ".mp3"), "job_not_ready"),
-    (("GET", "/no/such/route"), "not_found"),
-    (("DELETE", "/convert"), "method_not_allowed"),
-    (("GET", "/status/x?wait=soon"), "invalid_wait"),
-])
+@pytest.mark.parametrize(
+    ("request_args", "code"),
+    [
+        (("GET", "/status/" + "f" * 32), "not_found"),  # the 404 body of /status has no error object
+        (("GET", "/download/" + "a" * 32 + ".mp3"), "job_not_ready"),
+        (("GET", "/no/such/route"), "not_found"),
+        (("DELETE", "/convert"), "method_not_allowed"),
+        (("GET", "/status/x?wait=soon"), "invalid_wait"),
+    ],
+)
 def test_each_error_answer_is_counted_under_its_code(client, request_args, code):
     before = errors(code)
     method, path = request_args

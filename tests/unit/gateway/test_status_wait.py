@@ -34,8 +34,9 @@ def client(metadata):
     return create_app(load_settings(), metadata=metadata, storage=FakeStorage(), upload=FakeUpload()).test_client()
 
 
-@pytest.mark.parametrize(("query", "asked"), [("", 0.0), ("?wait=0", 0.0), ("?wait=2.5", 2.5),
-                                              ("?wait=3600", MAX_STATUS_WAIT_SECONDS)])
+@pytest.mark.parametrize(
+    ("query", "asked"), [("", 0.0), ("?wait=0", 0.0), ("?wait=2.5", 2.5), ("?wait=3600", MAX_STATUS_WAIT_SECONDS)]
+)
 def test_the_wait_is_passed_on_and_capped(client, metadata, query, asked):
     response = client.get(f"/status/{JOB_ID}{query}")
     assert response.status_code == 200 and response.json["status"] == "completed"

@@ -15,27 +15,42 @@ def job(status: JobStatus, **fields) -> Job:
 
 def test_queued_and_processing_say_only_where_the_job_is():
     assert status_body(job(JobStatus.QUEUED), HOST) == {
-        "job_id": JOB_ID, "status": "queued", "message": "Conversion job is queued."}
+        "job_id": JOB_ID,
+        "status": "queued",
+        "message": "Conversion job is queued.",
+    }
     assert status_body(job(JobStatus.PROCESSING), HOST) == {
-        "job_id": JOB_ID, "status": "processing", "message": "Conversion in progress."}
+        "job_id": JOB_ID,
+        "status": "processing",
+        "message": "Conversion in progress.",
+    }
 
 
 def test_completed_links_the_download_once_slashed():
     assert status_body(job(JobStatus.COMPLETED), HOST) == {
-        "job_id": JOB_ID, "status": "completed", "message": "Conversion completed.",
-        "download_url": f"http://siphon.example:8080/download/{JOB_ID}.mp3"}
+        "job_id": JOB_ID,
+        "status": "completed",
+        "message": "Conversion completed.",
+        "download_url": f"http://siphon.example:8080/download/{JOB_ID}.mp3",
+    }
 
 
 def test_failed_says_why():
     error = JobErrorInfo(code="no_audio_stream", message="The file has no audio stream.")
     assert status_body(job(JobStatus.FAILED, error=error), HOST) == {
-        "job_id": JOB_ID, "status": "failed", "message": "Conversion failed. The file has no audio stream.",
-        "error": {"code": "no_audio_stream", "message": "The file has no audio stream."}}
+        "job_id": JOB_ID,
+        "status": "failed",
+        "message": "Conversion failed. The file has no audio stream.",
+        "error": {"code": "no_audio_stream", "message": "The file has no audio stream."},
+    }
 
 
 def test_failed_without_a_recorded_error_still_answers():
     assert status_body(job(JobStatus.FAILED), HOST) == {
-        "job_id": JOB_ID, "status": "failed", "message": "Conversion failed."}
+        "job_id": JOB_ID,
+        "status": "failed",
+        "message": "Conversion failed.",
+    }
 
 
 def test_not_found_echoes_at_most_a_short_prefix_of_the_id():

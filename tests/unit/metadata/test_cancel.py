@@ -92,8 +92,13 @@ def test_cancelling_again_answers_the_cancelled_job_and_changes_nothing(store, j
     assert not changed and again == first
 
 
-@pytest.mark.parametrize("final", [event(JobStatus.COMPLETED, output_size=5),
-                                   event(JobStatus.FAILED, error=JobErrorInfo(code="not_media", message="no"))])
+@pytest.mark.parametrize(
+    "final",
+    [
+        event(JobStatus.COMPLETED, output_size=5),
+        event(JobStatus.FAILED, error=JobErrorInfo(code="not_media", message="no")),
+    ],
+)
 def test_a_finished_job_is_not_cancelled_and_keeps_its_files(store, storage, job, final):
     storage.put_bytes(job.output_key, b"m4a")
     store.apply(final)
@@ -116,8 +121,9 @@ def test_an_output_stored_just_after_the_cancel_is_deleted_when_its_completed_ev
 
 
 def test_media_outside_the_jobs_own_prefix_is_not_the_cancels_to_delete(store, storage):
-    producer_job = Job.new(JOB_ID, "x.mov", 5).model_copy(update={"input_key": "incoming/x.mov",
-                                                                  "output_key": "outputs/x.mp3"})
+    producer_job = Job.new(JOB_ID, "x.mov", 5).model_copy(
+        update={"input_key": "incoming/x.mov", "output_key": "outputs/x.mp3"}
+    )
     store.create(producer_job)
     storage.put_bytes("incoming/x.mov", b"video")
     store.cancel(JOB_ID)

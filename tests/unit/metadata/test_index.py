@@ -14,7 +14,8 @@ PREFIX = "unit:"
 
 def job(n: int, status: JobStatus = JobStatus.COMPLETED, created_at: float | None = None) -> Job:
     return Job.new(f"{n:032x}", "a.mp4", 1).model_copy(
-        update={"status": status, "created_at": 1000.0 + n if created_at is None else created_at})
+        update={"status": status, "created_at": 1000.0 + n if created_at is None else created_at}
+    )
 
 
 @pytest.fixture
@@ -44,8 +45,7 @@ def test_pages_list_every_job_once_newest_first_even_with_equal_times(index):
     add(index, *jobs)
     listed = all_pages(index)
     assert sorted(listed) == sorted(j.job_id for j in jobs)
-    assert [index.redis.zscore(index.key(), i) for i in listed] == sorted(
-        (j.created_at for j in jobs), reverse=True)
+    assert [index.redis.zscore(index.key(), i) for i in listed] == sorted((j.created_at for j in jobs), reverse=True)
 
 
 def test_a_state_change_moves_the_job_between_state_lists(index):
@@ -69,10 +69,18 @@ def test_rebuild_indexes_every_job(index):
     assert all_pages(index, JobStatus.FAILED) == [job(2).job_id]
 
 
-@pytest.mark.parametrize("parse", [
-    lambda: page_size("0"), lambda: page_size("101"), lambda: page_size("-1"), lambda: page_size("x"),
-    lambda: status_filter("done"), lambda: parse_cursor("1000.0"), lambda: parse_cursor("abc_def"),
-])
+@pytest.mark.parametrize(
+    "parse",
+    [
+        lambda: page_size("0"),
+        lambda: page_size("101"),
+        lambda: page_size("-1"),
+        lambda: page_size("x"),
+        lambda: status_filter("done"),
+        lambda: parse_cursor("1000.0"),
+        lambda: parse_cursor("abc_def"),
+    ],
+)
 def test_bad_parameters_are_400(parse):
     with pytest.raises(RequestRejected):
         parse()

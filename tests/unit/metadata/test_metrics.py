@@ -96,8 +96,11 @@ def test_counts_of_a_dead_redis_raise_job_store_unavailable(index, server):
 
 # --- the collectors ---------------------------------------------------------------------------------
 def samples(collector) -> dict[tuple[str, str], float]:
-    return {(sample.name, next(iter(sample.labels.values()))): sample.value
-            for family in collector.collect() for sample in family.samples}
+    return {
+        (sample.name, next(iter(sample.labels.values()))): sample.value
+        for family in collector.collect()
+        for sample in family.samples
+    }
 
 
 def test_jobs_by_state_collector_reports_each_state(store, index):
@@ -141,8 +144,10 @@ def test_queue_depth_collector_reports_messages_and_consumers_by_queue_label():
     queues = FakeQueues({"p.conversion": QueueCounts(7, 2), "p.dead-letter": QueueCounts(1, 0)})
     reported = samples(QueueDepthCollector(QUEUES, queues))
     assert reported == {
-        ("siphon_queue_messages", "conversion"): 7, ("siphon_queue_messages", "dead_letter"): 1,
-        ("siphon_queue_consumers", "conversion"): 2, ("siphon_queue_consumers", "dead_letter"): 0,
+        ("siphon_queue_messages", "conversion"): 7,
+        ("siphon_queue_messages", "dead_letter"): 1,
+        ("siphon_queue_consumers", "conversion"): 2,
+        ("siphon_queue_consumers", "dead_letter"): 0,
     }
 
 

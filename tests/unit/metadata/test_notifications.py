@@ -15,12 +15,24 @@ from shared.errors import NotificationFailed
 from shared.jobs import Job, JobErrorInfo, JobStatus, MediaFacts
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
-COMPLETED = Job.new(JOB_ID, "holiday.mov", 100).model_copy(update={
-    "status": JobStatus.COMPLETED, "finished_at": 10.0, "output_size": 16000, "output_duration_seconds": 1.0,
-    "media": MediaFacts(container="mov,mp4", audio_codec="aac", video_codec="h264", duration_seconds=1.0),
-    "email": "me@example.com", "callback_url": "https://hooks.example.org/siphon"})
-FAILED = COMPLETED.model_copy(update={"status": JobStatus.FAILED, "output_size": None,
-                                      "error": JobErrorInfo(code="no_audio_stream", message="No audio.")})
+COMPLETED = Job.new(JOB_ID, "holiday.mov", 100).model_copy(
+    update={
+        "status": JobStatus.COMPLETED,
+        "finished_at": 10.0,
+        "output_size": 16000,
+        "output_duration_seconds": 1.0,
+        "media": MediaFacts(container="mov,mp4", audio_codec="aac", video_codec="h264", duration_seconds=1.0),
+        "email": "me@example.com",
+        "callback_url": "https://hooks.example.org/siphon",
+    }
+)
+FAILED = COMPLETED.model_copy(
+    update={
+        "status": JobStatus.FAILED,
+        "output_size": None,
+        "error": JobErrorInfo(code="no_audio_stream", message="No audio."),
+    }
+)
 
 
 class FakeSession:
@@ -85,10 +97,17 @@ def test_without_a_secret_webhooks_go_unsigned():
     assert "X-Siphon-Signature" not in session.posts[0]["headers"]
 
 
-@pytest.mark.parametrize(("answer", "transient", "status_code"), [
-    (500, True, 500), (503, True, 503), (requests.Timeout(), True, None), (requests.ConnectionError(), True, None),
-    (404, False, 404), (301, False, 301),
-])
+@pytest.mark.parametrize(
+    ("answer", "transient", "status_code"),
+    [
+        (500, True, 500),
+        (503, True, 503),
+        (requests.Timeout(), True, None),
+        (requests.ConnectionError(), True, None),
+        (404, False, 404),
+        (301, False, 301),
+    ],
+)
 def test_what_a_webhook_answer_means(answer, transient, status_code):
     with pytest.raises(NotificationFailed) as failed:
         WebhookSender("s", 5, session=FakeSession(answer)).send("http://h/x", b"{}", "job.completed", "d")
@@ -104,13 +123,27 @@ def test_a_host_outside_the_allowed_ones_is_never_called():
 
 def notifier(session=None, mailer=None, max_attempts=3):
     store = FakeStore()
-    return Notifier(store, mailer or FakeMailer(), WebhookSender("s", 5, session=session or FakeSession()),
-                    "siphon@example.org", "https://siphon.example.org", 86400, max_attempts), store
+    return Notifier(
+        store,
+        mailer or FakeMailer(),
+        WebhookSender("s", 5, session=session or FakeSession()),
+        "siphon@example.org",
+        "https://siphon.example.org",
+        86400,
+        max_attempts,
+    ), store
 
 
-@pytest.mark.parametrize(("attempt", "answer", "outcome"), [
-    (1, 200, "delivered"), (1, 500, "failed"), (2, 500, "failed"), (3, 500, "gave_up"), (1, 400, "rejected"),
-])
+@pytest.mark.parametrize(
+    ("attempt", "answer", "outcome"),
+    [
+        (1, 200, "delivered"),
+        (1, 500, "failed"),
+        (2, 500, "failed"),
+        (3, 500, "gave_up"),
+        (1, 400, "rejected"),
+    ],
+)
 def test_each_try_is_recorded_with_its_outcome(attempt, answer, outcome):
     sender, store = notifier(session=FakeSession(answer))
     record = sender.deliver("webhook", COMPLETED, attempt, "d")

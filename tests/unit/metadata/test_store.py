@@ -127,8 +127,12 @@ def test_purge_removes_every_file_of_the_job(store, job, storage):
 
 def test_redis_down_is_job_store_unavailable(store, job, server):
     server.connected = False
-    for call in (lambda: store.get(JOB_ID), lambda: store.apply(event(JobStatus.PROCESSING)),
-                 lambda: store.create(Job.new("e" * 32, "", 1)), lambda: store.delete(JOB_ID)):
+    for call in (
+        lambda: store.get(JOB_ID),
+        lambda: store.apply(event(JobStatus.PROCESSING)),
+        lambda: store.create(Job.new("e" * 32, "", 1)),
+        lambda: store.delete(JOB_ID),
+    ):
         with pytest.raises(JobStoreUnavailable):
             call()
 

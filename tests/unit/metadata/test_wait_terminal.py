@@ -50,8 +50,9 @@ def test_a_waiter_wakes_when_the_job_completes(store, job):
 
 def test_every_waiter_wakes(store, job):
     answers: list[JobStatus] = []
-    waiters = [threading.Thread(target=lambda: answers.append(store.wait_terminal(JOB_ID, 10).status))
-               for _ in range(3)]
+    waiters = [
+        threading.Thread(target=lambda: answers.append(store.wait_terminal(JOB_ID, 10).status)) for _ in range(3)
+    ]
     for waiter in waiters:
         waiter.start()
     time.sleep(0.2)

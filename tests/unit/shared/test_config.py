@@ -32,21 +32,24 @@ def test_overrides_win_over_the_environment(monkeypatch, tmp_path):
     assert load_settings(work_dir=tmp_path).work_dir == tmp_path
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("MAX_UPLOAD_BYTES", "-1"),
-    ("MAX_UPLOAD_BYTES", "abc"),
-    ("MAX_UPLOAD_BYTES", "0"),
-    ("MAX_UPLOAD_BYTES", ""),
-    ("STORAGE_BACKEND", "ftp"),
-    ("AMQP_PREFIX", "has space"),
-    ("AMQP_PREFIX", "a/b"),
-    ("MP3_VBR_QUALITY", "10"),
-    ("MAX_ATTEMPTS", "0"),
-    ("S3_TIMEOUT_SECONDS", "0"),
-    ("CONVERSION_TIMEOUT_SECONDS", "-5"),
-    ("LOG_LEVEL", "TRACE"),
-    ("AMQP_HEARTBEAT_SECONDS", "1.5"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_UPLOAD_BYTES", "-1"),
+        ("MAX_UPLOAD_BYTES", "abc"),
+        ("MAX_UPLOAD_BYTES", "0"),
+        ("MAX_UPLOAD_BYTES", ""),
+        ("STORAGE_BACKEND", "ftp"),
+        ("AMQP_PREFIX", "has space"),
+        ("AMQP_PREFIX", "a/b"),
+        ("MP3_VBR_QUALITY", "10"),
+        ("MAX_ATTEMPTS", "0"),
+        ("S3_TIMEOUT_SECONDS", "0"),
+        ("CONVERSION_TIMEOUT_SECONDS", "-5"),
+        ("LOG_LEVEL", "TRACE"),
+        ("AMQP_HEARTBEAT_SECONDS", "1.5"),
+    ],
+)
 def test_a_bad_value_raises_one_line_naming_the_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as info:

@@ -12,26 +12,39 @@ from werkzeug.http import parse_options_header
 from shared.filenames import MAX_FILENAME_CHARS, clean_filename, content_disposition, download_name
 
 HOSTILE_NAMES = [
-    "../../etc/passwd", "..\\..\\windows\\win.ini", "a/b/../c.mp4", "ab\x00c.mp4", "line\r\nbreak.mp4",
-    "evil\u202egpj.mp4", "zero\u200bwidth.mp4", " ../ .. ", "x" * 10_240, "\x7f\x1b[31mred.mp4", "/", "..",
+    "../../etc/passwd",
+    "..\\..\\windows\\win.ini",
+    "a/b/../c.mp4",
+    "ab\x00c.mp4",
+    "line\r\nbreak.mp4",
+    "evil\u202egpj.mp4",
+    "zero\u200bwidth.mp4",
+    " ../ .. ",
+    "x" * 10_240,
+    "\x7f\x1b[31mred.mp4",
+    "/",
+    "..",
 ]
 
 
-@pytest.mark.parametrize(("raw", "clean"), [
-    ("holiday.mp4", "holiday.mp4"),
-    ("../../etc/passwd", "passwd"),
-    ("..\\..\\windows\\win.ini", "win.ini"),
-    ("C:\\Users\\me\\clip.mov", "clip.mov"),
-    ("../", ""),
-    ("..", ""),
-    ("ab\x00c.mp4", "abc.mp4"),
-    ("line\r\nbreak.mp4", "linebreak.mp4"),
-    ("evil\u202egpj.mp4", "evilgpj.mp4"),        # RIGHT-TO-LEFT OVERRIDE would display "evilp4m.jpg"
-    ("  .hidden name.  ", "hidden name"),
-    ("Café ☕ 日本.mp4", "Café ☕ 日本.mp4"),
-    ("", ""),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("holiday.mp4", "holiday.mp4"),
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\windows\\win.ini", "win.ini"),
+        ("C:\\Users\\me\\clip.mov", "clip.mov"),
+        ("../", ""),
+        ("..", ""),
+        ("ab\x00c.mp4", "abc.mp4"),
+        ("line\r\nbreak.mp4", "linebreak.mp4"),
+        ("evil\u202egpj.mp4", "evilgpj.mp4"),  # RIGHT-TO-LEFT OVERRIDE would display "evilp4m.jpg"
+        ("  .hidden name.  ", "hidden name"),
+        ("Café ☕ 日本.mp4", "Café ☕ 日本.mp4"),
+        ("", ""),
+        (None, ""),
+    ],
+)
 def test_clean_filename(raw, clean):
     assert clean_filename(raw) == clean
 
@@ -49,13 +62,16 @@ def test_cleaned_names_hold_no_separator_control_or_format_character(raw):
     assert not any(unicodedata.category(ch) in ("Cc", "Cf") for ch in cleaned)
 
 
-@pytest.mark.parametrize(("original", "name"), [
-    ("holiday.mov", "holiday.mp3"),
-    ("archive.tar.gz", "archive.tar.mp3"),
-    ("no extension", "no extension.mp3"),
-    ("", "0f0f.mp3"),
-    (".mp4", "0f0f.mp3"),
-])
+@pytest.mark.parametrize(
+    ("original", "name"),
+    [
+        ("holiday.mov", "holiday.mp3"),
+        ("archive.tar.gz", "archive.tar.mp3"),
+        ("no extension", "no extension.mp3"),
+        ("", "0f0f.mp3"),
+        (".mp4", "0f0f.mp3"),
+    ],
+)
 def test_download_name_swaps_the_extension(original, name):
     assert download_name(original, "mp3", fallback_stem="0f0f") == name
 
@@ -63,10 +79,18 @@ def test_download_name_swaps_the_extension(original, name):
 HEADER_SHAPE = re.compile(r"""^attachment; filename="[ -~]*"; filename\*=UTF-8''[A-Za-z0-9!#$&+\-.^_`|~%]*$""")
 
 
-@pytest.mark.parametrize("name", [
-    "holiday.mp3", "Café ☕ 日本.mp3", 'say "hi"; rm -rf \\.mp3', "line\r\nSet-Cookie: x=1.mp3", "100% fun.mp3",
-    "日本語", "",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "holiday.mp3",
+        "Café ☕ 日本.mp3",
+        'say "hi"; rm -rf \\.mp3',
+        "line\r\nSet-Cookie: x=1.mp3",
+        "100% fun.mp3",
+        "日本語",
+        "",
+    ],
+)
 def test_content_disposition_has_the_rfc_6266_shape(name):
     value = content_disposition(name)
     assert HEADER_SHAPE.match(value), value

@@ -48,8 +48,11 @@ def test_a_report_is_held_below_100_which_only_completion_sets():
 
 
 def test_a_report_of_an_earlier_attempt_is_ignored_and_a_redelivery_restarts_the_progress():
-    second = running().apply(event(JobStatus.PROCESSING, progress=80)).apply(
-        event(JobStatus.PROCESSING, attempt=2, progress=0))
+    second = (
+        running()
+        .apply(event(JobStatus.PROCESSING, progress=80))
+        .apply(event(JobStatus.PROCESSING, attempt=2, progress=0))
+    )
     assert (second.attempts, second.progress) == (2, 0)
     assert second.apply(event(JobStatus.PROCESSING, attempt=1, progress=90)) is None
 
@@ -77,13 +80,16 @@ def test_a_finished_job_cannot_be_cancelled(terminal):
     assert job(terminal, attempts=1).apply(event(JobStatus.CANCELLED)) is None
 
 
-@pytest.mark.parametrize("late", [
-    event(JobStatus.PROCESSING, attempt=1, progress=50),
-    event(JobStatus.PROCESSING, attempt=2),
-    event(JobStatus.COMPLETED, output_size=9),
-    event(JobStatus.FAILED, error=ERROR),
-    event(JobStatus.QUEUED, retry=1),
-])
+@pytest.mark.parametrize(
+    "late",
+    [
+        event(JobStatus.PROCESSING, attempt=1, progress=50),
+        event(JobStatus.PROCESSING, attempt=2),
+        event(JobStatus.COMPLETED, output_size=9),
+        event(JobStatus.FAILED, error=ERROR),
+        event(JobStatus.QUEUED, retry=1),
+    ],
+)
 def test_a_cancelled_job_ignores_what_its_worker_still_says(late):
     cancelled = running().apply(event(JobStatus.CANCELLED))
     assert cancelled.apply(late) is None

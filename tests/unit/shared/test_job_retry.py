@@ -12,10 +12,16 @@ JOB_ID = "0123456789abcdef0123456789abcdef"
 
 
 def failed(code: str, retries: int = 0) -> Job:
-    return Job.new(JOB_ID, "talk.mp4", 10).model_copy(update={
-        "status": JobStatus.FAILED, "attempts": 3, "retries": retries, "started_at": 1.0, "finished_at": 2.0,
-        "error": JobErrorInfo(code=code, message="down"),
-    })
+    return Job.new(JOB_ID, "talk.mp4", 10).model_copy(
+        update={
+            "status": JobStatus.FAILED,
+            "attempts": 3,
+            "retries": retries,
+            "started_at": 1.0,
+            "finished_at": 2.0,
+            "error": JobErrorInfo(code=code, message="down"),
+        }
+    )
 
 
 def event(status: JobStatus, retry: int | None = None, **fields) -> JobEvent:

@@ -47,10 +47,21 @@ def test_new_job_ids_are_valid_and_distinct():
     assert all(is_valid_job_id(job_id) for job_id in ids)
 
 
-@pytest.mark.parametrize("value", [
-    "", "*", "0123456789ABCDEF0123456789ABCDEF", "01234567-89ab-cdef-0123-456789abcdef",
-    JOB_ID[:-1], JOB_ID + "0", JOB_ID + "\n", "../" + JOB_ID[3:], "g" * 32, "a" * 1_000_000,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "*",
+        "0123456789ABCDEF0123456789ABCDEF",
+        "01234567-89ab-cdef-0123-456789abcdef",
+        JOB_ID[:-1],
+        JOB_ID + "0",
+        JOB_ID + "\n",
+        "../" + JOB_ID[3:],
+        "g" * 32,
+        "a" * 1_000_000,
+    ],
+)
 def test_malformed_job_ids_are_refused(value):
     assert not is_valid_job_id(value)
 

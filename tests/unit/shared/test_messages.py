@@ -12,8 +12,13 @@ from shared.messages import SCHEMA_VERSION, ConversionTask, JobEvent
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 TASK = {"job_id": JOB_ID, "input_key": f"jobs/{JOB_ID}/input", "output_key": f"jobs/{JOB_ID}/output.mp3"}
-EVENT = {"job_id": JOB_ID, "status": "failed", "at": 12.5, "attempt": 2,
-         "error": {"code": "timeout", "message": "too slow"}}
+EVENT = {
+    "job_id": JOB_ID,
+    "status": "failed",
+    "at": 12.5,
+    "attempt": 2,
+    "error": {"code": "timeout", "message": "too slow"},
+}
 
 
 def body(**fields) -> bytes:
@@ -50,31 +55,37 @@ def test_non_json_or_non_object_bodies_raise_message_error(schema, raw):
         schema.decode(raw)
 
 
-@pytest.mark.parametrize("raw", [
-    body(job_id=JOB_ID, input_key="a"),                                   # output_key missing
-    body(**{**TASK, "input_key": ""}),                                     # empty key
-    body(**{**TASK, "input_key": 7}),                                      # wrong type
-    body(**TASK, priority="high"),                                         # extra field
-    body(**{**TASK, "job_id": JOB_ID.upper()}),                            # bad job id
-    body(**{**TASK, "job_id": "../../etc/passwd"}),
-    body(**{**TASK, "job_id": JOB_ID + "\n"}),
-    body(**{**TASK, "job_id": None}),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        body(job_id=JOB_ID, input_key="a"),  # output_key missing
+        body(**{**TASK, "input_key": ""}),  # empty key
+        body(**{**TASK, "input_key": 7}),  # wrong type
+        body(**TASK, priority="high"),  # extra field
+        body(**{**TASK, "job_id": JOB_ID.upper()}),  # bad job id
+        body(**{**TASK, "job_id": "../../etc/passwd"}),
+        body(**{**TASK, "job_id": JOB_ID + "\n"}),
+        body(**{**TASK, "job_id": None}),
+    ],
+)
 def test_off_schema_tasks_raise_message_error(raw):
     with pytest.raises(MessageError) as info:
         ConversionTask.decode(raw)
     assert info.value.message.startswith("ConversionTask: ")
 
 
-@pytest.mark.parametrize("raw", [
-    body(**{**EVENT, "status": "exploded"}),
-    body(**{**EVENT, "attempt": 0}),
-    body(**{**EVENT, "attempt": "many"}),
-    body(**{**EVENT, "job_id": "x"}),
-    body(**{**EVENT, "error": {"code": "x"}}),                             # nested field missing
-    body(**{**EVENT, "media": "mov"}),                                     # media must be an object
-    body(**EVENT, signature="abc"),                                        # extra field
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        body(**{**EVENT, "status": "exploded"}),
+        body(**{**EVENT, "attempt": 0}),
+        body(**{**EVENT, "attempt": "many"}),
+        body(**{**EVENT, "job_id": "x"}),
+        body(**{**EVENT, "error": {"code": "x"}}),  # nested field missing
+        body(**{**EVENT, "media": "mov"}),  # media must be an object
+        body(**EVENT, signature="abc"),  # extra field
+    ],
+)
 def test_off_schema_events_raise_message_error(raw):
     with pytest.raises(MessageError) as info:
         JobEvent.decode(raw)

@@ -45,9 +45,9 @@ def test_start_metrics_server_with_port_0_serves_nothing():
 
 def test_start_metrics_server_listens_on_its_port_and_serves_the_collectors():
     port = free_port()
-    server = start_metrics_server(port, CountingCollector())
+    server = start_metrics_server(port, CountingCollector(), host="127.0.0.1")
     try:
-        assert server.server_address[1] == port
+        assert server.server_address == ("127.0.0.1", port)
         text = Client(server.get_app()).get("/metrics").get_data(as_text=True)  # unit tests do not connect
         assert "siphon_test_scrapes 1.0" in text
     finally:
@@ -57,7 +57,7 @@ def test_start_metrics_server_listens_on_its_port_and_serves_the_collectors():
 
 def test_a_port_in_use_stops_the_process_with_a_line_naming_metrics_port():
     with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(ConfigError, match=r"^METRICS_PORT: cannot listen on \d+"):
-            start_metrics_server(taken.getsockname()[1])
+            start_metrics_server(taken.getsockname()[1], host="127.0.0.1")

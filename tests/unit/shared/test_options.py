@@ -35,32 +35,37 @@ def test_unknown_and_empty_fields_are_ignored():
     assert options_from_form({"file": "x", "colour": "blue", "bitrate": ""}).recorded() == {}
 
 
-@pytest.mark.parametrize(("form", "recorded"), [
-    ({"bitrate": "32"}, {"bitrate": 32}),
-    ({"bitrate": "320"}, {"bitrate": 320}),
-    ({"bitrate": " 128 "}, {"bitrate": 128}),
-    ({"quality": "0"}, {"quality": 0}),
-    ({"quality": "9"}, {"quality": 9}),
-    ({"sample_rate": "8000"}, {"sample_rate": 8000}),
-    ({"sample_rate": "48000"}, {"sample_rate": 48000}),
-    ({"channels": "1"}, {"channels": 1}),
-    ({"channels": "2"}, {"channels": 2}),
-    ({"start": "1.5", "end": "4"}, {"start": 1.5, "end": 4.0}),
-    ({"start": "00:00:01.500", "end": "01:02"}, {"start": 1.5, "end": 62.0}),
-    ({"end": "99999"}, {"end": 99999.0}),
-    ({"audio_track": "1"}, {"audio_track": 1}),
-    ({"normalize": "-16"}, {"normalize": -16.0}),
-    ({"normalize": "-23.5"}, {"normalize": -23.5}),
-    ({"title": "Café ☕", "artist": "A", "album": "B"}, {"title": "Café ☕", "artist": "A", "album": "B"}),
-    ({"cover": "none"}, {"cover": "none"}),
-    ({"cover": "frame", "cover_at": "00:00:02"}, {"cover": "frame", "cover_at": 2.0}),
-    ({"format": "m4a", "sample_rate": "96000"}, {"format": "m4a", "sample_rate": 96000}),
-    ({"format": "opus", "sample_rate": "48000", "bitrate": "64"}, {"format": "opus", "sample_rate": 48000,
-                                                                   "bitrate": 64}),
-    ({"format": "ogg", "quality": "3"}, {"format": "ogg", "quality": 3}),
-    ({"format": "flac", "sample_rate": "96000"}, {"format": "flac", "sample_rate": 96000}),
-    ({"format": "wav", "channels": "1"}, {"format": "wav", "channels": 1}),
-])
+@pytest.mark.parametrize(
+    ("form", "recorded"),
+    [
+        ({"bitrate": "32"}, {"bitrate": 32}),
+        ({"bitrate": "320"}, {"bitrate": 320}),
+        ({"bitrate": " 128 "}, {"bitrate": 128}),
+        ({"quality": "0"}, {"quality": 0}),
+        ({"quality": "9"}, {"quality": 9}),
+        ({"sample_rate": "8000"}, {"sample_rate": 8000}),
+        ({"sample_rate": "48000"}, {"sample_rate": 48000}),
+        ({"channels": "1"}, {"channels": 1}),
+        ({"channels": "2"}, {"channels": 2}),
+        ({"start": "1.5", "end": "4"}, {"start": 1.5, "end": 4.0}),
+        ({"start": "00:00:01.500", "end": "01:02"}, {"start": 1.5, "end": 62.0}),
+        ({"end": "99999"}, {"end": 99999.0}),
+        ({"audio_track": "1"}, {"audio_track": 1}),
+        ({"normalize": "-16"}, {"normalize": -16.0}),
+        ({"normalize": "-23.5"}, {"normalize": -23.5}),
+        ({"title": "Café ☕", "artist": "A", "album": "B"}, {"title": "Café ☕", "artist": "A", "album": "B"}),
+        ({"cover": "none"}, {"cover": "none"}),
+        ({"cover": "frame", "cover_at": "00:00:02"}, {"cover": "frame", "cover_at": 2.0}),
+        ({"format": "m4a", "sample_rate": "96000"}, {"format": "m4a", "sample_rate": 96000}),
+        (
+            {"format": "opus", "sample_rate": "48000", "bitrate": "64"},
+            {"format": "opus", "sample_rate": 48000, "bitrate": 64},
+        ),
+        ({"format": "ogg", "quality": "3"}, {"format": "ogg", "quality": 3}),
+        ({"format": "flac", "sample_rate": "96000"}, {"format": "flac", "sample_rate": 96000}),
+        ({"format": "wav", "channels": "1"}, {"format": "wav", "channels": 1}),
+    ],
+)
 def test_valid_values_are_recorded_as_understood(form, recorded):
     assert options_from_form(form).recorded() == recorded
 
@@ -75,41 +80,44 @@ def test_every_mp3_sample_rate_is_accepted(rate):
     assert options_from_form({"sample_rate": str(rate)}).sample_rate == rate
 
 
-@pytest.mark.parametrize(("form", "field", "allowed_mentions"), [
-    ({"bitrate": "31"}, "bitrate", "320"),
-    ({"bitrate": "321"}, "bitrate", "32,"),
-    ({"bitrate": "129"}, "bitrate", "128"),
-    ({"bitrate": "abc"}, "bitrate", "kbps"),
-    ({"quality": "-1"}, "quality", "0 (best) to 9"),
-    ({"quality": "10"}, "quality", "0 (best) to 9"),
-    ({"quality": "1.5"}, "quality", "0 (best) to 9"),
-    ({"bitrate": "128", "quality": "2"}, "bitrate", "not with quality"),
-    ({"sample_rate": "7999"}, "sample_rate", "8000"),
-    ({"sample_rate": "96000"}, "sample_rate", "for mp3"),
-    ({"sample_rate": "44100", "format": "opus"}, "sample_rate", "48000 (Hz) for opus"),
-    ({"channels": "0"}, "channels", "1 or 2"),
-    ({"channels": "6"}, "channels", "1 or 2"),
-    ({"channels": "stereo"}, "channels", "1 or 2"),
-    ({"start": "-1"}, "start", "HH:MM:SS.mmm"),
-    ({"start": "00:61:00"}, "start", "HH:MM:SS.mmm"),
-    ({"start": "soon"}, "start", "HH:MM:SS.mmm"),
-    ({"end": "0"}, "end", "seconds > start"),
-    ({"start": "5", "end": "5"}, "end", "seconds > start"),
-    ({"start": "00:00:10", "end": "9.999"}, "end", "seconds > start"),
-    ({"end": "inf"}, "end", "HH:MM:SS.mmm"),
-    ({"audio_track": "-1"}, "audio_track", "≥ 0"),
-    ({"audio_track": "first"}, "audio_track", "≥ 0"),
-    ({"normalize": "-4"}, "normalize", "-70 to -5"),
-    ({"normalize": "-71"}, "normalize", "-70 to -5"),
-    ({"normalize": "nan"}, "normalize", "-70 to -5"),
-    ({"format": "aiff"}, "format", "mp3, m4a, opus, ogg, flac, wav"),
-    ({"format": "MP3"}, "format", "mp3, m4a"),
-    ({"format": "flac", "bitrate": "128"}, "bitrate", "nor for flac or wav"),
-    ({"format": "wav", "quality": "2"}, "quality", "nor for flac or wav"),
-    ({"title": "x" * 1025}, "title", "1024 characters"),
-    ({"cover": "thumbnail"}, "cover", "frame, source, none"),
-    ({"cover_at": "-2"}, "cover_at", "seconds"),
-])
+@pytest.mark.parametrize(
+    ("form", "field", "allowed_mentions"),
+    [
+        ({"bitrate": "31"}, "bitrate", "320"),
+        ({"bitrate": "321"}, "bitrate", "32,"),
+        ({"bitrate": "129"}, "bitrate", "128"),
+        ({"bitrate": "abc"}, "bitrate", "kbps"),
+        ({"quality": "-1"}, "quality", "0 (best) to 9"),
+        ({"quality": "10"}, "quality", "0 (best) to 9"),
+        ({"quality": "1.5"}, "quality", "0 (best) to 9"),
+        ({"bitrate": "128", "quality": "2"}, "bitrate", "not with quality"),
+        ({"sample_rate": "7999"}, "sample_rate", "8000"),
+        ({"sample_rate": "96000"}, "sample_rate", "for mp3"),
+        ({"sample_rate": "44100", "format": "opus"}, "sample_rate", "48000 (Hz) for opus"),
+        ({"channels": "0"}, "channels", "1 or 2"),
+        ({"channels": "6"}, "channels", "1 or 2"),
+        ({"channels": "stereo"}, "channels", "1 or 2"),
+        ({"start": "-1"}, "start", "HH:MM:SS.mmm"),
+        ({"start": "00:61:00"}, "start", "HH:MM:SS.mmm"),
+        ({"start": "soon"}, "start", "HH:MM:SS.mmm"),
+        ({"end": "0"}, "end", "seconds > start"),
+        ({"start": "5", "end": "5"}, "end", "seconds > start"),
+        ({"start": "00:00:10", "end": "9.999"}, "end", "seconds > start"),
+        ({"end": "inf"}, "end", "HH:MM:SS.mmm"),
+        ({"audio_track": "-1"}, "audio_track", "≥ 0"),
+        ({"audio_track": "first"}, "audio_track", "≥ 0"),
+        ({"normalize": "-4"}, "normalize", "-70 to -5"),
+        ({"normalize": "-71"}, "normalize", "-70 to -5"),
+        ({"normalize": "nan"}, "normalize", "-70 to -5"),
+        ({"format": "aiff"}, "format", "mp3, m4a, opus, ogg, flac, wav"),
+        ({"format": "MP3"}, "format", "mp3, m4a"),
+        ({"format": "flac", "bitrate": "128"}, "bitrate", "nor for flac or wav"),
+        ({"format": "wav", "quality": "2"}, "quality", "nor for flac or wav"),
+        ({"title": "x" * 1025}, "title", "1024 characters"),
+        ({"cover": "thumbnail"}, "cover", "frame, source, none"),
+        ({"cover_at": "-2"}, "cover_at", "seconds"),
+    ],
+)
 def test_invalid_values_name_the_field_and_what_it_allows(form, field, allowed_mentions):
     body = invalid(form)
     assert body["field"] == field and allowed_mentions in body["allowed"], body
@@ -119,14 +127,27 @@ def test_invalid_values_name_the_field_and_what_it_allows(form, field, allowed_m
 def test_invalid_option_is_a_siphon_error_whose_body_carries_field_and_allowed():
     error = InvalidOption("bitrate", "one of 32 ... 320")
     assert isinstance(error, SiphonError)
-    assert error.to_dict() == {"code": "invalid_option", "field": "bitrate", "allowed": "one of 32 ... 320",
-                               "message": "Invalid value for 'bitrate': allowed one of 32 ... 320."}
+    assert error.to_dict() == {
+        "code": "invalid_option",
+        "field": "bitrate",
+        "allowed": "one of 32 ... 320",
+        "message": "Invalid value for 'bitrate': allowed one of 32 ... 320.",
+    }
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("0", 0.0), ("12.5", 12.5), ("90", 90.0), ("01:30", 90.0), ("1:02:03", 3723.0), ("00:00:01.5", 1.5),
-    ("10:00:00.125", 36000.125), (7, 7.0),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("0", 0.0),
+        ("12.5", 12.5),
+        ("90", 90.0),
+        ("01:30", 90.0),
+        ("1:02:03", 3723.0),
+        ("00:00:01.5", 1.5),
+        ("10:00:00.125", 36000.125),
+        (7, 7.0),
+    ],
+)
 def test_parse_seconds_takes_both_syntaxes(text, seconds):
     assert parse_seconds(text) == seconds
 
@@ -139,6 +160,11 @@ def test_parse_seconds_refuses_the_rest(text):
 
 def test_every_format_is_reachable_by_its_extension_with_its_media_type():
     assert {ext: f.media_type for ext, f in FORMATS_BY_EXTENSION.items()} == {
-        "mp3": "audio/mpeg", "m4a": "audio/mp4", "opus": "audio/ogg", "ogg": "audio/ogg", "flac": "audio/flac",
-        "wav": "audio/wav"}
+        "mp3": "audio/mpeg",
+        "m4a": "audio/mp4",
+        "opus": "audio/ogg",
+        "ogg": "audio/ogg",
+        "flac": "audio/flac",
+        "wav": "audio/wav",
+    }
     assert {f.name for f in FORMATS.values() if f.cover_art} == {"mp3", "m4a", "flac"}

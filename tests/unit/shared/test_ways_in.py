@@ -21,22 +21,29 @@ def test_defaults_name_the_public_queues_as_the_issue_does_and_prefix_the_rest()
     t = Topology.from_settings(load_settings(amqp_prefix="p"))
     assert (t.jobs_queue, t.progress_queue) == ("transcoding_jobs", "transcoding_progress")
     assert {t.progress_exchange, t.progress_relay_queue, t.s3_events_exchange, t.s3_events_queue} == {
-        "p.progress", "p.progress-relay", "p.s3-events"}
-    custom = Topology.from_settings(load_settings(transcoding_jobs_queue="legacy.jobs",
-                                                  transcoding_progress_queue="legacy.progress"))
+        "p.progress",
+        "p.progress-relay",
+        "p.s3-events",
+    }
+    custom = Topology.from_settings(
+        load_settings(transcoding_jobs_queue="legacy.jobs", transcoding_progress_queue="legacy.progress")
+    )
     assert (custom.jobs_queue, custom.progress_queue) == ("legacy.jobs", "legacy.progress")
 
 
-@pytest.mark.parametrize(("overrides", "variable"), [
-    ({"s3_incoming_prefix": "jobs/"}, "S3_INCOMING_PREFIX"),
-    ({"s3_incoming_prefix": "j"}, "S3_INCOMING_PREFIX"),
-    ({"s3_incoming_prefix": "/incoming/"}, "S3_INCOMING_PREFIX"),
-    ({"s3_output_prefix": "incoming/converted/"}, "S3_OUTPUT_PREFIX"),
-    ({"s3_incoming_prefix": "media/", "s3_output_prefix": "media/"}, "S3_OUTPUT_PREFIX"),
-    ({"presigned_url_expiry_seconds": 0}, "PRESIGNED_URL_EXPIRY_SECONDS"),
-    ({"presigned_url_expiry_seconds": 8 * 24 * 3600}, "PRESIGNED_URL_EXPIRY_SECONDS"),
-    ({"transcoding_jobs_queue": "has space"}, "TRANSCODING_JOBS_QUEUE"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"s3_incoming_prefix": "jobs/"}, "S3_INCOMING_PREFIX"),
+        ({"s3_incoming_prefix": "j"}, "S3_INCOMING_PREFIX"),
+        ({"s3_incoming_prefix": "/incoming/"}, "S3_INCOMING_PREFIX"),
+        ({"s3_output_prefix": "incoming/converted/"}, "S3_OUTPUT_PREFIX"),
+        ({"s3_incoming_prefix": "media/", "s3_output_prefix": "media/"}, "S3_OUTPUT_PREFIX"),
+        ({"presigned_url_expiry_seconds": 0}, "PRESIGNED_URL_EXPIRY_SECONDS"),
+        ({"presigned_url_expiry_seconds": 8 * 24 * 3600}, "PRESIGNED_URL_EXPIRY_SECONDS"),
+        ({"transcoding_jobs_queue": "has space"}, "TRANSCODING_JOBS_QUEUE"),
+    ],
+)
 def test_prefixes_that_would_loop_or_clash_stop_the_service_naming_the_variable(overrides, variable):
     with pytest.raises(ConfigError, match=f"^{variable}: "):
         load_settings(**overrides)
@@ -73,9 +80,16 @@ def test_local_storage_cannot_presign_and_says_so_with_a_501(tmp_path):
 
 
 def test_s3_presigned_urls_sign_the_length_and_expire_for_the_public_endpoint():
-    storage = S3Storage.from_settings(load_settings(
-        storage_backend="s3", s3_endpoint_url="http://minio:9000", s3_public_endpoint_url="https://files.example.com",
-        aws_access_key_id="k", aws_secret_access_key="s", s3_bucket="siphon"))
+    storage = S3Storage.from_settings(
+        load_settings(
+            storage_backend="s3",
+            s3_endpoint_url="http://minio:9000",
+            s3_public_endpoint_url="https://files.example.com",
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+            s3_bucket="siphon",
+        )
+    )
     url = urlsplit(storage.presign_put("jobs/x/input", 1234, 600))
     query = parse_qs(url.query)
     assert (url.scheme, url.netloc, url.path) == ("https", "files.example.com", "/siphon/jobs/x/input")
@@ -84,26 +98,38 @@ def test_s3_presigned_urls_sign_the_length_and_expire_for_the_public_endpoint():
 
 
 def test_without_a_public_endpoint_urls_name_the_services_endpoint():
-    storage = S3Storage.from_settings(load_settings(storage_backend="s3", s3_endpoint_url="http://127.0.0.1:9000",
-                                                    aws_access_key_id="k", aws_secret_access_key="s"))
+    storage = S3Storage.from_settings(
+        load_settings(
+            storage_backend="s3",
+            s3_endpoint_url="http://127.0.0.1:9000",
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+        )
+    )
     url = storage.presign_put("k", 1, 1)
     assert url.startswith("http://127.0.0.1:9000/siphon/k?") and "X-Amz-SignedHeaders=content-length%3Bhost" in url
 
 
-@pytest.mark.parametrize(("input_key", "output_key"), [
-    (f"jobs/{JOB_ID}/input", f"jobs/{JOB_ID}/output.mp3"),
-    ("videos/talk.mov", "audio/talk.mp3"),
-    ("incoming/a/b.mov", "outputs/a/b.mp3"),
-])
+@pytest.mark.parametrize(
+    ("input_key", "output_key"),
+    [
+        (f"jobs/{JOB_ID}/input", f"jobs/{JOB_ID}/output.mp3"),
+        ("videos/talk.mov", "audio/talk.mp3"),
+        ("incoming/a/b.mov", "outputs/a/b.mp3"),
+    ],
+)
 def test_a_task_may_name_its_own_keys_or_keys_outside_jobs(input_key, output_key):
     ConversionTask(job_id=JOB_ID, input_key=input_key, output_key=output_key)
 
 
-@pytest.mark.parametrize(("input_key", "output_key"), [
-    (f"jobs/{OTHER_JOB}/input", "audio/talk.mp3"),
-    ("videos/talk.mov", f"jobs/{OTHER_JOB}/output.mp3"),
-    ("videos/talk.mov", f"jobs/{JOB_ID}/job.json"),
-])
+@pytest.mark.parametrize(
+    ("input_key", "output_key"),
+    [
+        (f"jobs/{OTHER_JOB}/input", "audio/talk.mp3"),
+        ("videos/talk.mov", f"jobs/{OTHER_JOB}/output.mp3"),
+        ("videos/talk.mov", f"jobs/{JOB_ID}/job.json"),
+    ],
+)
 def test_a_task_naming_another_jobs_files_is_still_malformed(input_key, output_key):
     with pytest.raises(ValueError):
         ConversionTask(job_id=JOB_ID, input_key=input_key, output_key=output_key)

@@ -38,10 +38,13 @@ def test_a_file_part_is_accepted_with_202(client, intake):
     assert intake.storage.objects == {f"jobs/{body['job_id']}/input": b"video"}
 
 
-@pytest.mark.parametrize(("data", "status", "code"), [
-    (b"", 400, "empty_file"),
-    (b"x" * (LIMIT + 1), 413, "file_too_large"),
-])
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (b"", 400, "empty_file"),
+        (b"x" * (LIMIT + 1), 413, "file_too_large"),
+    ],
+)
 def test_a_rejected_file_answers_json(client, data, status, code):
     response = post_file(client, data)
     assert response.status_code == status and response.get_json()["error"]["code"] == code

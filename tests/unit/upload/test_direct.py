@@ -49,11 +49,18 @@ def test_an_upload_gets_a_url_signed_for_its_size_and_the_expiry(client, intake)
     assert (body["expires_in"], body["max_bytes"]) == (EXPIRY, LIMIT)
 
 
-@pytest.mark.parametrize(("payload", "code"), [
-    ({}, "invalid_size"), ({"size": 0}, "invalid_size"), ({"size": -5}, "invalid_size"),
-    ({"size": "10"}, "invalid_size"),
-    ({"size": True}, "invalid_size"), ({"size": 1.5}, "invalid_size"), ({"size": LIMIT + 1}, "file_too_large"),
-])
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({}, "invalid_size"),
+        ({"size": 0}, "invalid_size"),
+        ({"size": -5}, "invalid_size"),
+        ({"size": "10"}, "invalid_size"),
+        ({"size": True}, "invalid_size"),
+        ({"size": 1.5}, "invalid_size"),
+        ({"size": LIMIT + 1}, "file_too_large"),
+    ],
+)
 def test_a_bad_or_too_large_size_is_a_400(client, intake, payload, code):
     response = client.post("/uploads", json=payload)
     assert (response.status_code, response.get_json()["error"]["code"]) == (400, code)
@@ -98,19 +105,21 @@ def test_starting_it_after_its_job_started_or_with_other_options_is_a_409(client
     client.post("/convert", json={"upload_id": upload_id})
     response = client.post("/convert", json={"upload_id": upload_id, "format": "flac"})
     assert (response.status_code, response.get_json()["error"]["code"]) == (409, "upload_already_started")
-    intake.metadata.jobs[upload_id] = intake.metadata.jobs[upload_id].model_copy(
-        update={"status": JobStatus.COMPLETED})
+    intake.metadata.jobs[upload_id] = intake.metadata.jobs[upload_id].model_copy(update={"status": JobStatus.COMPLETED})
     response = client.post("/convert", json={"upload_id": upload_id})
     assert (response.status_code, response.get_json()["error"]["code"]) == (409, "upload_already_started")
 
 
-@pytest.mark.parametrize(("payload", "status", "code"), [
-    ({}, 400, "missing_file"),
-    ({"file": "x.mp4"}, 400, "missing_file"),
-    ({"upload_id": "../../etc/passwd"}, 400, "invalid_upload_id"),
-    ({"upload_id": 7}, 400, "invalid_upload_id"),
-    ({"upload_id": "0" * 32}, 404, "upload_not_found"),
-])
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ({}, 400, "missing_file"),
+        ({"file": "x.mp4"}, 400, "missing_file"),
+        ({"upload_id": "../../etc/passwd"}, 400, "invalid_upload_id"),
+        ({"upload_id": 7}, 400, "invalid_upload_id"),
+        ({"upload_id": "0" * 32}, 404, "upload_not_found"),
+    ],
+)
 def test_an_unknown_or_malformed_upload_id_is_a_json_4xx(client, intake, payload, status, code):
     response = client.post("/convert", json=payload)
     assert (response.status_code, response.get_json()["error"]["code"]) == (status, code)
@@ -125,8 +134,9 @@ def test_a_bad_option_is_a_400_naming_it_and_queues_nothing(client, intake):
     assert intake.metadata.jobs == {} and input_key(upload_id) in intake.storage.objects
 
 
-@pytest.mark.parametrize(("data", "status", "code"), [(b"", 400, "empty_file"),
-                                                      (b"x" * (LIMIT + 1), 413, "file_too_large")])
+@pytest.mark.parametrize(
+    ("data", "status", "code"), [(b"", 400, "empty_file"), (b"x" * (LIMIT + 1), 413, "file_too_large")]
+)
 def test_a_stored_file_out_of_limits_is_refused_and_deleted(client, intake, data, status, code):
     upload_id = uploaded(intake, data)
     response = client.post("/convert", json={"upload_id": upload_id})
@@ -143,6 +153,7 @@ def test_a_broker_outage_is_a_503_that_keeps_the_file_for_a_retry(client, intake
 
 
 def test_multipart_convert_still_works_beside_the_json_one(client, intake):
-    response = client.post("/convert", data={"file": (io.BytesIO(b"video"), "a.mp4")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/convert", data={"file": (io.BytesIO(b"video"), "a.mp4")}, content_type="multipart/form-data"
+    )
     assert response.status_code == 202

@@ -49,8 +49,9 @@ def test_a_file_becomes_a_stored_recorded_and_published_job(intake, storage, met
     assert (job.original_filename, job.input_size) == ("holiday.mp4", 11)
     [(exchange, routing_key, body)] = publisher.published
     assert (exchange, routing_key) == ("unit.tasks", "conversion")
-    assert ConversionTask.decode(body) == ConversionTask(job_id=job.job_id, input_key=job.input_key,
-                                                         output_key=job.output_key)
+    assert ConversionTask.decode(body) == ConversionTask(
+        job_id=job.job_id, input_key=job.input_key, output_key=job.output_key
+    )
 
 
 def test_the_steps_run_in_order_store_record_publish(intake, storage, metadata, publisher):

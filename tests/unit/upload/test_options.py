@@ -39,8 +39,9 @@ def client(intake):
 
 
 def post(client, **fields):
-    return client.post("/convert", data={"file": (io.BytesIO(b"video"), "talk.mp4"), **fields},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/convert", data={"file": (io.BytesIO(b"video"), "talk.mp4"), **fields}, content_type="multipart/form-data"
+    )
 
 
 def published_task(intake: Intake) -> ConversionTask:
@@ -66,16 +67,19 @@ def test_no_options_make_the_same_task_as_before_options_existed(client, intake)
     assert task.options is None and task.output_key == f"jobs/{job_id}/output.mp3"
 
 
-@pytest.mark.parametrize(("fields", "field"), [
-    ({"bitrate": "100"}, "bitrate"),
-    ({"quality": "10"}, "quality"),
-    ({"sample_rate": "44100", "format": "opus"}, "sample_rate"),
-    ({"channels": "3"}, "channels"),
-    ({"start": "5", "end": "1"}, "end"),
-    ({"format": "aac"}, "format"),
-    ({"normalize": "0"}, "normalize"),
-    ({"cover": "maybe"}, "cover"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"bitrate": "100"}, "bitrate"),
+        ({"quality": "10"}, "quality"),
+        ({"sample_rate": "44100", "format": "opus"}, "sample_rate"),
+        ({"channels": "3"}, "channels"),
+        ({"start": "5", "end": "1"}, "end"),
+        ({"format": "aac"}, "format"),
+        ({"normalize": "0"}, "normalize"),
+        ({"cover": "maybe"}, "cover"),
+    ],
+)
 def test_an_invalid_option_is_400_naming_the_field_and_keeps_nothing(client, intake, fields, field):
     response = post(client, **fields)
     assert response.status_code == 400 and response.mimetype == "application/json"
@@ -87,8 +91,9 @@ def test_an_invalid_option_is_400_naming_the_field_and_keeps_nothing(client, int
 
 def test_a_retry_carries_the_jobs_options_again(client, intake):
     job_id = post(client, format="flac", channels="1").get_json()["job_id"]
-    intake.metadata.jobs[job_id] = intake.metadata.jobs[job_id].model_copy(update={
-        "status": JobStatus.FAILED, "error": JobErrorInfo(code="storage_unavailable", message="down")})
+    intake.metadata.jobs[job_id] = intake.metadata.jobs[job_id].model_copy(
+        update={"status": JobStatus.FAILED, "error": JobErrorInfo(code="storage_unavailable", message="down")}
+    )
     intake.publisher.published.clear()
     assert client.post(f"/jobs/{job_id}/retry").status_code == 202
     task = published_task(intake)

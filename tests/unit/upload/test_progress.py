@@ -38,8 +38,15 @@ def relay(metadata, published) -> ProgressRelay:
 def test_processing_carries_the_events_progress_and_the_keys(relay, job, published):
     body = JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, progress=42).encode()
     assert relay.handle(body) == ACK
-    assert published == [{"job_id": job.job_id, "status": "processing", "progress": 42,
-                          "input_key": "videos/talk.mov", "output_key": "audio/talk.mp3"}]
+    assert published == [
+        {
+            "job_id": job.job_id,
+            "status": "processing",
+            "progress": 42,
+            "input_key": "videos/talk.mov",
+            "output_key": "audio/talk.mp3",
+        }
+    ]
 
 
 def test_processing_without_progress_reports_zero(job):
@@ -49,8 +56,13 @@ def test_processing_without_progress_reports_zero(job):
 
 def test_completed_is_the_final_message_with_the_output_key(job):
     message = job_message(JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED), "in", "audio/talk.mp3")
-    assert message == {"job_id": job.job_id, "status": "completed", "progress": 100, "input_key": "in",
-                       "output_key": "audio/talk.mp3"}
+    assert message == {
+        "job_id": job.job_id,
+        "status": "completed",
+        "progress": 100,
+        "input_key": "in",
+        "output_key": "audio/talk.mp3",
+    }
 
 
 def test_failed_carries_the_error_and_no_progress(job):
@@ -79,7 +91,10 @@ def test_a_metadata_outage_propagates_so_the_event_is_requeued(relay, job, metad
 
 def test_rejected_messages_echo_the_id_they_carried_cut_short():
     assert rejected_message("job-42", "invalid_job_id", "m") == {
-        "job_id": "job-42", "status": "rejected", "error": {"code": "invalid_job_id", "message": "m"}}
+        "job_id": "job-42",
+        "status": "rejected",
+        "error": {"code": "invalid_job_id", "message": "m"},
+    }
     assert rejected_message("x" * 500, "c", "m")["job_id"] == "x" * 64
     assert rejected_message({"a": 1}, "c", "m")["job_id"] is None
 
@@ -88,7 +103,8 @@ def test_the_feed_publishes_json_to_the_progress_exchange():
     publisher = FakePublisher()
     ProgressFeed(publisher, Topology(prefix="unit"))({"job_id": "j", "status": "queued"})
     assert [(exchange, key, json.loads(body)) for exchange, key, body in publisher.published] == [
-        ("unit.progress", "", {"job_id": "j", "status": "queued"})]
+        ("unit.progress", "", {"job_id": "j", "status": "queued"})
+    ]
 
 
 def test_one_final_message_per_run_however_often_the_events_come(relay, job, published):
@@ -101,21 +117,29 @@ def test_one_final_message_per_run_however_often_the_events_come(relay, job, pub
 
 def test_a_retry_starts_a_new_run_and_late_events_of_the_old_one_are_dropped(relay, job, published):
     error = JobErrorInfo(code="storage_unavailable", message="down")
-    for event in (JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error),
-                  JobEvent(job_id=job.job_id, status=JobStatus.QUEUED, retry=1),
-                  JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING),  # late, of run 0
-                  JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, retry=1, progress=10),
-                  JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED, retry=1)):
+    for event in (
+        JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error),
+        JobEvent(job_id=job.job_id, status=JobStatus.QUEUED, retry=1),
+        JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING),  # late, of run 0
+        JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, retry=1, progress=10),
+        JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED, retry=1),
+    ):
         relay.handle(event.encode())
     assert [(m["status"], m.get("progress")) for m in published] == [
-        ("failed", None), ("queued", 0), ("processing", 10), ("completed", 100)]
+        ("failed", None),
+        ("queued", 0),
+        ("processing", 10),
+        ("completed", 100),
+    ]
 
 
 def test_a_retry_announced_to_metadata_over_http_is_followed_from_its_first_event(relay, job, published):
     error = JobErrorInfo(code="disk_full", message="full")
-    for event in (JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error),
-                  JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, retry=1),
-                  JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED, retry=1),
-                  JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error)):  # late, of run 0
+    for event in (
+        JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error),
+        JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, retry=1),
+        JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED, retry=1),
+        JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error),
+    ):  # late, of run 0
         relay.handle(event.encode())
     assert [m["status"] for m in published] == ["failed", "processing", "completed"]

@@ -36,8 +36,14 @@ def settle(verdict, monkeypatch) -> list:
     channel = RecordingChannel()
     intake = QueueIntake(load_settings(), TOPOLOGY, {})
     method = types.SimpleNamespace(delivery_tag=7, redelivered=False)
-    intake._on_message("unit.transcoding_jobs", lambda body, redelivered: verdict, channel, method,
-                       pika.BasicProperties(content_type="application/json"), b"body")
+    intake._on_message(
+        "unit.transcoding_jobs",
+        lambda body, redelivered: verdict,
+        channel,
+        method,
+        pika.BasicProperties(content_type="application/json"),
+        b"body",
+    )
     return channel.calls
 
 
@@ -48,8 +54,11 @@ def test_an_accepted_message_is_acked(monkeypatch):
 def test_a_refused_message_is_published_to_the_dead_letter_exchange_with_its_reason_then_acked(monkeypatch):
     (publish, exchange, body, headers), ack = settle(dead_letter("pipeline_refused", "no pipelines"), monkeypatch)
     assert (publish, exchange, body, ack) == ("publish", "unit.dead-letter", b"body", ("ack", 7))
-    assert headers == {DEAD_LETTER_CODE_HEADER: "pipeline_refused", DEAD_LETTER_REASON_HEADER: "no pipelines",
-                       "x-siphon-queue": "unit.transcoding_jobs"}
+    assert headers == {
+        DEAD_LETTER_CODE_HEADER: "pipeline_refused",
+        DEAD_LETTER_REASON_HEADER: "no pipelines",
+        "x-siphon-queue": "unit.transcoding_jobs",
+    }
 
 
 def test_a_message_meeting_an_outage_goes_back_to_its_queue(monkeypatch):

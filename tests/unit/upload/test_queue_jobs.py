@@ -64,8 +64,15 @@ def events(publisher: FakePublisher) -> list[JobEvent]:
 
 # --- parsing ----------------------------------------------------------------------------------
 def test_a_full_message_parses_with_its_options(job_id):
-    parsed = parse_job_message(message(job_id=job_id, input_key=VIDEO, output_key="audio/talk.m4a",
-                                       transcode_options={"format": "m4a", "bitrate": 192}, priority="high"))
+    parsed = parse_job_message(
+        message(
+            job_id=job_id,
+            input_key=VIDEO,
+            output_key="audio/talk.m4a",
+            transcode_options={"format": "m4a", "bitrate": 192},
+            priority="high",
+        )
+    )
     assert (parsed.job_id, parsed.input_key, parsed.output_key) == (job_id, VIDEO, "audio/talk.m4a")
     assert parsed.options.format == "m4a" and parsed.options.bitrate == 192
 
@@ -75,37 +82,46 @@ def test_without_output_key_the_output_goes_to_the_jobs_own_key_in_the_formats_e
     assert parsed.output_key == f"jobs/{job_id}/output.flac"
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    (b"not json", "invalid_message"),
-    (b"[1, 2]", "invalid_message"),
-    (message(input_key=VIDEO), "invalid_job_id"),
-    (message(job_id="3F2C8E0D-9A6B-4C1E-8F7A-5D4C3B2A1908", input_key=VIDEO), "invalid_job_id"),
-    (message(job_id="a" * 32), "invalid_key"),
-    (message(job_id="a" * 32, input_key=""), "invalid_key"),
-    (message(job_id="a" * 32, input_key="/etc/passwd"), "invalid_key"),
-    (message(job_id="a" * 32, input_key="videos/../jobs/x/input"), "invalid_key"),
-    (message(job_id="a" * 32, input_key="videos//talk.mov"), "invalid_key"),
-    (message(job_id="a" * 32, input_key="videos/talk\n.mov"), "invalid_key"),
-    (message(job_id="a" * 32, input_key="jobs/" + "b" * 32 + "/input"), "invalid_key"),
-    (message(job_id="a" * 32, input_key=VIDEO, output_key="jobs/" + "b" * 32 + "/output.mp3"), "invalid_key"),
-    (message(job_id="a" * 32, input_key=VIDEO, output_key="audio/talk.wav"), "invalid_key"),
-    (message(job_id="a" * 32, input_key=VIDEO, output_key=7), "invalid_key"),
-])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"not json", "invalid_message"),
+        (b"[1, 2]", "invalid_message"),
+        (message(input_key=VIDEO), "invalid_job_id"),
+        (message(job_id="3F2C8E0D-9A6B-4C1E-8F7A-5D4C3B2A1908", input_key=VIDEO), "invalid_job_id"),
+        (message(job_id="a" * 32), "invalid_key"),
+        (message(job_id="a" * 32, input_key=""), "invalid_key"),
+        (message(job_id="a" * 32, input_key="/etc/passwd"), "invalid_key"),
+        (message(job_id="a" * 32, input_key="videos/../jobs/x/input"), "invalid_key"),
+        (message(job_id="a" * 32, input_key="videos//talk.mov"), "invalid_key"),
+        (message(job_id="a" * 32, input_key="videos/talk\n.mov"), "invalid_key"),
+        (message(job_id="a" * 32, input_key="jobs/" + "b" * 32 + "/input"), "invalid_key"),
+        (message(job_id="a" * 32, input_key=VIDEO, output_key="jobs/" + "b" * 32 + "/output.mp3"), "invalid_key"),
+        (message(job_id="a" * 32, input_key=VIDEO, output_key="audio/talk.wav"), "invalid_key"),
+        (message(job_id="a" * 32, input_key=VIDEO, output_key=7), "invalid_key"),
+    ],
+)
 def test_malformed_messages_are_refused_with_a_code(body, code):
     with pytest.raises(MessageError) as refused:
         parse_job_message(body)
     assert refused.value.code == code
 
 
-@pytest.mark.parametrize(("options", "code"), [
-    ("filesrc location=in.mov ! decodebin ! audioconvert ! lamemp3enc ! filesink location=out.mp3", "pipeline_refused"),
-    ({"pipeline": "decodebin ! lamemp3enc"}, "pipeline_refused"),
-    ({"format": "mp3 ! filesink location=/etc/passwd"}, "pipeline_refused"),
-    ("mp3", "invalid_option"),
-    ({"bitrate": 100}, "invalid_option"),
-    ({"bitrat": 128}, "invalid_option"),
-    ({"channels": [1]}, "invalid_option"),
-])
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        (
+            "filesrc location=in.mov ! decodebin ! audioconvert ! lamemp3enc ! filesink location=out.mp3",
+            "pipeline_refused",
+        ),
+        ({"pipeline": "decodebin ! lamemp3enc"}, "pipeline_refused"),
+        ({"format": "mp3 ! filesink location=/etc/passwd"}, "pipeline_refused"),
+        ("mp3", "invalid_option"),
+        ({"bitrate": 100}, "invalid_option"),
+        ({"bitrat": 128}, "invalid_option"),
+        ({"channels": [1]}, "invalid_option"),
+    ],
+)
 def test_pipelines_and_bad_options_are_refused(options, code):
     with pytest.raises(RequestRejected) as refused:
         parse_job_message(message(job_id="a" * 32, input_key=VIDEO, transcode_options=options))
@@ -119,12 +135,17 @@ def test_an_exclamation_mark_in_a_title_is_only_a_title():
 
 # --- handling ---------------------------------------------------------------------------------
 def test_a_valid_message_becomes_a_queued_job_and_a_task_with_its_options(queue, metadata, publisher, job_id):
-    verdict = queue.handle(message(job_id=job_id, input_key=VIDEO, output_key="audio/talk.mp3",
-                                   transcode_options={"bitrate": 128}))
+    verdict = queue.handle(
+        message(job_id=job_id, input_key=VIDEO, output_key="audio/talk.mp3", transcode_options={"bitrate": 128})
+    )
     assert verdict == ACK
     job = metadata.jobs[job_id]
-    assert (job.status, job.input_key, job.output_key, job.input_size) == (JobStatus.QUEUED, VIDEO, "audio/talk.mp3",
-                                                                           11)
+    assert (job.status, job.input_key, job.output_key, job.input_size) == (
+        JobStatus.QUEUED,
+        VIDEO,
+        "audio/talk.mp3",
+        11,
+    )
     assert job.original_filename == "talk.mov" and job.options == {"bitrate": 128}
     [task] = tasks(publisher)
     assert (task.job_id, task.input_key, task.output_key) == (job_id, VIDEO, "audio/talk.mp3")
@@ -138,8 +159,9 @@ def test_a_message_sent_twice_is_one_job_and_one_task(queue, metadata, publisher
     assert len(tasks(publisher)) == 1
 
 
-def test_a_redelivered_message_of_a_queued_job_republishes_its_task_but_makes_no_second_job(queue, metadata,
-                                                                                          publisher, job_id):
+def test_a_redelivered_message_of_a_queued_job_republishes_its_task_but_makes_no_second_job(
+    queue, metadata, publisher, job_id
+):
     body = message(job_id=job_id, input_key=VIDEO)
     assert queue.handle(body) == ACK and queue.handle(body, redelivered=True) == ACK
     assert [name for name, _ in metadata.calls].count("create_job") == 1
@@ -161,7 +183,8 @@ def test_a_missing_input_becomes_a_failed_job_and_its_event_and_is_dead_lettered
     assert (job.status, job.error.code) == (JobStatus.FAILED, "input_missing")
     assert "videos/gone.mov" in job.error.message
     assert [(e.job_id, e.status, e.error.code) for e in events(publisher)] == [
-        (job_id, JobStatus.FAILED, "input_missing")]
+        (job_id, JobStatus.FAILED, "input_missing")
+    ]
     assert tasks(publisher) == []
 
 
@@ -180,8 +203,7 @@ def test_a_pipeline_with_a_usable_job_id_is_a_failed_job_never_run(queue, metada
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe garbage", message(job_id="job-42", input_key=VIDEO), b'"a string"'])
-def test_a_message_without_a_usable_job_id_is_rejected_on_the_progress_feed(queue, metadata, publisher, progress,
-                                                                              body):
+def test_a_message_without_a_usable_job_id_is_rejected_on_the_progress_feed(queue, metadata, publisher, progress, body):
     verdict = queue.handle(body)
     assert verdict.settle is Settle.DEAD_LETTER
     assert metadata.jobs == {} and publisher.published == []
@@ -190,8 +212,9 @@ def test_a_message_without_a_usable_job_id_is_rejected_on_the_progress_feed(queu
     assert rejected["job_id"] == (json.loads(body).get("job_id") if body.startswith(b"{") else None)
 
 
-def test_a_job_id_taken_by_another_file_is_rejected_and_the_job_left_alone(queue, metadata, publisher, progress,
-                                                                           job_id):
+def test_a_job_id_taken_by_another_file_is_rejected_and_the_job_left_alone(
+    queue, metadata, publisher, progress, job_id
+):
     queue.handle(message(job_id=job_id, input_key=VIDEO))
     before = metadata.jobs[job_id]
     verdict = queue.handle(message(job_id=job_id, input_key="videos/huge.mov"))
@@ -202,8 +225,9 @@ def test_a_job_id_taken_by_another_file_is_rejected_and_the_job_left_alone(queue
     assert metadata.jobs[job_id] == before
 
 
-def test_a_metadata_outage_propagates_so_the_message_is_requeued_and_nothing_is_kept(queue, metadata, publisher,
-                                                                                     job_id):
+def test_a_metadata_outage_propagates_so_the_message_is_requeued_and_nothing_is_kept(
+    queue, metadata, publisher, job_id
+):
     metadata.fail("create_job", JobStoreUnavailable("down"))
     with pytest.raises(JobStoreUnavailable):
         queue.handle(message(job_id=job_id, input_key=VIDEO))

@@ -30,14 +30,14 @@ class EventMetadata(FakeMetadata):
 
 
 def failed_job(error: JobErrorInfo = DOWN) -> Job:
-    return Job.new(JOB_ID, "talk.mp4", 5).model_copy(update={"status": JobStatus.FAILED, "attempts": 1,
-                                                             "error": error})
+    return Job.new(JOB_ID, "talk.mp4", 5).model_copy(update={"status": JobStatus.FAILED, "attempts": 1, "error": error})
 
 
 @pytest.fixture
 def intake() -> Intake:
-    return Intake(FakeStorage(), EventMetadata(failed_job()), FakePublisher(), Topology(prefix="unit"),
-                  max_upload_bytes=100)
+    return Intake(
+        FakeStorage(), EventMetadata(failed_job()), FakePublisher(), Topology(prefix="unit"), max_upload_bytes=100
+    )
 
 
 @pytest.fixture
