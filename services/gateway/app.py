@@ -200,7 +200,7 @@ def create_app(
             etag=f"{job_id}-{size}",
         )
 
-    @app.delete("/jobs/<path:job_id>")
+    @app.delete("/jobs/<job_id>")  # not <path:>: that would also claim /jobs/<id>/retry for DELETE
     @app.post("/cancel/<path:job_id>")
     def cancel(job_id: str):
         try:
