@@ -9,7 +9,7 @@ It talks HTTP to ``SIPHON_URL`` (default ``http://localhost:5000``) and nothing 
 neither ``services`` nor ``shared``, so it can be shipped on its own.
 
     api.py       SiphonClient: the HTTP calls, and errors mapped to the ones below
-    follow.py    following a job until it ends (polling today; SSE slots in there)
+    follow.py    following a job until it ends (its Server-Sent Events; polling when there are none)
     progress.py  the progress bars (rich), on stderr so stdout stays scriptable
     main.py      the click commands and their exit codes
 """

@@ -95,6 +95,17 @@ class SiphonClient:
         partial.replace(destination)
         return destination
 
+    def job_events(self, job_id: str) -> requests.Response | None:
+        """``GET /events/<job_id>`` as an open Server-Sent Events stream, or None when the server
+        offers none (an older server) or the job's stream is already over (204)."""
+        response = self._request("GET", f"/events/{job_id}", stream=True, headers={"Accept": "text/event-stream"})
+        if response.status_code == 200 and response.headers.get("Content-Type", "").startswith("text/event-stream"):
+            return response
+        response.close()
+        if response.status_code == 404 and self._body(response).get("status") == "not_found":
+            raise ApiError(404, "job_not_found", f"No job with id {job_id!r} on this server.")
+        return None
+
     def jobs(self) -> dict | list:
         """``GET /jobs``: the server's job listing, as it sends it."""
         response = self._request("GET", "/jobs")

@@ -1,14 +1,18 @@
-"""Following a job until it ends, as a stream of its status bodies (the JSON of ``GET /status``).
+"""Following a job until it ends, as a stream of its bodies (``status``, ``progress``, ``error``,
+``download_url``: the fields ``GET /status`` and the job summaries of ``GET /events`` share).
 
-The server offers only polling today. When it streams job changes (Server-Sent Events on
-``GET /events/<job_id>``), add a follower here that yields the same bodies and let
-:func:`follow_job` prefer it; the commands and the progress bars stay as they are.
+:func:`stream_or_poll` listens to the job's Server-Sent Events (``GET /events/<job_id>``, the
+WHATWG HTML "server-sent events" format) and falls back to polling ``GET /status`` when the server
+has no stream or the stream breaks off.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
+
+import requests
 
 from siphon_cli.api import CliError, SiphonClient
 
@@ -36,7 +40,50 @@ def poll_status(client: SiphonClient, job_id: str, interval: float = POLL_INTERV
         time.sleep(interval)
 
 
-def follow_job(client: SiphonClient, job_id: str, timeout: float, follower: Follower = poll_status) -> Iterator[dict]:
+def sse_job_bodies(response: requests.Response) -> Iterator[dict | None]:
+    """The ``job`` events of an SSE response as dicts; None for each keep-alive comment (so the
+    caller can check its own deadline while the job is quiet). Ends when the server ends the stream."""
+    event, data = "message", []
+    for line in response.iter_lines(decode_unicode=True):
+        if line == "":  # a blank line dispatches the event
+            if event == "job" and data:
+                yield json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith(":"):
+            yield None
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
+
+
+def stream_or_poll(client: SiphonClient, job_id: str) -> Iterator[dict]:
+    """The job's bodies from its event stream; by polling when there is none or it breaks off."""
+    last: dict | None = None
+    try:
+        response = client.job_events(job_id)
+        if response is not None:
+            with response:
+                for body in sse_job_bodies(response):
+                    if body is None:
+                        if last is not None:
+                            yield last  # a keep-alive: the same state again, for the deadline check
+                        continue
+                    last = body
+                    yield body
+                    if body.get("status") in TERMINAL_STATES:
+                        return
+    except (requests.RequestException, ValueError):
+        pass  # a broken stream: polling picks up where it stopped
+    yield from poll_status(client, job_id)
+
+
+def follow_job(
+    client: SiphonClient, job_id: str, timeout: float, follower: Follower = stream_or_poll
+) -> Iterator[dict]:
     """The job's status bodies until it ends.
 
     Raises:

@@ -59,6 +59,9 @@ def test_convert_writes_the_mp3_next_to_the_input(stack, media_dir, tmp_path):
     assert result.stdout.splitlines() == [str(mp3)]
     assert_mp3_of(mp3, source, tmp_path)
     assert not list(tmp_path.glob("*.part"))
+    # It followed the job live over Server-Sent Events, not by polling /status.
+    gateway_log = (stack.log_dir / "gateway.log").read_text()
+    assert '"path": "/events/' in gateway_log
 
 
 def test_convert_several_files_into_an_output_dir(stack, media_dir, tmp_path):

@@ -84,7 +84,7 @@ def readme_settings_table() -> str:
 
 
 def gunicorn_env_vars() -> set[str]:
-    """The variables the services' gunicorn.conf.py files (and their shared base) read (``os.environ.get("NAME", ...)``)."""
+    """The variables the gunicorn.conf.py files and their shared base read (``os.environ.get("NAME", ...)``)."""
     found = set()
     for conf in [*ROOT.glob("services/*/gunicorn.conf.py"), ROOT / "shared" / "gunicorn_base.py"]:
         found |= set(re.findall(r"os\.environ\.get\(\s*[\"']([A-Z0-9_]+)[\"']", conf.read_text()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siphon_cli.follow import FollowTimeout, follow_job, poll_status
+from siphon_cli.follow import FollowTimeout, follow_job, poll_status, sse_job_bodies, stream_or_poll
 from siphon_cli.main import output_path
 
 
@@ -44,8 +44,80 @@ def test_following_a_job_that_never_ends_stops_at_the_timeout():
 
 def test_following_ends_with_the_terminal_status():
     class FinishedClient:
+        def job_events(self, job_id):
+            return None  # a server without event streams
+
         def status(self, job_id):
             return {"job_id": job_id, "status": "failed", "error": {"code": "not_media", "message": "No."}}
 
     bodies = list(follow_job(FinishedClient(), "a" * 32, timeout=10))
     assert [b["status"] for b in bodies] == ["failed"]
+
+
+class FakeStream:
+    """An SSE response: ``lines`` as ``iter_lines`` gives them."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+
+    def iter_lines(self, decode_unicode: bool = False):
+        yield from self.lines
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_sse_job_events_become_bodies_and_keep_alives_become_none():
+    lines = [
+        "id: 1-0",
+        "event: job",
+        'data: {"status": "processing",',
+        'data:  "progress": 40}',
+        "",
+        ": keep-alive",
+        "event: deleted",
+        'data: {"job_id": "x"}',
+        "",
+    ]
+    assert list(sse_job_bodies(FakeStream(lines))) == [{"status": "processing", "progress": 40}, None]
+
+
+def test_following_prefers_the_event_stream_and_stops_at_its_terminal_event():
+    class StreamingClient:
+        def __init__(self):
+            self.polled = False
+
+        def job_events(self, job_id):
+            return FakeStream(
+                [
+                    "event: job",
+                    'data: {"status": "processing", "progress": 10}',
+                    "",
+                    ": keep-alive",
+                    "event: job",
+                    'data: {"status": "completed", "download_url": "http://x/a.mp3"}',
+                    "",
+                ]
+            )
+
+        def status(self, job_id):
+            self.polled = True
+            return {"status": "completed"}
+
+    client = StreamingClient()
+    bodies = list(stream_or_poll(client, "a" * 32))
+    assert [b["status"] for b in bodies] == ["processing", "processing", "completed"] and not client.polled
+
+
+def test_a_stream_that_breaks_off_falls_back_to_polling():
+    class BrokenStreamClient:
+        def job_events(self, job_id):
+            return FakeStream(["event: job", 'data: {"status": "queued"}', ""])  # ends before the job does
+
+        def status(self, job_id):
+            return {"status": "failed", "error": {"code": "not_media", "message": "No."}}
+
+    assert [b["status"] for b in stream_or_poll(BrokenStreamClient(), "a" * 32)] == ["queued", "failed"]
