@@ -111,6 +111,31 @@ class Topology:
             prefix=s.amqp_prefix, jobs_queue=s.transcoding_jobs_queue, progress_queue=s.transcoding_progress_queue
         )
 
+    @property
+    def exchanges(self) -> tuple[str, ...]:
+        """Every exchange :meth:`declare` and :meth:`declare_intake` make."""
+        return (
+            self.tasks_exchange,
+            self.dead_letter_exchange,
+            self.events_exchange,
+            self.control_exchange,
+            self.progress_exchange,
+            self.s3_events_exchange,
+        )
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every shared queue :meth:`declare` and :meth:`declare_intake` make (not the relay's or
+        the workers' exclusive ones)."""
+        return (
+            self.dead_letter_queue,
+            self.conversion_queue,
+            self.metadata_queue,
+            self.jobs_queue,
+            self.progress_queue,
+            self.s3_events_queue,
+        )
+
     def declare(self, channel) -> None:
         """Declare every exchange, queue and binding (idempotent)."""
         channel.exchange_declare(self.tasks_exchange, "direct", durable=True)

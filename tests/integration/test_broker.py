@@ -36,9 +36,9 @@ def channel(settings, topology):
         connection.close()
     cleanup = connect(settings)
     ch = cleanup.channel()
-    for queue in (topology.conversion_queue, topology.metadata_queue, topology.dead_letter_queue):
+    for queue in topology.queues:
         ch.queue_delete(queue)
-    for exchange in (topology.tasks_exchange, topology.events_exchange, topology.dead_letter_exchange):
+    for exchange in topology.exchanges:
         ch.exchange_delete(exchange)
     cleanup.close()
 

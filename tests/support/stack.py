@@ -212,25 +212,9 @@ class Stack:
     def _delete_topology(self) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         channel = connection.channel()
-        t = self.topology
-        for queue in (
-            t.conversion_queue,
-            t.metadata_queue,
-            t.dead_letter_queue,
-            t.jobs_queue,
-            t.progress_queue,
-            t.s3_events_queue,
-            t.progress_relay_queue,
-        ):
+        for queue in (*self.topology.queues, self.topology.progress_relay_queue):
             channel.queue_delete(queue)
-        for exchange in (
-            t.tasks_exchange,
-            t.events_exchange,
-            t.dead_letter_exchange,
-            t.control_exchange,
-            t.progress_exchange,
-            t.s3_events_exchange,
-        ):
+        for exchange in self.topology.exchanges:
             channel.exchange_delete(exchange)
         connection.close()
 
