@@ -6,7 +6,7 @@ listener, so the confined runs below prove the confinement, not a broken file.
 
 from __future__ import annotations
 
-import os
+import random
 import subprocess
 import time
 import uuid
@@ -143,10 +143,12 @@ def test_allow_list_holds_no_demuxer_that_opens_other_files():
 @pytest.mark.parametrize("seed", range(20))
 def test_random_bytes_are_not_media(seed, tmp_path, converter):
     source = tmp_path / "random.mp4"
-    source.write_bytes(os.urandom(1024 * (seed + 1) * 3))
+    source.write_bytes(random.Random(seed).randbytes(1024 * (seed + 1) * 3))  # seeded: the same bytes every run
     with pytest.raises(MediaError) as refused:
         convert(converter, source)
-    assert refused.value.code == codes.NOT_MEDIA
+    # Some random runs look enough like a demuxer outside the allow-list for ffprobe's guess to pick
+    # it: refused as that format, which is as specific and as final as "not media".
+    assert refused.value.code in (codes.NOT_MEDIA, codes.UNSUPPORTED_FORMAT)
 
 
 @pytest.mark.parametrize(
