@@ -153,6 +153,16 @@ class ProbeResult:
         )
 
 
+def run_ffprobe(ffprobe: str, path: Path, *options: str) -> subprocess.CompletedProcess | None:
+    """Run ffprobe confined (:func:`confinement_options`) on ``path`` with ``options``, JSON out;
+    None when it ran past :data:`PROBE_TIMEOUT_SECONDS` (it is killed)."""
+    command = [ffprobe, "-v", "error", *confinement_options(), *options, "-of", "json", f"file:{path}"]
+    try:
+        return subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
     """Probe ``path`` with ffprobe.
 
@@ -162,22 +172,13 @@ def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
     """
     if path.stat().st_size == 0:
         raise MediaError("The file is empty.", code=codes.EMPTY_FILE)
-    command = [
-        ffprobe,
-        "-v",
-        "error",
-        *confinement_options(),
-        "-show_entries",
+    entries = (
         "format=format_name,duration:format_tags"
-        ":stream=index,codec_type,codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags",
-        "-of",
-        "json",
-        f"file:{path}",
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise MediaError("Reading the file's structure took too long.", code=codes.TIMEOUT) from None
+        ":stream=index,codec_type,codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags"
+    )
+    done = run_ffprobe(ffprobe, path, "-show_entries", entries)
+    if done is None:
+        raise MediaError("Reading the file's structure took too long.", code=codes.TIMEOUT)
     stderr = done.stderr.decode(errors="replace")
     if done.returncode != 0:
         raise explain_unreadable(path, stderr)
@@ -238,21 +239,8 @@ def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe") -> float:
     counted = xing_seconds(path)
     if counted is not None:
         return counted
-    command = [
-        ffprobe,
-        "-v",
-        "error",
-        "-select_streams",
-        "a:0",
-        "-show_entries",
-        "format=duration:stream=index",
-        "-of",
-        "json",
-        f"file:{path}",
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+    done = run_ffprobe(ffprobe, path, "-select_streams", "a:0", "-show_entries", "format=duration:stream=index")
+    if done is None:
         return 0.0
     data = json.loads(done.stdout or b"{}")
     duration = data.get("format", {}).get("duration")

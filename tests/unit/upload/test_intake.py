@@ -23,16 +23,6 @@ def storage() -> FakeStorage:
 
 
 @pytest.fixture
-def metadata() -> FakeMetadata:
-    return FakeMetadata()
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
 def intake(storage, metadata, publisher) -> Intake:
     return Intake(storage, metadata, publisher, TOPOLOGY, max_upload_bytes=LIMIT)
 

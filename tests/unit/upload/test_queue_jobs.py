@@ -13,7 +13,7 @@ from shared.broker import Topology
 from shared.errors import BrokerUnavailable, JobStoreUnavailable, MessageError, RequestRejected
 from shared.jobs import Job, JobStatus, new_job_id
 from shared.messages import ConversionTask, JobEvent
-from tests.unit.fakes import FakeMetadata, FakePublisher, FakeStorage
+from tests.unit.fakes import FakePublisher, FakeStorage
 
 LIMIT = 100
 TOPOLOGY = Topology(prefix="unit")
@@ -32,21 +32,6 @@ def job_id() -> str:
 @pytest.fixture
 def storage() -> FakeStorage:
     return FakeStorage({VIDEO: b"video bytes", "videos/empty.mov": b"", "videos/huge.mov": b"x" * (LIMIT + 1)})
-
-
-@pytest.fixture
-def metadata() -> FakeMetadata:
-    return FakeMetadata()
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def progress() -> list[dict]:
-    return []
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from shared.broker import Topology
 from shared.errors import MessageError, StorageUnavailable
 from shared.jobs import JobStatus, is_valid_job_id
 from shared.messages import ConversionTask, JobEvent
-from tests.unit.fakes import FakeMetadata, FakePublisher, FakeStorage
+from tests.unit.fakes import FakePublisher, FakeStorage
 
 LIMIT = 100
 BUCKET = "siphon"
@@ -75,21 +75,6 @@ def storage() -> FakeStorage:
             "incoming/notes.txt": b"hello",
         }
     )
-
-
-@pytest.fixture
-def metadata() -> FakeMetadata:
-    return FakeMetadata()
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def progress() -> list[dict]:
-    return []
 
 
 @pytest.fixture
