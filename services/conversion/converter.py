@@ -1,4 +1,8 @@
-"""From a local input file to a checked audio file: probe, plan, (measure loudness,) encode, verify."""
+"""From a local input file to a checked audio file: probe, plan, (measure loudness,) encode, verify.
+
+The cover picture is made in a forked child while ffmpeg encodes (``services.conversion.picture``)
+and embedded in the output before it is verified.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from mutagen import MutagenError
+
 from services.conversion import loudnorm
 from services.conversion import media_codes as codes
 from services.conversion.encode import EncodeLimits, EncodePlan, EncodeResult, FfmpegProcess, build_command
+from services.conversion.picture import PictureMaker, embed_picture
 from services.conversion.plan import plan_encode
 from services.conversion.probe import ProbeResult, measure_audio_seconds, probe_media
 from shared.config import Settings
@@ -76,16 +83,30 @@ class Converter:
         plan = plan_encode(probe, options, self.vbr_quality, self.limits.max_duration_seconds)
         passes = 1 if options.normalize is None else 2
         started = time.monotonic()
-        if options.normalize is not None:
-            plan = self._with_loudnorm(
-                plan,
-                options.normalize,
-                source,
-                target,
-                _share(on_progress, plan.expected_seconds, 0, passes),
+        picture = None if plan.cover is None else PictureMaker(source, plan.cover, target.with_suffix(".cover"))
+        try:
+            if options.normalize is not None:
+                plan = self._with_loudnorm(
+                    plan,
+                    options.normalize,
+                    source,
+                    target,
+                    _share(on_progress, plan.expected_seconds, 0, passes),
+                    cancelled,
+                )
+            share = _share(on_progress, plan.expected_seconds, passes - 1, passes)
+            self._run(
+                build_command(self.ffmpeg, plan, source, target, self.limits),
+                target.with_suffix(".ffmpeg.log"),
+                share,
                 cancelled,
             )
-        self._encode(plan, source, target, _share(on_progress, plan.expected_seconds, passes - 1, passes), cancelled)
+            if picture is not None:
+                self._embed(picture, plan, target)
+        finally:
+            if picture is not None:
+                picture.cancel()
+                picture.target.unlink(missing_ok=True)
         size = target.stat().st_size if target.exists() else 0
         # ffmpeg's progress clock follows the input's timestamps, not the samples written (FFmpeg 5.1
         # reports 1.6 s for the 0.31 s it decodes of an E-AC-3 file), so the output itself is measured.
@@ -101,25 +122,17 @@ class Converter:
             duration_seconds=seconds, size_bytes=size, speed=round(seconds / elapsed, 2) if elapsed > 0 else None
         )
 
-    def _encode(
-        self,
-        plan: EncodePlan,
-        source: Path,
-        target: Path,
-        on_progress: Callable[[float], None],
-        cancelled: threading.Event | None,
-    ) -> None:
-        """Run the encode; if it fails with a cover picture, once more without one: the audio is
-        what was asked for, and a video stream too broken to give a frame must not cost it."""
-        log = target.with_suffix(".ffmpeg.log")
+    @staticmethod
+    def _embed(picture: PictureMaker, plan: EncodePlan, target: Path) -> None:
+        """Embed the finished cover picture, if the child made one; a picture that cannot be
+        embedded is logged and left out (the audio is what was asked for)."""
+        made = picture.result()
+        if made is None:
+            return
         try:
-            self._run(build_command(self.ffmpeg, plan, source, target, self.limits), log, on_progress, cancelled)
-        except MediaError as exc:
-            if plan.cover is None or exc.code in (codes.TIMEOUT, codes.OUTPUT_TOO_LARGE):
-                raise
-            logger.warning("conversion with a cover picture failed (%s); converting without one", exc.code)
-            plan = replace(plan, cover=None)
-            self._run(build_command(self.ffmpeg, plan, source, target, self.limits), log, on_progress, cancelled)
+            embed_picture(target, plan.output.muxer, made)
+        except (MutagenError, OSError, ValueError):
+            logger.warning("could not embed the cover picture; the output goes without one", exc_info=True)
 
     def _with_loudnorm(
         self,

@@ -6,19 +6,18 @@ encoders in ffmpeg-codecs(1), the muxers in ffmpeg-formats(1))::
     ffmpeg -nostdin -hide_banner -loglevel error
            -protocol_whitelist file -format_whitelist <ALLOWED_DEMUXERS> -f <probed demuxer>
            [-ss <start>] [-to <end>] -i file:<input>
-           [-protocol_whitelist file -format_whitelist ... -f <demuxer> [-ss <frame time> -t 1] -i file:<input>]
-           -map 0:<audio stream> [-map 1:<picture stream>] -vn -sn -dn
+           -map 0:<audio stream> -vn -sn -dn
            -map_metadata:g -1 -map_metadata:s -1 [-metadata <tag>=<value> ...]
            -c:a <encoder> <rate control> -ar <Hz> -ac <1|2> [-af loudnorm=...]
-           [-c:v mjpeg|copy -frames:v 1 -disposition:v:0 attached_pic -metadata:s:v:0 "comment=Cover (front)"]
            <muxer options: -id3v2_version 4 (mp3), -movflags +faststart (m4a)>
            -t <max seconds> -fs <max bytes> -progress pipe:1 -nostats
            -f <muxer> -y file:<output>
 
-Every input is confined (``-protocol_whitelist file``, ``-format_whitelist``: these are per-input
-options, so the cover's second opening of the same file repeats them). Without a cover the output
-takes the one mapped audio stream and ``-vn -sn -dn``; with one it maps exactly that audio stream
-and one picture from the second input, so only ``-vn`` goes. Tags are not copied wholesale
+The input is confined (``-protocol_whitelist file``, ``-format_whitelist``) and is the only one:
+with a second input ffmpeg 5.1 reads every input on a thread of its own, which costs CPU in
+proportion to the file. So the output takes the one mapped audio stream and ``-vn -sn -dn``, and the
+cover picture is made beside the encode and embedded after it (``services.conversion.picture``).
+Tags are not copied wholesale
 (``-map_metadata -1`` for global and stream metadata: no GPS location, encoder or brand tags leak
 through); the ones siphon carries are set one by one. Chapters are copied by FFmpeg's default
 (``-map_chapters``): the mp3 muxer writes them as ID3 CHAP/CTOC frames.
@@ -54,9 +53,6 @@ LAME_VBR_KBPS = (245, 225, 190, 175, 165, 130, 115, 100, 85, 65)
 
 OPUS_MAX_KBPS_PER_CHANNEL = 256
 """libopus refuses bitrates above 256 kbps per channel (ffmpeg-codecs(1), libopus "b")."""
-
-COVER_COMMENT = "Cover (front)"
-"""The picture stream's ``comment``: FFmpeg's ID3 and FLAC writers take the picture type from it."""
 
 STDERR_TAIL_BYTES = 4096
 
@@ -175,12 +171,13 @@ class EncodeResult:
 
 @dataclass(frozen=True)
 class Cover:
-    """A picture to embed from input stream ``index``: one frame at ``at_seconds`` encoded as JPEG,
-    or, when ``at_seconds`` is None, the source's own cover picture (stream-copied if ``copy``)."""
+    """A picture to embed from input stream ``index``: one frame near ``at_seconds`` seconds encoded
+    as JPEG (exactly the frame at that time when ``exact``, else the keyframe at or before it), or,
+    when ``at_seconds`` is None, the source's own cover picture (``services.conversion.picture``)."""
 
     index: int
     at_seconds: float | None = None
-    copy: bool = False
+    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,12 +203,6 @@ class EncodePlan:
     expected_seconds: float | None = None
 
 
-COVER_READ_SECONDS = 1.0
-"""How much of the source the cover frame's input reads past its seek point, seconds. ffmpeg 5
-goes on decoding a mapped video stream after ``-frames:v 1``, so without this bound it decoded the
-whole video for one picture (a 10-minute 720p video: 40 s instead of 2.3 s; docs/performance.md)."""
-
-
 def _seconds(value: float) -> str:
     return f"{value:.6f}"  # a plain decimal: ffmpeg refuses "1e+06"
 
@@ -226,29 +217,10 @@ def input_options(plan: EncodePlan, source: Path) -> list[str]:
     return [*confinement_options(), "-f", plan.demuxer, *trim, "-i", f"file:{source}"]
 
 
-def _cover_input(plan: EncodePlan, source: Path) -> list[str]:
-    seek = (
-        []
-        if plan.cover.at_seconds is None
-        else ["-ss", _seconds(plan.cover.at_seconds), "-t", _seconds(COVER_READ_SECONDS)]
-    )
-    return [*confinement_options(), "-f", plan.demuxer, *seek, "-i", f"file:{source}"]
-
-
-def _cover_output(cover: Cover) -> list[str]:
-    codec = ["-c:v", "copy"] if cover.copy else ["-c:v", "mjpeg"]
-    return [*codec, "-frames:v", "1", "-disposition:v:0", "attached_pic", "-metadata:s:v:0", f"comment={COVER_COMMENT}"]
-
-
 def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, limits: EncodeLimits) -> list[str]:
     """The ffmpeg argv (see the module docstring)."""
     inputs = input_options(plan, source)
-    maps = ["-map", f"0:{plan.audio_index}"]
-    if plan.cover is not None:
-        inputs += _cover_input(plan, source)
-        maps += ["-map", f"1:{plan.cover.index}", "-sn", "-dn"]
-    else:
-        maps += ["-vn", "-sn", "-dn"]
+    maps = ["-map", f"0:{plan.audio_index}", "-vn", "-sn", "-dn"]
     tags = [arg for key, value in plan.tags for arg in ("-metadata", f"{key}={value}")]
     audio = [
         "-c:a",
@@ -261,7 +233,6 @@ def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, lim
     ]
     if plan.audio_filter:
         audio += ["-af", plan.audio_filter]
-    picture = _cover_output(plan.cover) if plan.cover is not None else []
     return [
         ffmpeg,
         "-nostdin",
@@ -276,7 +247,6 @@ def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, lim
         "-1",
         *tags,
         *audio,
-        *picture,
         *muxer_options(plan.output),
         "-t",
         _seconds(limits.max_duration_seconds),

@@ -37,9 +37,6 @@ COVER_AT_RATIO = 0.1
 COVER_END_MARGIN_SECONDS = 0.5
 """A requested cover time is held this far before the end, so the seek still finds a frame, seconds."""
 
-COPYABLE_PICTURE_CODECS = frozenset({"mjpeg", "png"})
-"""Cover pictures every muxer that carries one takes as they are; others are re-encoded as JPEG."""
-
 
 def plan_encode(
     probe: ProbeResult, options: ConversionOptions, default_quality: int, max_duration_seconds: float
@@ -117,9 +114,10 @@ def choose_cover(probe: ProbeResult, options: ConversionOptions, output: OutputF
     picture, video = probe.attached_picture(), probe.moving_picture()
     mode = options.cover or ("source" if picture else "frame" if video else "none")
     if mode == "source" and picture is not None:
-        return Cover(index=picture.index, copy=picture.codec in COPYABLE_PICTURE_CODECS)
+        return Cover(index=picture.index)
     if mode == "frame" and video is not None:
-        return Cover(index=video.index, at_seconds=cover_time(probe.duration_seconds, options.cover_at))
+        at = cover_time(probe.duration_seconds, options.cover_at)
+        return Cover(index=video.index, at_seconds=at, exact=options.cover_at is not None)
     return None
 
 

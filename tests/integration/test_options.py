@@ -4,6 +4,7 @@ mode, tags, pictures, chapters)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -429,16 +430,22 @@ def test_a_cancel_before_ffmpeg_starts_never_runs_it(converter, media_dir, tmp_p
     assert not (tmp_path / "out.mp3").exists()
 
 
-def test_a_cover_that_breaks_the_encode_is_dropped_not_the_audio(converter, tagged_video, tmp_path, monkeypatch):
-    from services.conversion import converter as converter_module
+def test_a_picture_whose_child_crashes_is_dropped_not_the_audio(converter, tagged_video, tmp_path, monkeypatch):
+    from services.conversion import picture
 
-    real_build = converter_module.build_command
-
-    def broken_picture_encoder(ffmpeg, plan, source, target, limits):
-        argv = real_build(ffmpeg, plan, source, target, limits)
-        return [("no_such_encoder" if arg == "mjpeg" else arg) for arg in argv]
-
-    monkeypatch.setattr(converter_module, "build_command", broken_picture_encoder)
+    monkeypatch.setattr(picture, "make_picture", lambda source, cover, target: os.abort())  # libav crashing
     target, result = convert(converter, tagged_video, tmp_path, cover="frame")
     assert result.duration_seconds == pytest.approx(6.0, abs=0.15)
     assert ID3(target).getall("APIC") == [] and str(ID3(target)["TIT2"]) == SOURCE_TAGS["title"]
+    assert list(tmp_path.glob("*.cover")) == []
+
+
+def test_a_picture_whose_child_hangs_is_given_up_at_its_deadline(converter, tagged_video, tmp_path, monkeypatch):
+    from services.conversion import picture
+
+    monkeypatch.setattr(picture, "PICTURE_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(picture, "make_picture", lambda source, cover, target: time.sleep(120))
+    started = time.monotonic()
+    target, _ = convert(converter, tagged_video, tmp_path, cover="frame")
+    assert time.monotonic() - started < 10
+    assert ID3(target).getall("APIC") == [] and MP3(target).info.length == pytest.approx(6.0, abs=0.15)

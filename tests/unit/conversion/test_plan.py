@@ -212,24 +212,13 @@ def test_start_past_the_end_fails_before_ffmpeg_runs():
     assert plan(start=119, end=5000).end_seconds == 5000, "an end past the media is fine: it ends there"
 
 
-def test_a_frame_cover_opens_the_file_again_confined_and_seeked_and_maps_one_picture():
-    args = argv(format="mp3", cover="frame", cover_at=30)
-    assert values(args, "-i") == ["file:/w/input", "file:/w/input"]
-    assert values(args, "-protocol_whitelist") == ["file", "file"], "whitelists are per input"
-    assert len(values(args, "-format_whitelist")) == 2 and values(args, "-f")[:2] == ["mov", "mov"]
-    second = args.index("-i", args.index("-i") + 1)
-    assert args.index("-ss") < second and float(value(args, "-ss")) == 30
-    assert values(args, "-map") == ["0:2", f"1:{VIDEO.index}"]
-    assert "-vn" not in args and {"-sn", "-dn"} <= set(args)
-    assert value(args, "-c:v") == "mjpeg" and value(args, "-frames:v") == "1"
-    assert value(args, "-disposition:v:0") == "attached_pic"
-    assert value(args, "-metadata:s:v:0") == "comment=Cover (front)"
-
-
-def test_a_source_cover_is_copied_without_a_seek():
-    args = argv(format="flac", cover="source")
-    assert values(args, "-map") == ["0:2", f"1:{POSTER.index}"] and value(args, "-c:v") == "copy"
-    assert "-ss" not in args
+@pytest.mark.parametrize("form", [{"cover": "frame", "cover_at": 30}, {"format": "flac", "cover": "source"}])
+def test_a_cover_never_adds_an_input_to_the_encode(form):
+    """The picture is made beside the encode (services/conversion/picture.py): a second input
+    would put ffmpeg 5.1 into threaded demuxing, which costs CPU in proportion to the file."""
+    args = argv(**form)
+    assert values(args, "-i") == ["file:/w/input"] and values(args, "-map") == ["0:2"]
+    assert {"-vn", "-sn", "-dn"} <= set(args) and "-c:v" not in args and "-ss" not in args
 
 
 def test_tags_are_set_one_by_one_with_the_clients_in_place_of_the_sources():
@@ -316,10 +305,11 @@ def test_formats_without_pictures_get_no_cover(fmt):
     assert choose_cover(MOVIE, ConversionOptions(format=fmt, cover="frame"), FORMATS[fmt]) is None
 
 
-def test_only_jpeg_and_png_pictures_are_copied():
-    bmp = ProbeResult("mov", 10.0, (COMMENTARY,), (VideoStream(5, "bmp", True),))
-    assert not choose_cover(bmp, ConversionOptions(), FORMATS["m4a"]).copy
-    assert choose_cover(MOVIE, ConversionOptions(), FORMATS["m4a"]).copy
+def test_the_default_frame_is_a_keyframe_and_a_named_time_is_exact():
+    default = choose_cover(MOVIE, ConversionOptions(cover="frame"), FORMATS["mp3"])
+    named = choose_cover(MOVIE, ConversionOptions(cover="frame", cover_at=4.0), FORMATS["mp3"])
+    assert (default.at_seconds, default.exact) == (pytest.approx(MOVIE.duration_seconds * 0.1), False)
+    assert (named.at_seconds, named.exact) == (4.0, True)
 
 
 @pytest.mark.parametrize(

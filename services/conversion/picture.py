@@ -1,0 +1,273 @@
+"""The cover picture: made beside the encode in a forked child with PyAV, embedded after it with mutagen.
+
+Why not inside the ffmpeg command: ffmpeg 5.1 reads each input on a thread of its own once a
+command has two inputs, and every packet of the audio input then crosses a thread queue. A second
+input for the picture cost 60 ms of CPU on a 1-minute 720p video and 650 ms on a 10-minute one,
+and a second ffmpeg process costs ~50 ms just to load Debian's ffmpeg and its 215 shared libraries
+(docs/performance.md). In a child forked from the worker, with libav already loaded, opening the
+file and making the picture takes ~10-20 ms, while ffmpeg encodes the audio on the other core.
+
+Why a child at all: libav parses the uploaded bytes. A crash or a hang there ends the child, not
+the worker, and costs only the picture (the audio is what was asked for).
+
+The frame (``cover=frame``):
+
+* at the default time (:data:`~services.conversion.plan.COVER_AT_RATIO` of the duration) it is the
+  keyframe at or before that time: only that one frame is decoded (``skip_frame=nokey``), and a
+  keyframe is the sharpest picture a codec stores;
+* at a time the client named (``cover_at``) it is the first frame at or after that time, decoded
+  from the keyframe before it (as ffmpeg's accurate ``-ss`` does).
+
+The source's picture (``cover=source``, an attached picture such as an .m4a's ``covr``) is taken as
+stored when it is JPEG or PNG, else decoded and encoded as JPEG.
+
+Embedding (after the encode, on siphon's own output): ID3v2.4 APIC with picture type 3, "Cover
+(front)" (ID3v2.4 native frames §4.14), MP4 ``covr``, FLAC METADATA_BLOCK_PICTURE (RFC 9639
+§8.8); the formats without pictures (ogg, opus, wav) never get here (``OutputFormat.cover_art``).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import logging
+import os
+import resource
+import select
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.conversion.encode import Cover
+from services.conversion.probe import ALLOWED_DEMUXERS
+
+logger = logging.getLogger(__name__)
+
+PICTURE_TIMEOUT_SECONDS = 30.0
+"""Wall-clock limit of the child that makes the picture, seconds; past it the job has no picture."""
+
+PICTURE_MEMORY_BYTES = 4 << 30
+"""Address-space limit of that child (RLIMIT_AS), bytes: a hostile frame size cannot take the host."""
+
+MAX_DECODED_FRAMES = 2000
+"""Frames an exact ``cover_at`` may decode past the keyframe before it (a broken index otherwise
+decodes the whole video for one picture)."""
+
+JPEG = "image/jpeg"
+PNG = "image/png"
+STORED_AS_IS = {"mjpeg": JPEG, "png": PNG}
+"""Picture codecs kept byte for byte, with the MIME type every tag format records for them."""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A finished cover picture: the image file and its MIME type (``image/jpeg`` or ``image/png``)."""
+
+    path: Path
+    mime: str
+
+
+class PictureMaker:
+    """One picture being made in a forked child; :meth:`result` collects it.
+
+    Start it, run the encode, then call :meth:`result` (or :meth:`cancel`). Never raises: a
+    picture that cannot be made is logged and the job goes on without one.
+    """
+
+    def __init__(self, source: Path, cover: Cover, target: Path, timeout_seconds: float | None = None):
+        self.target = target
+        self._deadline = time.monotonic() + (PICTURE_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds)
+        self._pid: int | None = None
+        self._reader: int | None = None
+        try:
+            self._start(source, cover)
+        except Exception:  # noqa: BLE001 - no picture is the failure mode, never a failed job
+            logger.warning("could not start the cover picture's child", exc_info=True)
+            self.cancel()
+
+    def _start(self, source: Path, cover: Cover) -> None:
+        import av  # noqa: F401 - loaded in the worker once, so each child finds libav mapped already
+
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: no return from this branch
+            os.close(reader)
+            _child(source, cover, self.target, writer)
+        os.close(writer)
+        self._pid, self._reader = pid, reader
+
+    def result(self) -> Picture | None:
+        """Wait for the child (until its deadline); the picture, or None when there is none."""
+        if self._pid is None:
+            return None
+        try:
+            answer = self._read_answer()
+        finally:
+            self.cancel()
+        if answer is None:
+            logger.warning("the cover picture's child gave no answer (crashed or ran out of time); no picture")
+            return None
+        if "error" in answer:
+            logger.warning("no cover picture: %s", answer["error"])
+            return None
+        if not answer.get("mime"):
+            return None
+        return Picture(self.target, answer["mime"])
+
+    def _read_answer(self) -> dict | None:
+        data = b""
+        while (left := self._deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self._reader], [], [], left)
+            if not ready:
+                break
+            chunk = os.read(self._reader, 65536)
+            if not chunk:
+                return json.loads(data) if data else None
+            data += chunk
+        return None
+
+    def cancel(self) -> None:
+        """Kill the child if it still runs and reap it; safe to call twice."""
+        if self._pid is not None:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self._pid, 0)
+            self._pid = None
+        if self._reader is not None:
+            os.close(self._reader)
+            self._reader = None
+
+
+def _child(source: Path, cover: Cover, target: Path, writer: int) -> None:
+    """The forked child: make the picture, write a JSON answer to ``writer``, exit without cleanup."""
+    code = 1
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)  # the worker's graceful-shutdown handlers are not ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)  # libav's messages would land in the worker's JSON log stream
+        faulthandler.disable()  # a crash here is reported by the parent, not dumped into its log
+        resource.setrlimit(resource.RLIMIT_AS, (PICTURE_MEMORY_BYTES, PICTURE_MEMORY_BYTES))
+        try:
+            answer = {"mime": make_picture(source, cover, target)}
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which logs it
+            answer = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        os.write(writer, json.dumps(answer).encode())
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def make_picture(source: Path, cover: Cover, target: Path) -> str | None:
+    """Write the cover picture of ``source`` that ``cover`` names to ``target``; its MIME type, or
+    None when the stream yields no picture. Runs libav in this process (the child calls it).
+
+    Raises:
+        av.FFmpegError: libav could not open, seek or decode the input.
+    """
+    import av
+
+    options = {"protocol_whitelist": "file", "format_whitelist": ",".join(ALLOWED_DEMUXERS)}
+    with av.open(f"file:{source}", options=options) as container:
+        stream = container.streams[cover.index]
+        if cover.at_seconds is None:
+            return _source_picture(container, stream, target)
+        frame = _frame_at(container, stream, cover.at_seconds, exact=cover.exact)
+        if frame is None:
+            return None
+        target.write_bytes(_jpeg(frame))
+        return JPEG
+
+
+def _source_picture(container, stream, target: Path) -> str | None:
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        mime = STORED_AS_IS.get(stream.codec_context.name)
+        if mime is not None:
+            target.write_bytes(bytes(packet))
+            return mime
+        frames = stream.codec_context.decode(packet) or stream.codec_context.decode(None)
+        if not frames:
+            return None
+        target.write_bytes(_jpeg(frames[0]))
+        return JPEG
+    return None
+
+
+def _frame_at(container, stream, at_seconds: float, exact: bool):
+    """The keyframe at or before ``at_seconds``, or (``exact``) the first frame at or after it."""
+    import av
+
+    context = stream.codec_context
+    context.thread_type = "NONE"  # one frame: frame threads would only add start-up latency
+    if not exact:
+        context.skip_frame = "NONKEY"
+    if stream.time_base:
+        try:
+            container.seek(int(at_seconds / stream.time_base), stream=stream, backward=True)
+        except (av.FFmpegError, OSError):
+            pass  # an input that cannot seek is decoded from the start
+    chosen = None
+    for decoded, frame in enumerate(container.decode(stream)):
+        chosen = frame
+        if not exact or frame.time is None or frame.time >= at_seconds or decoded >= MAX_DECODED_FRAMES:
+            break
+    return chosen
+
+
+def _jpeg(frame) -> bytes:
+    """One decoded frame as a baseline JPEG, full size (FFmpeg's mjpeg encoder, full-range YUV 4:2:0)."""
+    import av
+
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height = frame.width, frame.height
+    encoder.pix_fmt = "yuvj420p"
+    encoder.time_base = frame.time_base or "1/25"
+    image = frame.reformat(format="yuvj420p")
+    image.pts = 0
+    return b"".join(bytes(packet) for packet in [*encoder.encode(image), *encoder.encode(None)])
+
+
+def embed_picture(target: Path, muxer: str, picture: Picture) -> None:
+    """Put ``picture`` into siphon's output ``target`` (written by the ``muxer`` ffmpeg used) as its
+    front cover, in place.
+
+    Raises:
+        ValueError: ``muxer`` is not one that carries pictures (mp3, ipod/mp4, flac).
+        mutagen.MutagenError: the output's tags could not be read or written.
+    """
+    data = picture.path.read_bytes()
+    if muxer == "mp3":
+        from mutagen.id3 import APIC, ID3, ID3NoHeaderError, PictureType
+
+        try:
+            tags = ID3(target)
+        except ID3NoHeaderError:
+            tags = ID3()
+        tags.add(APIC(encoding=3, mime=picture.mime, type=PictureType.COVER_FRONT, desc="", data=data))
+        tags.save(target, v2_version=4)
+    elif muxer in ("ipod", "mp4"):
+        from mutagen.mp4 import MP4, MP4Cover
+
+        image_format = MP4Cover.FORMAT_PNG if picture.mime == PNG else MP4Cover.FORMAT_JPEG
+        tagged = MP4(target)
+        if tagged.tags is None:
+            tagged.add_tags()
+        tagged.tags["covr"] = [MP4Cover(data, imageformat=image_format)]
+        tagged.save()
+    elif muxer == "flac":
+        from mutagen.flac import FLAC
+        from mutagen.flac import Picture as FlacPicture
+        from mutagen.id3 import PictureType
+
+        tagged = FLAC(target)
+        block = FlacPicture()
+        block.type, block.mime, block.data = PictureType.COVER_FRONT, picture.mime, data
+        tagged.add_picture(block)
+        tagged.save()
+    else:
+        raise ValueError(f"the {muxer} muxer carries no picture")
