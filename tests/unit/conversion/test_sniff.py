@@ -95,3 +95,15 @@ def test_only_the_head_and_tail_are_scanned(write, monkeypatch):
     filler = b"\0" * 200
     assert has_encryption_boxes(write(filler + b"pssh" + b"\0" * 20))  # in the tail
     assert not has_encryption_boxes(write(filler + b"pssh" + filler))  # in the unscanned middle
+
+
+def test_in_a_well_formed_file_only_the_moov_box_is_searched(write):
+    clear_moov = box(b"moov", b"m" * 64)
+    assert not has_encryption_boxes(write(FTYP + clear_moov + box(b"mdat", b"audio that happens to say encv"))), (
+        "media bytes may spell a box type: only the sample entries in moov say what is encrypted"
+    )
+    assert has_encryption_boxes(write(FTYP + box(b"mdat", b"d" * 64) + box(b"moov", box(b"enca", b"k" * 16))))
+
+
+def test_a_file_without_a_readable_moov_falls_back_to_its_head_and_tail(write):
+    assert has_encryption_boxes(write(FTYP + box(b"mdat", box(b"pssh", b"k" * 16))))
