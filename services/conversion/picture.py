@@ -8,7 +8,8 @@ and a second ffmpeg process costs ~50 ms just to load Debian's ffmpeg and its 21
 file and making the picture takes ~10-20 ms, while ffmpeg encodes the audio on the other core.
 
 Why a child at all: libav parses the uploaded bytes. A crash or a hang there ends the child, not
-the worker, and costs only the picture (the audio is what was asked for).
+the worker (``services.conversion.forked``), and costs only the picture: the audio is what was
+asked for.
 
 The frame (``cover=frame``):
 
@@ -28,27 +29,18 @@ Embedding (after the encode, on siphon's own output): ID3v2.4 APIC with picture 
 
 from __future__ import annotations
 
-import faulthandler
-import json
 import logging
-import os
-import resource
-import select
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.conversion.encode import Cover
+from services.conversion.forked import ForkedCall
 from services.conversion.probe import ALLOWED_DEMUXERS
 
 logger = logging.getLogger(__name__)
 
 PICTURE_TIMEOUT_SECONDS = 30.0
 """Wall-clock limit of the child that makes the picture, seconds; past it the job has no picture."""
-
-PICTURE_MEMORY_BYTES = 4 << 30
-"""Address-space limit of that child (RLIMIT_AS), bytes: a hostile frame size cannot take the host."""
 
 MAX_DECODED_FRAMES = 2000
 """Frames an exact ``cover_at`` may decode past the keyframe before it (a broken index otherwise
@@ -69,96 +61,39 @@ class Picture:
 
 
 class PictureMaker:
-    """One picture being made in a forked child; :meth:`result` collects it.
+    """One picture being made in a forked child (:class:`~services.conversion.forked.ForkedCall`)
+    while the encode runs; :meth:`result` collects it.
 
-    Start it, run the encode, then call :meth:`result` (or :meth:`cancel`). Never raises: a
-    picture that cannot be made is logged and the job goes on without one.
+    Never raises: a picture that cannot be made (libav refuses the stream, crashes or hangs) is
+    logged and the job goes on without one.
     """
 
     def __init__(self, source: Path, cover: Cover, target: Path, timeout_seconds: float | None = None):
         self.target = target
-        self._deadline = time.monotonic() + (PICTURE_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds)
-        self._pid: int | None = None
-        self._reader: int | None = None
+        timeout = PICTURE_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
         try:
-            self._start(source, cover)
-        except Exception:  # noqa: BLE001 - no picture is the failure mode, never a failed job
-            logger.warning("could not start the cover picture's child", exc_info=True)
-            self.cancel()
-
-    def _start(self, source: Path, cover: Cover) -> None:
-        import av  # noqa: F401 - loaded in the worker once, so each child finds libav mapped already
-
-        reader, writer = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: no return from this branch
-            os.close(reader)
-            _child(source, cover, self.target, writer)
-        os.close(writer)
-        self._pid, self._reader = pid, reader
+            self._call: ForkedCall | None = ForkedCall(make_picture, source, cover, target, timeout_seconds=timeout)
+        except OSError:
+            logger.warning("could not fork the cover picture's child", exc_info=True)
+            self._call = None
 
     def result(self) -> Picture | None:
         """Wait for the child (until its deadline); the picture, or None when there is none."""
-        if self._pid is None:
+        if self._call is None:
             return None
-        try:
-            answer = self._read_answer()
-        finally:
-            self.cancel()
-        if answer is None:
-            logger.warning("the cover picture's child gave no answer (crashed or ran out of time); no picture")
-            return None
-        if "error" in answer:
-            logger.warning("no cover picture: %s", answer["error"])
-            return None
-        if not answer.get("mime"):
-            return None
-        return Picture(self.target, answer["mime"])
-
-    def _read_answer(self) -> dict | None:
-        data = b""
-        while (left := self._deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([self._reader], [], [], left)
-            if not ready:
-                break
-            chunk = os.read(self._reader, 65536)
-            if not chunk:
-                return json.loads(data) if data else None
-            data += chunk
+        outcome = self._call.result()
+        if outcome.ok:
+            return Picture(self.target, outcome.value) if outcome.value else None
+        if outcome.timed_out:
+            logger.warning("no cover picture: its child ran out of time")
+        else:
+            logger.warning("no cover picture: %s", outcome.error or "its child died without an answer")
         return None
 
     def cancel(self) -> None:
-        """Kill the child if it still runs and reap it; safe to call twice."""
-        if self._pid is not None:
-            try:
-                os.kill(self._pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(self._pid, 0)
-            self._pid = None
-        if self._reader is not None:
-            os.close(self._reader)
-            self._reader = None
-
-
-def _child(source: Path, cover: Cover, target: Path, writer: int) -> None:
-    """The forked child: make the picture, write a JSON answer to ``writer``, exit without cleanup."""
-    code = 1
-    try:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)  # the worker's graceful-shutdown handlers are not ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)  # libav's messages would land in the worker's JSON log stream
-        faulthandler.disable()  # a crash here is reported by the parent, not dumped into its log
-        resource.setrlimit(resource.RLIMIT_AS, (PICTURE_MEMORY_BYTES, PICTURE_MEMORY_BYTES))
-        try:
-            answer = {"mime": make_picture(source, cover, target)}
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, which logs it
-            answer = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-        os.write(writer, json.dumps(answer).encode())
-        code = 0
-    finally:
-        os._exit(code)
+        """Stop the child if it still runs; safe to call more than once."""
+        if self._call is not None:
+            self._call.cancel()
 
 
 def make_picture(source: Path, cover: Cover, target: Path) -> str | None:

@@ -87,7 +87,7 @@ def test_a_png_source_picture_stays_png(tmp_path):
 
 def test_the_child_answers_and_is_reaped(video, tmp_path):
     maker = PictureMaker(video, Cover(index=0, at_seconds=1.0), tmp_path / "cover.jpg")
-    pid = maker._pid
+    pid = maker._call._pid
     picture = maker.result()
     assert picture is not None and picture.mime == JPEG and picture.path.stat().st_size > 1000
     with pytest.raises(ChildProcessError):

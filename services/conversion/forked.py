@@ -1,0 +1,130 @@
+"""Running libav (through PyAV) on uploaded bytes in a forked child, not in the worker.
+
+Making a cover picture parses whatever a client uploaded. In a child forked from the worker, with
+libav already mapped, that costs a fork (~1 ms) instead of starting Debian's ffmpeg (~50 ms of CPU,
+most of it the dynamic linker resolving 215 shared libraries; docs/performance.md), and a crash, a
+hang or a runaway allocation there ends the child, not the worker: the parent sees no answer.
+
+The child resets the worker's signal handlers, sends its stderr to /dev/null (libav's messages
+would land in the worker's JSON logs), limits its address space, runs one function, writes its
+JSON answer to a pipe and leaves with ``os._exit`` (no atexit handlers, no flushing of the
+worker's buffers, nothing of the worker's connections touched).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import resource
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av  # loaded in the worker once, so each child finds libav mapped already
+import av.logging
+
+MEMORY_LIMIT_BYTES = 4 << 30
+"""Address-space limit of a child (RLIMIT_AS), bytes: a hostile frame size cannot take the host."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a forked call ended: ``value`` (what the function returned) when ``ok``; else ``error``
+    (the exception it raised, as text, with libav's messages in ``log``), or ``timed_out``, or
+    neither (the child died: a crash or a kill)."""
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    log: str = ""
+    timed_out: bool = False
+
+
+class ForkedCall:
+    """``function(*args)`` running in a forked child from construction; :meth:`result` waits for it.
+
+    ``function`` must return something :func:`json.dumps` takes. Start it, do other work, then call
+    :meth:`result` (or :meth:`cancel`). Constructing it raises only ``OSError`` (no fork possible).
+    """
+
+    def __init__(self, function: Callable[..., Any], *args: Any, timeout_seconds: float):
+        self._deadline = time.monotonic() + timeout_seconds
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: no return from this branch
+            os.close(reader)
+            _child(function, args, writer)
+        os.close(writer)
+        self._pid: int | None = pid
+        self._reader: int | None = reader
+
+    def result(self) -> Outcome:
+        """Wait for the answer until the deadline; the child is reaped either way."""
+        try:
+            data, complete = self._read()
+        finally:
+            self.cancel()
+        if not complete:
+            return Outcome(ok=False, timed_out=True)
+        if not data:
+            return Outcome(ok=False)  # died without answering
+        answer = json.loads(data)
+        if "error" in answer:
+            return Outcome(ok=False, error=answer["error"], log=answer.get("log", ""))
+        return Outcome(ok=True, value=answer["value"])
+
+    def _read(self) -> tuple[bytes, bool]:
+        data = b""
+        while (left := self._deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self._reader], [], [], left)
+            if not ready:
+                break
+            chunk = os.read(self._reader, 65536)
+            if not chunk:
+                return data, True
+            data += chunk
+        return data, False
+
+    def cancel(self) -> None:
+        """Kill the child if it still runs and reap it; safe to call more than once."""
+        if self._pid is not None:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self._pid, 0)
+            self._pid = None
+        if self._reader is not None:
+            os.close(self._reader)
+            self._reader = None
+
+
+def _child(function: Callable[..., Any], args: tuple, writer: int) -> None:
+    code = 1
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)  # the worker's graceful-shutdown handlers are not ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        faulthandler.disable()  # a crash here is reported by the parent, not dumped into its log
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+        av.logging.set_level(av.logging.ERROR)
+        with av.logging.Capture() as logs:
+            try:
+                answer = {"value": function(*args)}
+            except Exception as exc:  # noqa: BLE001 - reported to the parent, which judges it
+                answer = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+        if "error" in answer:
+            answer["log"] = "\n".join(message for _, _, message in logs)[-4000:]
+        _write_all(writer, json.dumps(answer).encode())
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]

@@ -1,0 +1,67 @@
+"""ForkedCall: a function run in a forked child, its answer, its failures, no child left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from services.conversion.forked import ForkedCall
+
+
+def reaped(call: ForkedCall) -> bool:
+    return call._pid is None
+
+
+def test_the_value_comes_back_and_the_child_is_reaped():
+    call = ForkedCall(lambda a, b: {"sum": a + b, "pid": os.getpid()}, 2, 3, timeout_seconds=10)
+    outcome = call.result()
+    assert outcome.ok and outcome.value["sum"] == 5 and outcome.value["pid"] != os.getpid()
+    assert reaped(call)
+
+
+def test_an_exception_comes_back_as_text():
+    def refuse():
+        raise ValueError("not a picture")
+
+    outcome = ForkedCall(refuse, timeout_seconds=10).result()
+    assert not outcome.ok and not outcome.timed_out and outcome.error == "ValueError: not a picture"
+
+
+def test_a_crash_is_a_child_that_died_without_an_answer():
+    outcome = ForkedCall(os.abort, timeout_seconds=10).result()
+    assert (outcome.ok, outcome.timed_out, outcome.error) == (False, False, None)
+
+
+def test_a_hang_is_killed_at_the_deadline():
+    started = time.monotonic()
+    call = ForkedCall(time.sleep, 60, timeout_seconds=0.5)
+    outcome = call.result()
+    assert outcome.timed_out and time.monotonic() - started < 5 and reaped(call)
+
+
+def test_the_child_does_not_run_the_workers_signal_handlers():
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        outcome = ForkedCall(lambda: os.kill(os.getpid(), signal.SIGTERM) or "survived", timeout_seconds=10).result()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not outcome.ok and seen == [], "SIGTERM ends the child (default action), not a graceful shutdown"
+
+
+@pytest.mark.parametrize("size", [10, 200_000])
+def test_an_answer_larger_than_a_pipe_buffer_arrives_whole(size):
+    outcome = ForkedCall(lambda: "x" * size, timeout_seconds=10).result()
+    assert outcome.ok and len(outcome.value) == size
+
+
+def test_cancel_kills_and_reaps_a_running_child():
+    call = ForkedCall(time.sleep, 60, timeout_seconds=60)
+    pid = call._pid
+    call.cancel()
+    call.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, 0)
