@@ -1,9 +1,15 @@
-"""Probing an input with ffprobe, confined to the local file and to real media containers.
+"""Probing an input with libav (PyAV) in a forked child, confined to the local file and to real
+media containers.
+
+The child (``services.conversion.forked``) reads the file as ffprobe does (``avformat_open_input``,
+``avformat_find_stream_info``) and answers in the shape of ``ffprobe -show_entries`` JSON, which
+:func:`_parse` reads; it costs ~10 ms a job where starting ffprobe cost ~60 ms (docs/performance.md).
 
 FFmpeg's HLS, concat and similar demuxers open further URLs named inside the file; a playlist
 named ``.mp4`` has been used to read server files and reach internal hosts (CVE-2016-1898,
-HackerOne #242831). So every FFmpeg process here gets ``-protocol_whitelist file`` and
-``-format_whitelist`` with :data:`ALLOWED_DEMUXERS` (FFmpeg's formats documentation, "format_whitelist").
+HackerOne #242831). So every input opened here gets ``protocol_whitelist=file`` and
+``format_whitelist`` with :data:`ALLOWED_DEMUXERS` (FFmpeg's formats documentation, "format_whitelist"),
+in the child's ``avformat_open_input`` options as on every ffmpeg command line.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.conversion import media_codes as codes
+from services.conversion.forked import ForkedCall
 from services.conversion.mp3info import xing_seconds
 from services.conversion.sniff import has_encryption_boxes, walk_top_level_boxes
 from shared.errors import MediaError
@@ -54,12 +61,17 @@ ALLOWED_DEMUXERS = (
 """FFmpeg demuxer names a job may use; anything else (hls, concat, image2, ...) is refused."""
 
 PROBE_TIMEOUT_SECONDS = 60
-"""Wall-clock limit of one ffprobe run, seconds."""
+"""Wall-clock limit of one probe (the child, or an ffprobe run), seconds."""
+
+
+def confinement() -> dict[str, str]:
+    """libav input options that allow only local files and the allowed demuxers."""
+    return {"protocol_whitelist": "file", "format_whitelist": ",".join(ALLOWED_DEMUXERS)}
 
 
 def confinement_options() -> list[str]:
-    """FFmpeg input options that allow only local files and the allowed demuxers."""
-    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(ALLOWED_DEMUXERS)]
+    """:func:`confinement` as ffmpeg/ffprobe command-line options."""
+    return [arg for key, value in confinement().items() for arg in (f"-{key}", value)]
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,7 @@ class VideoStream:
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """What ffprobe found: the demuxer (``format_name``), duration in seconds, the audio streams,
+    """What the probe found: the demuxer (``format_name``), duration in seconds, the audio streams,
     the video streams and the container's tags (keys lower-cased)."""
 
     format_name: str
@@ -164,14 +176,26 @@ def run_ffprobe(ffprobe: str, path: Path, *options: str) -> subprocess.Completed
 
 
 def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
-    """Probe ``path`` with ffprobe.
+    """Probe ``path`` with libav in a forked child (:func:`libav_probe`); a file that child cannot
+    read (refused, crashed on, too slow) is left to ffprobe, whose verdict stands: what siphon says
+    about a bad file is what the ffmpeg that converts it says.
 
     Raises:
         MediaError: the file is empty, not media, in a refused format, encrypted, truncated,
-            corrupt, or ffprobe did not finish within :data:`PROBE_TIMEOUT_SECONDS`.
+            corrupt, or the probe did not finish within :data:`PROBE_TIMEOUT_SECONDS`.
     """
     if path.stat().st_size == 0:
         raise MediaError("The file is empty.", code=codes.EMPTY_FILE)
+    outcome = ForkedCall(libav_probe, str(path), timeout_seconds=PROBE_TIMEOUT_SECONDS).result()
+    result = _parse(outcome.value) if outcome.ok else _ffprobe(path, ffprobe)
+    if result.format_name.startswith("mov") and has_encryption_boxes(path):
+        raise MediaError("The file is encrypted (DRM); it cannot be converted.", code=codes.ENCRYPTED)
+    if not result.audio_streams and walk_top_level_boxes(path).truncated:
+        raise MediaError("The file is cut short: its structure ends before its media.", code=codes.TRUNCATED)
+    return result
+
+
+def _ffprobe(path: Path, ffprobe: str) -> ProbeResult:
     entries = (
         "format=format_name,duration:format_tags"
         ":stream=index,codec_type,codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags"
@@ -179,15 +203,47 @@ def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
     done = run_ffprobe(ffprobe, path, "-show_entries", entries)
     if done is None:
         raise MediaError("Reading the file's structure took too long.", code=codes.TIMEOUT)
-    stderr = done.stderr.decode(errors="replace")
     if done.returncode != 0:
-        raise explain_unreadable(path, stderr)
-    result = _parse(json.loads(done.stdout or b"{}"))
-    if result.format_name.startswith("mov") and has_encryption_boxes(path):
-        raise MediaError("The file is encrypted (DRM); it cannot be converted.", code=codes.ENCRYPTED)
-    if not result.audio_streams and walk_top_level_boxes(path).truncated:
-        raise MediaError("The file is cut short: its structure ends before its media.", code=codes.TRUNCATED)
-    return result
+        raise explain_unreadable(path, done.stderr.decode(errors="replace"))
+    return _parse(json.loads(done.stdout or b"{}"))
+
+
+def libav_probe(path: str) -> dict:
+    """What ``ffprobe -show_entries format=format_name,duration:format_tags:stream=index,codec_type,
+    codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags -of json``
+    prints for ``path``, read with PyAV in this process (the forked child runs it).
+
+    ``codec_name`` is left out for a stream libav has no decoder for, as for an unknown codec.
+
+    Raises:
+        av.FFmpegError: libav could not open the file or read its streams.
+    """
+    import av
+
+    with av.open(f"file:{path}", container_options=confinement(), metadata_errors="replace") as container:
+        streams = []
+        for stream in container.streams:
+            context = stream.codec_context
+            entry = {
+                "index": stream.index,
+                "codec_type": stream.type,
+                "disposition": {
+                    "default": int(bool(stream.disposition & av.stream.Disposition.default)),
+                    "attached_pic": int(bool(stream.disposition & av.stream.Disposition.attached_pic)),
+                },
+                "tags": dict(stream.metadata),
+            }
+            if context is not None:
+                entry["codec_name"] = context.codec.canonical_name  # the codec's name, not its decoder's
+                if stream.type == "audio":
+                    entry["sample_rate"] = context.sample_rate or None
+                    entry["channels"] = context.channels or None
+            streams.append(entry)
+        duration = container.duration / av.time_base if container.duration is not None else None
+        return {
+            "format": {"format_name": container.format.name, "duration": duration, "tags": dict(container.metadata)},
+            "streams": streams,
+        }
 
 
 def _parse(data: dict) -> ProbeResult:
