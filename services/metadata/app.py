@@ -93,8 +93,9 @@ def create_app(
     def get_job(job_id: str):
         """``?wait=<seconds>`` (at most :data:`MAX_WAIT_SECONDS`) answers once the job is terminal."""
         wait = min(request.args.get("wait", 0.0, type=float), MAX_WAIT_SECONDS)
-        job = store.wait_terminal(checked(job_id), wait) if wait > 0 else store.get(checked(job_id))
-        return Response(job.model_dump_json(), mimetype="application/json")
+        if wait > 0:
+            return Response(store.wait_terminal(checked(job_id), wait).model_dump_json(), mimetype="application/json")
+        return Response(store.get_json(checked(job_id)), mimetype="application/json")
 
     @app.post("/jobs/<job_id>/events")
     def apply_event(job_id: str):

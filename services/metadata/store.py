@@ -91,13 +91,22 @@ class JobStore:
         Raises:
             JobNotFound: neither Redis nor storage knows the job.
         """
+        return Job.model_validate_json(self.get_json(job_id))
+
+    def get_json(self, job_id: str) -> bytes:
+        """The job's record as stored: :class:`Job`'s JSON (``Job.model_dump_json``, the only way
+        records are written), served as it is rather than parsed and written again.
+
+        Raises:
+            JobNotFound: neither Redis nor storage knows the job.
+        """
         try:
             raw = self.redis.get(self._key(job_id))
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
         if raw is not None:
-            return Job.model_validate_json(raw)
-        return self._restore(job_id)
+            return raw
+        return self._restore(job_id).model_dump_json().encode()
 
     def _restore(self, job_id: str) -> Job:
         try:
