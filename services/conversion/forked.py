@@ -6,7 +6,8 @@ most of it the dynamic linker resolving 215 shared libraries; docs/performance.m
 hang or a runaway allocation there ends the child, not the worker: the parent sees no answer.
 
 The child resets the worker's signal handlers, sends its stderr to /dev/null (libav's messages
-would land in the worker's JSON logs), limits its address space, runs one function, writes its
+would land in the worker's JSON logs), limits its address space to what it inherited plus
+:data:`MEMORY_HEADROOM_BYTES`, runs one function, writes its
 JSON answer to a pipe and leaves with ``os._exit`` (no atexit handlers, no flushing of the
 worker's buffers, nothing of the worker's connections touched).
 """
@@ -27,8 +28,9 @@ from typing import Any
 import av  # loaded in the worker once, so each child finds libav mapped already
 import av.logging
 
-MEMORY_LIMIT_BYTES = 4 << 30
-"""Address-space limit of a child (RLIMIT_AS), bytes: a hostile frame size cannot take the host."""
+MEMORY_HEADROOM_BYTES = 2 << 30
+"""Address space a child may map beyond what it inherits from the worker (RLIMIT_AS), bytes: a
+hostile frame size cannot take the host."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ def _child(function: Callable[..., Any], args: tuple, writer: int) -> None:
             signal.signal(signum, signal.SIG_DFL)  # the worker's graceful-shutdown handlers are not ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
         faulthandler.disable()  # a crash here is reported by the parent, not dumped into its log
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+        limit = _mapped_bytes() + MEMORY_HEADROOM_BYTES
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         av.logging.set_level(av.logging.ERROR)
         with av.logging.Capture() as logs:
             try:
@@ -123,6 +126,12 @@ def _child(function: Callable[..., Any], args: tuple, writer: int) -> None:
         code = 0
     finally:
         os._exit(code)
+
+
+def _mapped_bytes() -> int:
+    """This process's virtual size (``/proc/self/statm``, its first field, in pages), bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -65,3 +65,11 @@ def test_cancel_kills_and_reaps_a_running_child():
     call.cancel()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def test_a_runaway_allocation_ends_in_the_child_not_the_worker(monkeypatch):
+    from services.conversion import forked
+
+    monkeypatch.setattr(forked, "MEMORY_HEADROOM_BYTES", 64 << 20)
+    outcome = ForkedCall(lambda: len(bytearray(512 << 20)), timeout_seconds=10).result()
+    assert not outcome.ok and outcome.error == "MemoryError: "
