@@ -72,7 +72,10 @@ class Settings(BaseSettings):
     # --- conversion ----------------------------------------------------------------------
     work_dir: Path = Field(Path("/tmp/siphon"), description="Worker's scratch directory (one temp dir per task).")
     ffmpeg_path: str = Field("ffmpeg", description="ffmpeg executable.")
-    ffprobe_path: str = Field("ffprobe", description="ffprobe executable.")
+    ffprobe_path: str = Field(
+        "ffprobe",
+        description="ffprobe executable: probes what the forked libav probe cannot read, and non-MP3 outputs.",
+    )
     shutdown_grace_seconds: float = Field(
         20,
         ge=0,

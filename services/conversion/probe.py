@@ -4,6 +4,11 @@ media containers.
 The child (``services.conversion.forked``) reads the file as ffprobe does (``avformat_open_input``,
 ``avformat_find_stream_info``) and answers in the shape of ``ffprobe -show_entries`` JSON, which
 :func:`_parse` reads; it costs ~10 ms a job where starting ffprobe cost ~60 ms (docs/performance.md).
+A file the child cannot read (libav refuses it, crashes or hangs on it) goes to ffprobe, whose
+verdict stands, so a bad file gets the error code the converting ffmpeg's own libav gives. PyAV's
+libav is newer than Debian's: on files both read, the streams, codecs, rates, channels,
+dispositions and carried tags are the same (tests/integration/test_probe_parity.py); durations may
+differ where the newer demuxer reads a file's fragments instead of trusting its header.
 
 FFmpeg's HLS, concat and similar demuxers open further URLs named inside the file; a playlist
 named ``.mp4`` has been used to read server files and reach internal hosts (CVE-2016-1898,
