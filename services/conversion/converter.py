@@ -18,9 +18,10 @@ from mutagen import MutagenError
 from services.conversion import loudnorm
 from services.conversion import media_codes as codes
 from services.conversion.encode import EncodeLimits, EncodePlan, EncodeResult, FfmpegProcess, build_command
-from services.conversion.picture import PictureMaker, embed_picture
+from services.conversion.forked import Outcome
+from services.conversion.picture import PictureFromProbe, PictureMaker, embed_picture
 from services.conversion.plan import plan_encode
-from services.conversion.probe import ProbeResult, measure_audio_seconds, probe_media
+from services.conversion.probe import ProbeResult, measure_audio_seconds, probe_media, probe_media_then
 from shared.config import Settings
 from shared.errors import MediaError
 from shared.options import ConversionOptions
@@ -49,10 +50,21 @@ class Converter:
         self.limits = EncodeLimits(s.max_duration_seconds, s.max_output_bytes, s.conversion_timeout_seconds)
         self._current: FfmpegProcess | None = None
         self._aborted = False
+        self._early_picture: tuple[Path, Outcome] | None = None
 
-    def probe(self, source: Path) -> ProbeResult:
-        """See :func:`~services.conversion.probe.probe_media`."""
-        return probe_media(source, self.ffprobe)
+    def probe(
+        self, source: Path, options: ConversionOptions | None = None, picture_to: Path | None = None
+    ) -> ProbeResult:
+        """See :func:`~services.conversion.probe.probe_media`. With ``options`` and ``picture_to``,
+        the probe's child also makes the cover picture they call for (at ``picture_to``), which the
+        next :meth:`convert` of ``source`` embeds instead of starting a child of its own."""
+        self._early_picture = None
+        if options is None or picture_to is None:
+            return probe_media(source, self.ffprobe)
+        result, made = probe_media_then(source, PictureFromProbe(options, picture_to), self.ffprobe)
+        if made is not None:
+            self._early_picture = (source, made)
+        return result
 
     def to_mp3(
         self, probe: ProbeResult, source: Path, target: Path, on_progress: Progress = lambda fraction: None
@@ -83,7 +95,7 @@ class Converter:
         plan = plan_encode(probe, options, self.vbr_quality, self.limits.max_duration_seconds)
         passes = 1 if options.normalize is None else 2
         started = time.monotonic()
-        picture = None if plan.cover is None else PictureMaker(source, plan.cover, target.with_suffix(".cover"))
+        picture = self._picture(plan, source, target.with_suffix(".cover"))
         try:
             if options.normalize is not None:
                 plan = self._with_loudnorm(
@@ -121,6 +133,17 @@ class Converter:
         return EncodeResult(
             duration_seconds=seconds, size_bytes=size, speed=round(seconds / elapsed, 2) if elapsed > 0 else None
         )
+
+    def _picture(self, plan: EncodePlan, source: Path, path: Path) -> PictureMaker | None:
+        """The cover picture the plan calls for: the one the probe's child made, else a new child."""
+        early, self._early_picture = self._early_picture, None
+        if plan.cover is None:
+            return None
+        if early is not None and early[0] == source:
+            made = PictureMaker.from_probe(early[1], plan.cover, path)
+            if made is not None:
+                return made
+        return PictureMaker(source, plan.cover, path)
 
     @staticmethod
     def _embed(picture: PictureMaker, plan: EncodePlan, target: Path) -> None:

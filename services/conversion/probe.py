@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from services.conversion import media_codes as codes
-from services.conversion.forked import ForkedCall
+from services.conversion.forked import ForkedCall, Outcome
 from services.conversion.mp3info import xing_seconds
 from services.conversion.sniff import has_encryption_boxes, walk_top_level_boxes
 from shared.errors import MediaError
@@ -189,15 +191,47 @@ def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
         MediaError: the file is empty, not media, in a refused format, encrypted, truncated,
             corrupt, or the probe did not finish within :data:`PROBE_TIMEOUT_SECONDS`.
     """
+    return probe_media_then(path, None, ffprobe)[0]
+
+
+def probe_media_then(
+    path: Path, then: Callable[[Path, ProbeResult], Any] | None, ffprobe: str = "ffprobe"
+) -> tuple[ProbeResult, Outcome | None]:
+    """:func:`probe_media`, and ``then(path, result)`` in the same child right after the probe (one
+    fork and one opening of the file for both): how ``then`` ended (its JSON-able value, or the
+    exception it raised as text), or None when it did not run (no ``then``, or the child's answer
+    was not used and ffprobe probed the file).
+
+    Raises:
+        MediaError: as :func:`probe_media`.
+    """
     if path.stat().st_size == 0:
         raise MediaError("The file is empty.", code=codes.EMPTY_FILE)
-    outcome = ForkedCall(libav_probe, str(path), timeout_seconds=PROBE_TIMEOUT_SECONDS).result()
-    result = _parse(outcome.value) if outcome.ok else _ffprobe(path, ffprobe)
+    outcome = ForkedCall(_probe_then, str(path), then, timeout_seconds=PROBE_TIMEOUT_SECONDS).result()
+    if outcome.ok:
+        result = _parse(outcome.value["probe"])
+        after = outcome.value["then"]
+        then_outcome = Outcome(ok=after["ok"], value=after.get("value"), error=after.get("error")) if then else None
+    else:
+        result, then_outcome = _ffprobe(path, ffprobe), None
     if result.format_name.startswith("mov") and has_encryption_boxes(path):
         raise MediaError("The file is encrypted (DRM); it cannot be converted.", code=codes.ENCRYPTED)
     if not result.audio_streams and walk_top_level_boxes(path).truncated:
         raise MediaError("The file is cut short: its structure ends before its media.", code=codes.TRUNCATED)
-    return result
+    return result, then_outcome
+
+
+def _probe_then(path: str, then: Callable[[Path, ProbeResult], Any] | None) -> dict:
+    """The child's work: :func:`libav_probe`, then ``then``; an exception from ``then`` is its
+    answer's, not the probe's."""
+    probe = libav_probe(path)
+    after: dict = {"ok": True, "value": None}
+    if then is not None:
+        try:
+            after["value"] = then(Path(path), _parse(probe))
+        except Exception as exc:  # noqa: BLE001 - reported with the probe, which stands
+            after = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:1000]}
+    return {"probe": probe, "then": after}
 
 
 def _ffprobe(path: Path, ffprobe: str) -> ProbeResult:

@@ -163,7 +163,7 @@ class TaskRunner:
         try:
             target = tmp / f"output.{options.output_format.extension}"
             source = self._fetch(task.input_key, tmp / "input")
-            probe = self.converter.probe(source)
+            probe = self.converter.probe(source, options, picture_to=target.with_suffix(".cover"))
             progress = ProgressReports(self.report_progress, task.job_id, attempt, self.run)
             started = time.monotonic()
             result = self.converter.convert(probe, source, target, options, progress, self.cancelled)

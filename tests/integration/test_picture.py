@@ -10,7 +10,7 @@ from mutagen.mp4 import MP4
 
 from services.conversion.encode import Cover
 from services.conversion.picture import JPEG, PNG, PictureMaker, make_picture
-from tests.support.sources import ffmpeg, make_covered_m4a
+from tests.support.sources import ffmpeg, make_covered_m4a, make_tagged_video
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +99,68 @@ def test_a_stream_that_is_not_video_gives_no_picture_and_no_exception(video, tmp
     ffmpeg("-f", "lavfi", "-i", "sine=duration=1", str(audio))
     maker = PictureMaker(audio, Cover(index=0, at_seconds=0.5), tmp_path / "cover.jpg")
     assert maker.result() is None
+
+
+# --- the picture made in the probe's own child (Converter.probe with options) --------------------
+@pytest.fixture
+def converter(tmp_path):
+    from services.conversion.converter import Converter
+    from shared.config import load_settings
+
+    return Converter(load_settings(work_dir=tmp_path / "work"))
+
+
+@pytest.fixture(scope="module")
+def tagged_video(tmp_path_factory) -> Path:
+    return make_tagged_video(tmp_path_factory.mktemp("src") / "tagged.mp4")
+
+
+def convert_like_a_task(converter, source: Path, folder: Path, probe_form: dict, convert_form: dict | None = None):
+    """Probe and convert as ``tasks.py`` does: the probe's child makes the picture ``probe_form`` calls for."""
+    from shared.options import options_from_form
+
+    options = options_from_form(probe_form)
+    target = folder / f"out.{options.output_format.extension}"
+    probe = converter.probe(source, options, picture_to=target.with_suffix(".cover"))
+    converter.convert(probe, source, target, options_from_form(convert_form or probe_form))
+    return target
+
+
+def forbid_picture_children(monkeypatch) -> list:
+    from services.conversion import picture
+
+    started = []
+    monkeypatch.setattr(picture, "ForkedCall", lambda *args, **kwargs: started.append(args) or 1 / 0)
+    return started
+
+
+@pytest.mark.parametrize("form", [{}, {"cover": "frame", "cover_at": "3"}, {"format": "flac"}])
+def test_the_probes_child_makes_the_picture_and_no_other_child_is_started(
+    converter, tagged_video, tmp_path, monkeypatch, form
+):
+    started = forbid_picture_children(monkeypatch)
+    target = convert_like_a_task(converter, tagged_video, tmp_path, form)
+    assert started == [] and not target.with_suffix(".cover").exists()
+    import mutagen
+
+    tags = mutagen.File(target)
+    pictures = tags.pictures if hasattr(tags, "pictures") else tags.tags.getall("APIC")
+    assert len(pictures) == 1 and pictures[0].data[:2] == b"\xff\xd8"
+
+
+def test_a_picture_that_failed_in_the_probes_child_is_not_tried_again(converter, tagged_video, tmp_path, monkeypatch):
+    from mutagen.id3 import ID3
+
+    from services.conversion import picture
+
+    monkeypatch.setattr(picture, "make_picture", lambda source, cover, target: 1 / 0)
+    started = forbid_picture_children(monkeypatch)
+    target = convert_like_a_task(converter, tagged_video, tmp_path, {})
+    assert started == [] and ID3(target).getall("APIC") == []
+
+
+def test_another_cover_than_the_probed_one_gets_a_child_of_its_own(converter, tagged_video, tmp_path):
+    from mutagen.id3 import ID3
+
+    target = convert_like_a_task(converter, tagged_video, tmp_path, {"cover": "none"}, {"cover": "frame"})
+    assert len(ID3(target).getall("APIC")) == 1

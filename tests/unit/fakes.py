@@ -208,7 +208,7 @@ class FakeConverter(_Recorder):
         self.during = lambda: None
         self.aborted_current = 0
 
-    def probe(self, source: Path) -> ProbeResult:
+    def probe(self, source: Path, options=None, picture_to: Path | None = None) -> ProbeResult:
         self.sources.append(source.read_bytes())
         self._record("probe", source)
         return self.probe_result
