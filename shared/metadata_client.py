@@ -35,7 +35,11 @@ class MetadataClient:
     def __init__(self, base_url: str, timeout: float):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.pool = urllib3.PoolManager(maxsize=POOL_CONNECTIONS, retries=False)
+        # One host, so one connection pool, asked directly: PoolManager would parse the URL and look
+        # the pool up again on every call (a third of the client's CPU per /status).
+        self.pool = urllib3.connection_from_url(self.base_url, maxsize=POOL_CONNECTIONS, retries=False)
+        self._prefix = urllib3.util.parse_url(self.base_url).path or ""
+        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
 
     def _request(
         self,
@@ -47,10 +51,10 @@ class MetadataClient:
         wait: float = 0.0,
     ) -> urllib3.BaseHTTPResponse:
         """Send one request; ``wait`` seconds are added to the read timeout (a long-poll)."""
-        timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout + wait)
-        url = self.base_url + path + (f"?{urlencode(params)}" if params else "")
+        timeout = urllib3.Timeout(connect=self.timeout, read=self.timeout + wait) if wait else self._timeout
+        url = self._prefix + path + (f"?{urlencode(params)}" if params else "")
         try:
-            response = self.pool.request(method, url, body=data, headers=headers, timeout=timeout)
+            response = self.pool.urlopen(method, url, body=data, headers=headers, timeout=timeout)
         except urllib3.exceptions.HTTPError as exc:
             raise JobStoreUnavailable(f"metadata service unreachable: {exc.__class__.__name__}") from exc
         if response.status == 404:
