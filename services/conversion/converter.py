@@ -143,7 +143,7 @@ class Converter:
             made = PictureMaker.from_probe(early[1], plan.cover, path)
             if made is not None:
                 return made
-        return PictureMaker(source, plan.cover, path)
+        return PictureMaker.start(source, plan.cover, path)
 
     @staticmethod
     def _embed(picture: PictureMaker, plan: EncodePlan, target: Path) -> None:

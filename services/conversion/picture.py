@@ -36,7 +36,7 @@ from pathlib import Path
 from services.conversion.encode import Cover
 from services.conversion.forked import ForkedCall, Outcome
 from services.conversion.plan import choose_cover
-from services.conversion.probe import ALLOWED_DEMUXERS, ProbeResult
+from services.conversion.probe import ProbeResult, open_confined
 from shared.options import ConversionOptions
 
 logger = logging.getLogger(__name__)
@@ -88,26 +88,32 @@ class PictureMaker:
     logged and the job goes on without one.
     """
 
-    def __init__(self, source: Path, cover: Cover, target: Path, timeout_seconds: float | None = None):
+    def __init__(self, target: Path, call: ForkedCall | None = None, made: Outcome | None = None):
+        """A maker of the picture at ``target``: running in ``call``, or already ended as ``made``
+        (neither: no picture). Use :meth:`start` or :meth:`from_probe`."""
         self.target = target
-        self._made: Outcome | None = None
+        self._call = call
+        self._made = made
+
+    @classmethod
+    def start(cls, source: Path, cover: Cover, target: Path, timeout_seconds: float | None = None) -> PictureMaker:
+        """Fork a child that makes the picture ``cover`` names from ``source`` into ``target``."""
         timeout = PICTURE_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
         try:
-            self._call: ForkedCall | None = ForkedCall(make_picture, source, cover, target, timeout_seconds=timeout)
+            return cls(target, call=ForkedCall(make_picture, source, cover, target, timeout_seconds=timeout))
         except OSError:
             logger.warning("could not fork the cover picture's child", exc_info=True)
-            self._call = None
+            return cls(target)
 
     @classmethod
     def from_probe(cls, made: Outcome, cover: Cover, target: Path) -> PictureMaker | None:
         """The picture :class:`PictureFromProbe` made (``made``) if it is the one ``cover`` names,
-        as a finished maker; None when it is another (then start one)."""
-        if made.ok and (made.value is None or made.value.get("cover") != asdict(cover)):
+        as a finished maker; None when it is another (then :meth:`start` one)."""
+        if not made.ok:
+            return cls(target, made=made)  # making it failed: trying again would fail the same way
+        if made.value is None or made.value.get("cover") != asdict(cover):
             return None
-        maker = cls.__new__(cls)
-        maker.target, maker._call = target, None
-        maker._made = Outcome(ok=True, value=made.value["mime"]) if made.ok else made
-        return maker
+        return cls(target, made=Outcome(ok=True, value=made.value["mime"]))
 
     def result(self) -> Picture | None:
         """Wait for the child (until its deadline); the picture, or None when there is none."""
@@ -135,18 +141,18 @@ def make_picture(source: Path, cover: Cover, target: Path) -> str | None:
     Raises:
         av.FFmpegError: libav could not open, seek or decode the input.
     """
-    import av
-
-    options = {"protocol_whitelist": "file", "format_whitelist": ",".join(ALLOWED_DEMUXERS)}
-    with av.open(f"file:{source}", options=options) as container:
+    with open_confined(source) as container:
         stream = container.streams[cover.index]
         if cover.at_seconds is None:
             return _source_picture(container, stream, target)
-        frame = _frame_at(container, stream, cover.at_seconds, exact=cover.exact)
-        if frame is None:
-            return None
-        target.write_bytes(_jpeg(frame))
-        return JPEG
+        frame = _frame_at(container, stream, cover.at_seconds, cover.exact, seek=True)
+    if frame is None:  # the seek found no keyframe to start from (an input without an index, as MPEG-TS)
+        with open_confined(source) as container:
+            frame = _frame_at(container, container.streams[cover.index], cover.at_seconds, cover.exact, seek=False)
+    if frame is None:
+        return None
+    target.write_bytes(_jpeg(frame))
+    return JPEG
 
 
 def _source_picture(container, stream, target: Path) -> str | None:
@@ -165,23 +171,32 @@ def _source_picture(container, stream, target: Path) -> str | None:
     return None
 
 
-def _frame_at(container, stream, at_seconds: float, exact: bool):
-    """The keyframe at or before ``at_seconds``, or (``exact``) the first frame at or after it."""
+def _frame_at(container, stream, at_seconds: float, exact: bool, seek: bool):
+    """The keyframe at or before ``at_seconds`` (counted from the stream's start), or (``exact``)
+    the first frame at or after it; found after a backward seek to that time, or (not ``seek``)
+    by decoding from the start, at most :data:`MAX_DECODED_FRAMES` frames."""
     import av
 
     context = stream.codec_context
     context.thread_type = "NONE"  # one frame: frame threads would only add start-up latency
     if not exact:
         context.skip_frame = "NONKEY"
-    if stream.time_base:
+    origin = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+    at = origin + at_seconds
+    if seek and stream.time_base:
         try:
-            container.seek(int(at_seconds / stream.time_base), stream=stream, backward=True)
+            container.seek(int(at / stream.time_base), stream=stream, backward=True)
         except (av.FFmpegError, OSError):
-            pass  # an input that cannot seek is decoded from the start
+            return None  # an input that cannot seek: decoded from the start by the caller
     chosen = None
     for decoded, frame in enumerate(container.decode(stream)):
+        late = frame.time is not None and frame.time > at
+        if late and not exact and chosen is not None:
+            break  # from the start: the keyframe before this one
         chosen = frame
-        if not exact or frame.time is None or frame.time >= at_seconds or decoded >= MAX_DECODED_FRAMES:
+        if (exact and (frame.time is None or frame.time >= at)) or (seek and not exact) or late:
+            break
+        if decoded >= MAX_DECODED_FRAMES:
             break
     return chosen
 

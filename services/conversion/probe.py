@@ -76,6 +76,19 @@ def confinement() -> dict[str, str]:
     return {"protocol_whitelist": "file", "format_whitelist": ",".join(ALLOWED_DEMUXERS)}
 
 
+def open_confined(path: Path | str):
+    """``av.open`` of the local file ``path`` with :func:`confinement`: an ``av.container.InputContainer``.
+    Tags that are not UTF-8 are read with U+FFFD in place of the bad bytes, as ffprobe's JSON
+    writer replaces them, instead of failing the whole file.
+
+    Raises:
+        av.FFmpegError: libav could not open the file or read its streams.
+    """
+    import av
+
+    return av.open(f"file:{path}", container_options=confinement(), metadata_errors="replace")
+
+
 def confinement_options() -> list[str]:
     """:func:`confinement` as ffmpeg/ffprobe command-line options."""
     return [arg for key, value in confinement().items() for arg in (f"-{key}", value)]
@@ -259,7 +272,7 @@ def libav_probe(path: str) -> dict:
     """
     import av
 
-    with av.open(f"file:{path}", container_options=confinement(), metadata_errors="replace") as container:
+    with open_confined(path) as container:
         streams = []
         for stream in container.streams:
             context = stream.codec_context

@@ -10,6 +10,7 @@ from mutagen.mp4 import MP4
 
 from services.conversion.encode import Cover
 from services.conversion.picture import JPEG, PNG, PictureMaker, make_picture
+from shared.options import FORMATS
 from tests.support.sources import ffmpeg, make_covered_m4a, make_tagged_video
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,7 @@ def test_a_png_source_picture_stays_png(tmp_path):
 
 
 def test_the_child_answers_and_is_reaped(video, tmp_path):
-    maker = PictureMaker(video, Cover(index=0, at_seconds=1.0), tmp_path / "cover.jpg")
+    maker = PictureMaker.start(video, Cover(index=0, at_seconds=1.0), tmp_path / "cover.jpg")
     pid = maker._call._pid
     picture = maker.result()
     assert picture is not None and picture.mime == JPEG and picture.path.stat().st_size > 1000
@@ -97,7 +98,7 @@ def test_the_child_answers_and_is_reaped(video, tmp_path):
 def test_a_stream_that_is_not_video_gives_no_picture_and_no_exception(video, tmp_path):
     audio = tmp_path / "tone.m4a"
     ffmpeg("-f", "lavfi", "-i", "sine=duration=1", str(audio))
-    maker = PictureMaker(audio, Cover(index=0, at_seconds=0.5), tmp_path / "cover.jpg")
+    maker = PictureMaker.start(audio, Cover(index=0, at_seconds=0.5), tmp_path / "cover.jpg")
     assert maker.result() is None
 
 
@@ -164,3 +165,33 @@ def test_another_cover_than_the_probed_one_gets_a_child_of_its_own(converter, ta
 
     target = convert_like_a_task(converter, tagged_video, tmp_path, {"cover": "none"}, {"cover": "frame"})
     assert len(ID3(target).getall("APIC")) == 1
+
+
+def test_every_corpus_video_gets_its_picture(media_dir, tmp_path):
+    """Every file of the corpus that siphon converts and that has a picture to give gets one, as the
+    default options choose it (odd tags, moov at the end, fragments, attached pictures included)."""
+    from services.conversion.plan import choose_cover
+    from services.conversion.probe import probe_media
+    from shared.errors import MediaError
+    from shared.options import ConversionOptions
+
+    missing, covered = {}, 0
+    for path in sorted(p for p in media_dir.iterdir() if p.suffix != ".tsv"):
+        try:
+            probe = probe_media(path)
+            probe.default_audio()
+        except MediaError:
+            continue  # refused: nothing is converted, so no picture is due
+        cover = choose_cover(probe, ConversionOptions(), FORMATS["mp3"])
+        if cover is None:
+            continue
+        target = tmp_path / f"{path.stem}.cover"
+        try:
+            mime = make_picture(path, cover, target)
+        except Exception as exc:  # noqa: BLE001 - collected, to name every file that fails
+            missing[path.name] = repr(exc)
+            continue
+        if mime is None or target.stat().st_size < 100:
+            missing[path.name] = f"no picture ({mime})"
+        covered += 1
+    assert missing == {} and covered >= 15
