@@ -27,19 +27,18 @@ ffmpeg runs in its own process group, so a timeout or an abort kills it and anyt
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.conversion import media_codes as codes
+from services.conversion.forked import die_with
 from services.conversion.probe import AudioStream, ProbeResult, confinement_options, explain_unreadable
 from shared.errors import MediaError
 from shared.options import FORMATS, ConversionOptions, OutputFormat
@@ -64,22 +63,6 @@ TRUNCATION_MESSAGES = (": partial file", "File ended prematurely")
 """What FFmpeg's MP4 (mov) and Matroska demuxers log when the file ends before media its index
 declares. ffmpeg still exits 0 with the audio before the cut, so a run that logged one of these
 is a truncated file, not a conversion."""
-
-PR_SET_PDEATHSIG = 1
-"""prctl(2) option (<linux/prctl.h>): the signal a process gets when the thread that forked it exits."""
-
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-
-
-def _die_with(parent_pid: int) -> None:
-    """``preexec_fn`` of ffmpeg (runs in the child, before exec): have the kernel SIGKILL it when
-    the work thread that started it dies. ffmpeg runs in a session of its own and ignores its broken
-    progress pipe, so a worker killed with SIGKILL would otherwise leave it encoding to the end."""
-    if _prctl is None:
-        return
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the worker died before prctl took effect
-        os._exit(1)
 
 
 def _nearly_full(directory: Path) -> bool:
@@ -309,7 +292,7 @@ class FfmpegProcess:
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 start_new_session=True,
-                preexec_fn=functools.partial(_die_with, os.getpid()),
+                preexec_fn=functools.partial(die_with, os.getpid()),
             )
             if self._aborted.is_set():  # abort() ran after the check above, before there was a process to kill
                 self.kill()

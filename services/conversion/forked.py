@@ -14,12 +14,14 @@ worker's buffers, nothing of the worker's connections touched).
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import json
 import os
 import resource
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +29,11 @@ from typing import Any
 
 import av  # loaded in the worker once, so each child finds libav mapped already
 import av.logging
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option (<linux/prctl.h>): the signal a process gets when the thread that forked it exits."""
+
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 MEMORY_HEADROOM_BYTES = 2 << 30
 """Address space a child may map beyond what it inherits from the worker (RLIMIT_AS), bytes: a
@@ -56,10 +63,11 @@ class ForkedCall:
     def __init__(self, function: Callable[..., Any], *args: Any, timeout_seconds: float):
         self._deadline = time.monotonic() + timeout_seconds
         reader, writer = os.pipe()
+        parent_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: no return from this branch
             os.close(reader)
-            _child(function, args, writer)
+            _child(function, args, writer, parent_pid)
         os.close(writer)
         self._pid: int | None = pid
         self._reader: int | None = reader
@@ -105,9 +113,10 @@ class ForkedCall:
             self._reader = None
 
 
-def _child(function: Callable[..., Any], args: tuple, writer: int) -> None:
+def _child(function: Callable[..., Any], args: tuple, writer: int, parent_pid: int) -> None:
     code = 1
     try:
+        die_with(parent_pid)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)  # the worker's graceful-shutdown handlers are not ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
@@ -126,6 +135,18 @@ def _child(function: Callable[..., Any], args: tuple, writer: int) -> None:
         code = 0
     finally:
         os._exit(code)
+
+
+def die_with(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when the thread that forked it exits (prctl(2)
+    ``PR_SET_PDEATHSIG``); run in the child. ffmpeg (its ``preexec_fn``) and the forked children
+    use it, so a worker killed with SIGKILL leaves nothing running: ffmpeg runs in a session of its
+    own and ignores its broken progress pipe, and a child stuck in libav has no deadline left."""
+    if _prctl is None:
+        return
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the worker died before prctl took effect
+        os._exit(1)
 
 
 def _mapped_bytes() -> int:

@@ -73,3 +73,31 @@ def test_a_runaway_allocation_ends_in_the_child_not_the_worker(monkeypatch):
     monkeypatch.setattr(forked, "MEMORY_HEADROOM_BYTES", 64 << 20)
     outcome = ForkedCall(lambda: len(bytearray(512 << 20)), timeout_seconds=10).result()
     assert not outcome.ok and outcome.error == "MemoryError: "
+
+
+def test_a_child_dies_with_the_thread_that_forked_it():
+    """A worker killed with SIGKILL must leave no child stuck in libav behind (PR_SET_PDEATHSIG)."""
+    import threading
+
+    children = []
+
+    def fork_and_return():
+        call = ForkedCall(time.sleep, 60, timeout_seconds=60)
+        children.append(call._pid)
+        time.sleep(0.5)  # the work thread waits for the answer, then dies without reaping the child
+        call._pid = None
+
+    thread = threading.Thread(target=fork_and_return)
+    thread.start()
+    thread.join()
+    [pid] = children
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the child outlived the thread that forked it")
