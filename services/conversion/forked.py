@@ -10,6 +10,12 @@ would land in the worker's JSON logs), limits its address space to what it inher
 :data:`MEMORY_HEADROOM_BYTES`, runs one function, writes its
 JSON answer to a pipe and leaves with ``os._exit`` (no atexit handlers, no flushing of the
 worker's buffers, nothing of the worker's connections touched).
+
+The worker is threaded (pika's I/O loop, the work thread), and a forked child holds only the thread
+that forked it. So the child takes no lock another thread may hold: it logs nothing and touches
+no connection; the GIL, the allocator and the ``logging`` module re-initialise their own locks
+at fork. Python 3.12 warns about any fork in a threaded process; siphon runs on 3.11
+(services/conversion/Dockerfile).
 """
 
 from __future__ import annotations
