@@ -100,77 +100,66 @@ def _cached(path: Path, make) -> Path:
     return path
 
 
-def _run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
+def _run(ffmpeg: str, *args: str) -> None:
+    """Run ``ffmpeg`` quietly with ``args``, overwriting its output; raises on failure."""
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", *args], check=True, stdin=subprocess.DEVNULL)
 
 
 def _synthesize(ffmpeg: str, out: Path, seconds: int, size: str, video_kbps: int, fps: int) -> None:
     """H.264 at a constant ``video_kbps`` (filler data keeps testsrc2 from compressing to nothing)."""
     rate = f"{video_kbps}k"
     _run(
-        [
-            ffmpeg,
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate={fps}",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            str(seconds),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-b:v",
-            rate,
-            "-minrate",
-            rate,
-            "-maxrate",
-            rate,
-            "-bufsize",
-            f"{2 * video_kbps}k",
-            "-x264-params",
-            "nal-hrd=cbr",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-ac",
-            "2",
-            "-f",
-            "mp4",
-            str(out),
-        ]
+        ffmpeg,
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate={fps}",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        str(seconds),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-b:v",
+        rate,
+        "-minrate",
+        rate,
+        "-maxrate",
+        rate,
+        "-bufsize",
+        f"{2 * video_kbps}k",
+        "-x264-params",
+        "nal-hrd=cbr",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-ac",
+        "2",
+        "-f",
+        "mp4",
+        str(out),
     )
 
 
 def _cut(ffmpeg: str, source: Path, out: Path, seconds: int) -> None:
     _run(
-        [
-            ffmpeg,
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            str(source),
-            "-t",
-            str(seconds),
-            "-c",
-            "copy",
-            "-f",
-            "mp4",
-            str(out),
-        ]
+        ffmpeg,
+        "-i",
+        str(source),
+        "-t",
+        str(seconds),
+        "-c",
+        "copy",
+        "-f",
+        "mp4",
+        str(out),
     )
 
 
@@ -180,24 +169,18 @@ def _repeat(ffmpeg: str, source: Path, out: Path, times: int) -> None:
     listing.write_text(f"file '{source.resolve()}'\n" * times)
     try:
         _run(
-            [
-                ffmpeg,
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "concat",
-                "-safe",
-                "0",
-                "-i",
-                str(listing),
-                "-c",
-                "copy",
-                "-f",
-                "mp4",
-                str(out),
-            ]
+            ffmpeg,
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-c",
+            "copy",
+            "-f",
+            "mp4",
+            str(out),
         )
     finally:
         listing.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ Targets are the issue's, for the local storage backend; S3 (moto server) figures
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,13 +95,13 @@ def build_rows(sample: BackendResults) -> list[Row]:
             Row(
                 f"{t.jobs} jobs: {t.workers} plain ffmpeg processes",
                 "",
-                lambda r: min(r.throughput.plain) if r.throughput else None,
+                lambda r: statistics.median(r.throughput.plain) if r.throughput else None,
                 _s,
             ),
             Row(
                 f"{t.jobs} jobs: siphon, {t.workers} workers",
                 "",
-                lambda r: min(r.throughput.siphon) if r.throughput else None,
+                lambda r: statistics.median(r.throughput.siphon) if r.throughput else None,
                 _s,
             ),
             Row(

@@ -20,7 +20,7 @@ from services.conversion import media_codes as codes
 from services.conversion.encode import EncodeLimits, EncodePlan, EncodeResult, FfmpegProcess, build_command
 from services.conversion.forked import Outcome
 from services.conversion.picture import PictureFromProbe, PictureMaker, embed_picture
-from services.conversion.plan import plan_encode
+from services.conversion.plan import Cover, choose_cover, plan_encode
 from services.conversion.probe import ProbeResult, measure_audio_seconds, probe_media, probe_media_then
 from shared.config import Settings
 from shared.errors import MediaError
@@ -95,7 +95,8 @@ class Converter:
         plan = plan_encode(probe, options, self.vbr_quality, self.limits.max_duration_seconds)
         passes = 1 if options.normalize is None else 2
         started = time.monotonic()
-        picture = self._picture(plan, source, target.with_suffix(".cover"))
+        cover = choose_cover(probe, options, options.output_format)
+        picture = None if cover is None else self._picture(cover, source, target.with_suffix(".cover"))
         try:
             if options.normalize is not None:
                 plan = self._with_loudnorm(
@@ -134,16 +135,14 @@ class Converter:
             duration_seconds=seconds, size_bytes=size, speed=round(seconds / elapsed, 2) if elapsed > 0 else None
         )
 
-    def _picture(self, plan: EncodePlan, source: Path, path: Path) -> PictureMaker | None:
-        """The cover picture the plan calls for: the one the probe's child made, else a new child."""
+    def _picture(self, cover: Cover, source: Path, path: Path) -> PictureMaker:
+        """The maker of ``cover``: the one the probe's child made, else a child of its own."""
         early, self._early_picture = self._early_picture, None
-        if plan.cover is None:
-            return None
         if early is not None and early[0] == source:
-            made = PictureMaker.from_probe(early[1], plan.cover, path)
+            made = PictureMaker.from_probe(early[1], cover, path)
             if made is not None:
                 return made
-        return PictureMaker.start(source, plan.cover, path)
+        return PictureMaker.start(source, cover, path)
 
     @staticmethod
     def _embed(picture: PictureMaker, plan: EncodePlan, target: Path) -> None:

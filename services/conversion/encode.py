@@ -153,17 +153,6 @@ class EncodeResult:
 
 
 @dataclass(frozen=True)
-class Cover:
-    """A picture to embed from input stream ``index``: one frame near ``at_seconds`` seconds encoded
-    as JPEG (exactly the frame at that time when ``exact``, else the keyframe at or before it), or,
-    when ``at_seconds`` is None, the source's own cover picture (``services.conversion.picture``)."""
-
-    index: int
-    at_seconds: float | None = None
-    exact: bool = False
-
-
-@dataclass(frozen=True)
 class EncodePlan:
     """Everything one conversion's ffmpeg command depends on (``services.conversion.plan`` makes it).
 
@@ -181,7 +170,6 @@ class EncodePlan:
     start_seconds: float | None = None
     end_seconds: float | None = None
     tags: tuple[tuple[str, str], ...] = ()
-    cover: Cover | None = None
     audio_filter: str | None = None
     expected_seconds: float | None = None
 

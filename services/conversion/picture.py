@@ -33,9 +33,8 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from services.conversion.encode import Cover
 from services.conversion.forked import ForkedCall, Outcome
-from services.conversion.plan import choose_cover
+from services.conversion.plan import Cover, choose_cover
 from services.conversion.probe import ProbeResult, open_confined
 from shared.options import ConversionOptions
 

@@ -5,17 +5,18 @@
   ``encode.output_sample_rate``; at most two channels unless the client asks for one);
 * the trim (``start``/``end``, refused when ``start`` is past the end of the media);
 * the tags: the source's :data:`CARRIED_TAGS`, overridden by ``title``/``artist``/``album``;
-* the cover (:func:`choose_cover`);
+* the cover picture (:func:`choose_cover`: a :class:`Cover`, made and embedded beside the ffmpeg
+  command by ``services.conversion.picture``, so not part of the plan);
 * how many seconds of audio the output should hold, for progress.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 
 from services.conversion import media_codes as codes
 from services.conversion.encode import (
-    Cover,
     EncodePlan,
     mp3_channels,
     output_sample_rate,
@@ -36,6 +37,17 @@ COVER_AT_RATIO = 0.1
 
 COVER_END_MARGIN_SECONDS = 0.5
 """A requested cover time is held this far before the end, so the seek still finds a frame, seconds."""
+
+
+@dataclass(frozen=True)
+class Cover:
+    """A picture to embed from input stream ``index``: one frame near ``at_seconds`` seconds encoded
+    as JPEG (exactly the frame at that time when ``exact``, else the keyframe at or before it), or,
+    when ``at_seconds`` is None, the source's own cover picture (``services.conversion.picture``)."""
+
+    index: int
+    at_seconds: float | None = None
+    exact: bool = False
 
 
 def plan_encode(
@@ -61,7 +73,6 @@ def plan_encode(
         start_seconds=options.start,
         end_seconds=options.end,
         tags=carried_tags(probe, stream, options),
-        cover=choose_cover(probe, options, output),
         expected_seconds=expected_seconds(probe.duration_seconds, options, max_duration_seconds),
     )
 

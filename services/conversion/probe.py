@@ -71,6 +71,13 @@ PROBE_TIMEOUT_SECONDS = 60
 """Wall-clock limit of one probe (the child, or an ffprobe run), seconds."""
 
 
+PROBE_ENTRIES = (
+    "format=format_name,duration:format_tags"
+    ":stream=index,codec_type,codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags"
+)
+"""What a probe reads (``ffprobe -show_entries``); :func:`libav_probe` answers with the same fields."""
+
+
 def confinement() -> dict[str, str]:
     """libav input options that allow only local files and the allowed demuxers."""
     return {"protocol_whitelist": "file", "format_whitelist": ",".join(ALLOWED_DEMUXERS)}
@@ -248,11 +255,7 @@ def _probe_then(path: str, then: Callable[[Path, ProbeResult], Any] | None) -> d
 
 
 def _ffprobe(path: Path, ffprobe: str) -> ProbeResult:
-    entries = (
-        "format=format_name,duration:format_tags"
-        ":stream=index,codec_type,codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags"
-    )
-    done = run_ffprobe(ffprobe, path, "-show_entries", entries)
+    done = run_ffprobe(ffprobe, path, "-show_entries", PROBE_ENTRIES)
     if done is None:
         raise MediaError("Reading the file's structure took too long.", code=codes.TIMEOUT)
     if done.returncode != 0:
@@ -261,9 +264,8 @@ def _ffprobe(path: Path, ffprobe: str) -> ProbeResult:
 
 
 def libav_probe(path: str) -> dict:
-    """What ``ffprobe -show_entries format=format_name,duration:format_tags:stream=index,codec_type,
-    codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags -of json``
-    prints for ``path``, read with PyAV in this process (the forked child runs it).
+    """What ``ffprobe -show_entries`` :data:`PROBE_ENTRIES` ``-of json`` prints for ``path``, read
+    with PyAV in this process (the forked child runs it).
 
     ``codec_name`` is left out for a stream libav has no decoder for, as for an unknown codec.
 

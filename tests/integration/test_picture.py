@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
 import pytest
 from mutagen.mp4 import MP4
 
-from services.conversion.encode import Cover
 from services.conversion.picture import JPEG, PNG, PictureMaker, make_picture
+from services.conversion.plan import Cover
 from shared.options import FORMATS
 from tests.support.sources import ffmpeg, make_covered_m4a, make_tagged_video
 
@@ -92,7 +93,7 @@ def test_the_child_answers_and_is_reaped(video, tmp_path):
     picture = maker.result()
     assert picture is not None and picture.mime == JPEG and picture.path.stat().st_size > 1000
     with pytest.raises(ChildProcessError):
-        __import__("os").waitpid(pid, 0)  # already reaped: no zombie left behind
+        os.waitpid(pid, 0)  # already reaped: no zombie left behind
 
 
 def test_a_stream_that_is_not_video_gives_no_picture_and_no_exception(video, tmp_path):

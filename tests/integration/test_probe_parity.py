@@ -16,15 +16,10 @@ import pytest
 
 from services.conversion import probe as probe_module
 from services.conversion.plan import CARRIED_TAGS
-from services.conversion.probe import ProbeResult, _parse, probe_media, run_ffprobe
+from services.conversion.probe import PROBE_ENTRIES, ProbeResult, _parse, probe_media, run_ffprobe
 from shared.errors import MediaError
 
 pytestmark = pytest.mark.integration
-
-ENTRIES = (
-    "format=format_name,duration:format_tags"
-    ":stream=index,codec_type,codec_name,sample_rate,channels:stream_disposition=default,attached_pic:stream_tags"
-)
 
 
 def ffprobe_verdict(path: Path, monkeypatch) -> ProbeResult | str:
@@ -92,7 +87,7 @@ def test_a_probe_child_that_crashes_leaves_the_file_to_ffprobe(media_dir, monkey
 
 def test_the_child_answers_in_ffprobes_json_shape(media_dir):
     path = media_dir / "two_audio_tracks_ac3_5.1_plus_aac_stereo.mp4"
-    done = run_ffprobe("ffprobe", path, "-show_entries", ENTRIES)
+    done = run_ffprobe("ffprobe", path, "-show_entries", PROBE_ENTRIES)
     reference = _parse(json.loads(done.stdout))
     answer = probe_module.libav_probe(str(path))
     assert set(answer) == {"format", "streams"} and _parse(answer).audio_streams[1].codec == "aac"

@@ -28,6 +28,7 @@ import redis
 import requests
 
 from tests.support.net import free_port, wait_until
+from tests.support.sources import ffmpeg
 from tests.support.stack import AMQP_URL, REDIS_URL, Stack
 
 TONE_SAMPLE_RATE_HZ = 48000
@@ -45,26 +46,10 @@ def tone(directory: Path, seconds: int) -> Path:
     """A FLAC file holding ``seconds`` of a 440 Hz stereo sine (about 13 KB per second); cached."""
     path = directory / f"tone-{seconds}s.flac"
     if not path.exists():
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency=440:duration={seconds}:sample_rate={TONE_SAMPLE_RATE_HZ}",
-                "-ac",
-                "2",
-                "-c:a",
-                "flac",
-                "-y",
-                str(path),
-            ],
-            check=True,
-            timeout=120,
-        )
+        ffmpeg(
+            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}:sample_rate={TONE_SAMPLE_RATE_HZ}",
+            "-ac", "2", "-c:a", "flac", str(path),
+        )  # fmt: skip
     return path
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 import socket
 import struct
-import subprocess
 import threading
 from pathlib import Path
+
+from tests.support.sources import ffmpeg
 
 MARKER_PREFIX = "SIPHON-SECRET-"
 
@@ -106,28 +107,10 @@ def silent_flac(path: Path, seconds: int, rate_hz: int = 8000, channels: int = 1
     """Write ``seconds`` of digital silence as FLAC with 65535-sample frames: every frame is one
     constant subframe, so an hour of 8 kHz mono takes about 14 KB."""
     layout = "mono" if channels == 1 else "stereo"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"anullsrc=r={rate_hz}:cl={layout}",
-            "-t",
-            str(seconds),
-            "-c:a",
-            "flac",
-            "-frame_size",
-            "65535",
-            "-y",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
+    ffmpeg(
+        "-f", "lavfi", "-i", f"anullsrc=r={rate_hz}:cl={layout}", "-t", str(seconds),
+        "-c:a", "flac", "-frame_size", "65535", str(path),
+    )  # fmt: skip
     return path
 
 

@@ -9,6 +9,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.sources import ffmpeg
+
 MP3_SAMPLE_RATES_HZ = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000})
 """Sample rates an MP3 can carry (MPEG-1, MPEG-2 and MPEG-2.5 layer III), Hz."""
 
@@ -104,24 +106,8 @@ def read_manifest(media_dir: Path) -> dict[str, dict[str, str]]:
 
 def make_tone_wav(path: Path, seconds: float, sample_rate_hz: int = 8000) -> Path:
     """Write a mono 440 Hz sine of ``seconds`` as 16-bit PCM WAV (16 KB per second at 8 kHz); return ``path``."""
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:sample_rate={sample_rate_hz}:duration={seconds}",
-            "-c:a",
-            "pcm_s16le",
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=FFMPEG_TIMEOUT_SECONDS,
-        stdin=subprocess.DEVNULL,
-    )
+    ffmpeg(
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={sample_rate_hz}:duration={seconds}",
+        "-c:a", "pcm_s16le", str(path),
+    )  # fmt: skip
     return path

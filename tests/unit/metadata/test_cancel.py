@@ -3,11 +3,9 @@ and a LocalStorage in tmp_path."""
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
 from services.metadata.app import create_app
-from services.metadata.store import JobStore
 from shared.config import load_settings
 from shared.errors import JobNotFound
 from shared.jobs import Job, JobErrorInfo, JobStatus, manifest_key
@@ -27,21 +25,6 @@ class FakeControl:
     def cancel(self, job_id: str) -> bool:
         self.cancelled.append(job_id)
         return True
-
-
-@pytest.fixture
-def redis_client() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
-
-
-@pytest.fixture
-def storage(tmp_path) -> LocalStorage:
-    return LocalStorage(tmp_path / "storage")
-
-
-@pytest.fixture
-def store(redis_client, storage) -> JobStore:
-    return JobStore(redis_client, PREFIX, storage)
 
 
 @pytest.fixture

@@ -16,11 +16,6 @@ JOB_ID = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
-def server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
-
-
-@pytest.fixture
 def store(server, tmp_path) -> JobStore:
     store = JobStore(fakeredis.FakeRedis(server=server), "unit:", LocalStorage(tmp_path))
     store.create(Job.new(JOB_ID, "clip.mp4", 10))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
 from services.metadata.app import create_app
@@ -17,16 +16,6 @@ from shared.messages import JobEvent
 from shared.storage import LocalStorage
 
 PREFIX = "unit:"
-
-
-@pytest.fixture
-def server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
-
-
-@pytest.fixture
-def redis_client(server) -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis(server=server)
 
 
 @pytest.fixture

@@ -16,26 +16,6 @@ PREFIX = "unit:"
 
 
 @pytest.fixture
-def server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
-
-
-@pytest.fixture
-def redis_client(server) -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis(server=server)
-
-
-@pytest.fixture
-def storage(tmp_path) -> LocalStorage:
-    return LocalStorage(tmp_path / "storage")
-
-
-@pytest.fixture
-def store(redis_client, storage) -> JobStore:
-    return JobStore(redis_client, PREFIX, storage)
-
-
-@pytest.fixture
 def job(store) -> Job:
     created = Job.new(JOB_ID, "clip.mp4", 10)
     store.create(created)

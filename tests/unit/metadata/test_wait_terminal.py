@@ -5,22 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-import fakeredis
 import pytest
 
-from services.metadata.store import JobStore
 from shared.errors import JobNotFound
 from shared.jobs import Job, JobStatus
 from shared.messages import JobEvent
-from shared.storage import LocalStorage
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 PREFIX = "unit:"
-
-
-@pytest.fixture
-def store(tmp_path) -> JobStore:
-    return JobStore(fakeredis.FakeRedis(server=fakeredis.FakeServer()), PREFIX, LocalStorage(tmp_path))
 
 
 @pytest.fixture
