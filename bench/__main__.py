@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.client import ApiClient
 from bench.inputs import FULL, QUICK, Inputs, ensure_inputs
-from bench.machine import describe, load_average
+from bench.machine import describe, load_average, reference_loop
 from bench.phases import Bench, measure_latency, measure_memory, measure_status, measure_throughput
 from bench.report import BackendResults, details, render_markdown, render_text, table, write_markdown
 from tests.support.moto import moto_server
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends:
             results[backend] = run_backend(args, inputs, backend, s3_endpoint)
     machine["load average at end"] = load_average()
+    machine["Python loop of 10⁶ additions at end"] = reference_loop()
     rows, notes = table(results), details(results)
     print(render_text(machine, rows, notes))
     if args.output:

@@ -21,8 +21,10 @@ UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 @dataclass(frozen=True)
 class LoadResult:
-    """Requests per second, latency percentiles (seconds), errors, and how the load was made."""
+    """Requests answered, requests per second, latency percentiles (seconds), errors, and how the
+    load was made."""
 
+    requests: int
     requests_per_second: float
     p50_seconds: float
     p99_seconds: float
@@ -42,9 +44,11 @@ def _wrk(url: str, seconds: float, connections: int) -> LoadResult:
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     percentiles = {int(p): _seconds(v, u) for p, v, u in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)}
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    answered = int(re.search(r"(\d+) requests in ", out).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return LoadResult(
+        answered,
         rate,
         percentiles[50],
         percentiles[99],
@@ -90,5 +94,10 @@ def _thread_pool(url: str, seconds: float, connections: int) -> LoadResult:
         t.join()
     cuts = statistics.quantiles(latencies, n=100)
     return LoadResult(
-        len(latencies) / (time.monotonic() - began), cuts[49], cuts[98], errors[0], f"Python threads ×{connections}"
+        len(latencies),
+        len(latencies) / (time.monotonic() - began),
+        cuts[49],
+        cuts[98],
+        errors[0],
+        f"Python threads ×{connections}",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -33,8 +34,31 @@ def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+REFERENCE_LOOP_ADDITIONS = 1_000_000
+
+
+def python_reference_ms(repeats: int = 3) -> float:
+    """Milliseconds a fixed pure-Python loop (:data:`REFERENCE_LOOP_ADDITIONS` integer additions)
+    takes now, best of ``repeats``: a yardstick of how fast one core runs Python at the moment. On
+    a shared virtual machine it varies by 2× from one day to another, and every CPU figure with it."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for i in range(REFERENCE_LOOP_ADDITIONS):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def reference_loop() -> str:
+    """:func:`python_reference_ms` as the table shows it."""
+    return f"{python_reference_ms():.0f} ms"
+
+
 def describe(ffmpeg: str = "ffmpeg") -> dict[str, str]:
-    """CPU model, cores, RAM, ffmpeg, Python and kernel versions, and the load average now."""
+    """CPU model, cores, RAM, ffmpeg, Python and kernel versions, the load average and the
+    Python reference loop now."""
     return {
         "CPU": _cpu_model(),
         "cores": str(os.cpu_count()),
@@ -43,4 +67,5 @@ def describe(ffmpeg: str = "ffmpeg") -> dict[str, str]:
         "Python": platform.python_version(),
         "kernel": platform.release(),
         "load average at start": load_average(),
+        "Python loop of 10⁶ additions at start": reference_loop(),
     }

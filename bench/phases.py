@@ -7,6 +7,7 @@ same noise from whatever else the machine is doing.
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import time
@@ -18,7 +19,7 @@ from bench.client import ApiClient, JobFailed
 from bench.inputs import Input
 from bench.load import LoadResult, run_load
 from bench.plain import plain_batch_seconds, plain_seconds
-from bench.procs import peak_rss_by_service, stack_cpu_seconds
+from bench.procs import peak_rss_by_service, service_cpu_seconds, stack_cpu_seconds
 
 JOB_RETRIES = 2
 """Runs of a failed job before the benchmark gives up."""
@@ -199,6 +200,31 @@ def measure_memory(bench: Bench, small: Input, large: Input) -> Memory:
     return Memory(small.label, large.label, small_peaks, peak_rss_by_service(bench.processes), large_seconds)
 
 
-def measure_status(bench: Bench, base_url: str, seconds: float, connections: int) -> LoadResult:
-    """``GET /status/<id>`` of a completed job under load."""
-    return run_load(f"{base_url}/status/{bench.completed_job_id}", seconds, connections)
+STATUS_SERVICES = ("gateway", "metadata")
+"""The services a ``GET /status`` request crosses (then Redis, which is not siphon's process)."""
+
+
+@dataclass(frozen=True)
+class StatusLoad:
+    """``GET /status`` under load: what the load generator saw, and what each service paid for it
+    (CPU seconds per request, by service). The rate and the percentiles move with whatever else
+    the machine runs; the CPU per request barely does, so it says what the code costs."""
+
+    load: LoadResult
+    cpu_per_request: dict[str, float]
+
+    @property
+    def ceiling(self) -> float:
+        """Requests per second all the machine's cores could answer if they ran nothing but these
+        services: cores ÷ the services' CPU seconds per request (wrk, Redis and the kernel's share
+        of loopback come on top, so the real rate stays below it)."""
+        return (os.cpu_count() or 1) / sum(self.cpu_per_request.values())
+
+
+def measure_status(bench: Bench, base_url: str, seconds: float, connections: int) -> StatusLoad:
+    """``GET /status/<id>`` of a completed job under load, and the CPU each service spent on it."""
+    before = service_cpu_seconds(bench.processes, STATUS_SERVICES)
+    load = run_load(f"{base_url}/status/{bench.completed_job_id}", seconds, connections)
+    after = service_cpu_seconds(bench.processes, STATUS_SERVICES)
+    answered = max(load.requests, 1)
+    return StatusLoad(load, {service: (after[service] - before[service]) / answered for service in STATUS_SERVICES})

@@ -76,3 +76,9 @@ def stack_cpu_seconds(processes: dict) -> tuple[float, float]:
             own += mine
             media += reaped
     return own, media
+
+
+def service_cpu_seconds(processes: dict, services: tuple[str, ...]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the workers of each of ``services``, by service."""
+    pids = service_pids(processes)
+    return {service: sum(cpu_seconds(pid)[0] for pid in pids.get(service, [])) for service in services}

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.load import LoadResult
-from bench.phases import Latency, Memory, Throughput
+from bench.phases import STATUS_SERVICES, Latency, Memory, StatusLoad, Throughput
 
 MB = 1e6
 SERVICES = ("gateway", "upload", "conversion", "metadata")
@@ -24,7 +23,7 @@ class BackendResults:
     latency: list[Latency] = field(default_factory=list)
     throughput: Throughput | None = None
     memory: Memory | None = None
-    status: LoadResult | None = None
+    status: StatusLoad | None = None
     failed_jobs: int = 0
 
 
@@ -81,6 +80,34 @@ def _memory_rows(memory: Memory | None) -> list[Row]:
     return rows
 
 
+def _status_rows() -> list[Row]:
+    def load(attr: str):
+        return lambda r: getattr(r.status.load, attr) if r.status else None
+
+    def cpu(service: str):
+        return lambda r: r.status.cpu_per_request[service] if r.status else None
+
+    def ceiling(r: BackendResults) -> float | None:
+        return r.status.ceiling if r.status else None
+
+    def per_second(v: float) -> str:
+        return f"{v:.0f}"
+
+    def ms(v: float) -> str:
+        return f"{v * 1000:.1f} ms"
+
+    def cpu_ms(v: float) -> str:
+        return f"{v * 1000:.2f} ms"
+
+    return [
+        Row("/status requests per second", "≥ 1500", load("requests_per_second"), per_second, lambda v: v >= 1500),
+        Row("/status p50", "", load("p50_seconds"), ms),
+        Row("/status p99", "≤ 25 ms", load("p99_seconds"), ms, lambda v: v <= 0.025),
+        *(Row(f"/status CPU per request, {s}", "", cpu(s), cpu_ms) for s in STATUS_SERVICES),
+        Row("/status CPU-bound ceiling (cores ÷ CPU per request)", "", ceiling, per_second),
+    ]
+
+
 def build_rows(sample: BackendResults) -> list[Row]:
     """The rows for whatever the results hold (labels come from the inputs measured)."""
     rows: list[Row] = []
@@ -115,25 +142,7 @@ def build_rows(sample: BackendResults) -> list[Row]:
     if sample.memory:
         rows += _memory_rows(sample.memory)
     if sample.status:
-        rows += [
-            Row(
-                "/status requests per second",
-                "≥ 1500",
-                lambda r: r.status.requests_per_second if r.status else None,
-                lambda v: f"{v:.0f}",
-                lambda v: v >= 1500,
-            ),
-            Row(
-                "/status p50", "", lambda r: r.status.p50_seconds if r.status else None, lambda v: f"{v * 1000:.1f} ms"
-            ),
-            Row(
-                "/status p99",
-                "≤ 25 ms",
-                lambda r: r.status.p99_seconds if r.status else None,
-                lambda v: f"{v * 1000:.1f} ms",
-                lambda v: v <= 0.025,
-            ),
-        ]
+        rows += _status_rows()
     return rows
 
 
@@ -176,7 +185,7 @@ def details(results: dict[str, BackendResults]) -> list[str]:
                 f"(whole job {m.large_seconds:.1f} s): {peaks}"
             )
         if r.status:
-            lines.append(f"{backend}, /status load: {r.status.tool}, {r.status.errors} errors")
+            lines.append(f"{backend}, /status load: {r.status.load.tool}, {r.status.load.errors} errors")
         lines.append(f"{backend}: {r.failed_jobs} jobs failed and were run again")
     return lines
 

@@ -22,6 +22,9 @@ ROWS = (
     "peak RSS growth, conversion",
     "/status requests per second",
     "/status p99",
+    "/status CPU per request, gateway",
+    "/status CPU per request, metadata",
+    "/status CPU-bound ceiling",
 )
 
 
@@ -31,6 +34,7 @@ def test_quick_benchmark_prints_its_table(tmp_path):
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("machine: ")
+    assert "Python loop of 10⁶ additions at start" in done.stdout
     for row in ROWS:
         assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
     assert "<!-- bench:begin -->" in report.read_text()
