@@ -40,7 +40,8 @@ REFERENCE_LOOP_ADDITIONS = 1_000_000
 def python_reference_ms(repeats: int = 3) -> float:
     """Milliseconds a fixed pure-Python loop (:data:`REFERENCE_LOOP_ADDITIONS` integer additions)
     takes now, best of ``repeats``: a yardstick of how fast one core runs Python at the moment. On
-    a shared virtual machine it varies by 2× from one day to another, and every CPU figure with it."""
+    this shared virtual machine it has read from 39 to 150 ms within one session, and CPU figures
+    move with the host's speed too."""
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()

@@ -208,7 +208,8 @@ STATUS_SERVICES = ("gateway", "metadata")
 class StatusLoad:
     """``GET /status`` under load: what the load generator saw, and what each service paid for it
     (CPU seconds per request, by service). The rate and the percentiles move with whatever else
-    the machine runs; the CPU per request barely does, so it says what the code costs."""
+    the machine runs; the CPU per request moves less (the host's own speed still shows in it), so
+    it says what the code costs on this host."""
 
     load: LoadResult
     cpu_per_request: dict[str, float]
