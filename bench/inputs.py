@@ -16,6 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.sources import H264_FAST
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -120,12 +122,7 @@ def _synthesize(ffmpeg: str, out: Path, seconds: int, size: str, video_kbps: int
         "sine=frequency=440:sample_rate=48000",
         "-t",
         str(seconds),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
+        *H264_FAST,
         "-b:v",
         rate,
         "-minrate",
