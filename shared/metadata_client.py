@@ -23,8 +23,10 @@ from shared.errors import JobNotFound, JobStoreUnavailable, SiphonError
 from shared.jobs import Job
 from shared.messages import JobEvent
 
-POOL_CONNECTIONS = 64
-"""Keep-alive connections kept per process (gunicorn runs up to 32 threads per worker)."""
+POOL_CONNECTIONS = 1000
+"""Keep-alive connections kept per process: one per request the gateway's gevent worker serves at
+once (``WEB_CONNECTIONS``' default), since each may be a long-poll holding its connection. They are
+opened as needed; past this many, a connection is closed after its call (urllib3 logs a warning)."""
 
 
 class MetadataClient:

@@ -1,22 +1,22 @@
 """Server-Sent Events: the job change feed (``shared/changes.py``) relayed to HTTP clients.
 
-One :class:`ChangeRelay` per gateway process holds one Redis pub/sub subscription (a thread) and
-fans every change out to the streams open in the process, each through a bounded queue. A stream
-begins with what its client missed, the feed's entries after its ``Last-Event-ID`` (``XRANGE``),
-then goes on live. Event ids are the feed's stream ids, so a change is sent once: a live change
-at or before the last id sent is skipped.
+One :class:`ChangeRelay` per gateway process holds one Redis pub/sub subscription (a thread, which is
+a greenlet under gunicorn's gevent worker) and fans every change out to the streams open in the
+process, each through a bounded queue. A stream begins with what its client missed, the feed's
+entries after its ``Last-Event-ID`` (``XRANGE``), then goes on live. Event ids are the feed's stream
+ids, so a change is sent once: a live change at or before the last id sent is skipped.
 
-Every stream is bounded, so a slow or vanished client cannot hold a gunicorn thread for ever:
+Every stream is bounded, so a slow or vanished client cannot hold a gateway connection for ever:
 
 * an idle stream sends a comment every ``EVENTS_HEARTBEAT_SECONDS``; writing to a connection the
-  client closed fails, which ends the response and frees its thread;
+  client closed fails, which ends the response and frees its connection;
 * sending times out after :data:`SEND_TIMEOUT_SECONDS` (on the socket gunicorn hands the app), so a
-  client that stops reading blocks its thread no longer than that;
+  client that stops reading blocks its stream no longer than that;
 * a client too slow to take the changes as they come overflows its queue
   (:data:`MAX_QUEUED_CHANGES`) and its stream ends; it reconnects and is replayed what it missed;
 * a stream lasts at most ``EVENTS_MAX_STREAM_SECONDS``; EventSource reconnects by itself;
 * one process serves at most ``EVENTS_MAX_CLIENTS`` streams; more are answered 503, so streams
-  never take every thread from the rest of the API.
+  never take every connection (``WEB_CONNECTIONS``) from the rest of the API.
 """
 
 from __future__ import annotations

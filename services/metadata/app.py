@@ -19,7 +19,7 @@ from shared.messages import JobEvent
 from shared.metrics import install_metrics
 
 MAX_WAIT_SECONDS = 60.0
-"""Longest ``GET /jobs/<id>?wait=`` long-poll, seconds (a gunicorn thread is held meanwhile)."""
+"""Longest ``GET /jobs/<id>?wait=`` long-poll, seconds (a greenlet of the gevent worker is held meanwhile)."""
 
 
 def make_store(s: Settings) -> JobStore:

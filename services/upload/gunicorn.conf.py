@@ -4,5 +4,7 @@ from shared.gunicorn_base import *  # noqa: F403
 from shared.gunicorn_base import LOG_LEVEL
 from shared.logs import gunicorn_logconfig
 
+worker_class = "gthread"  # it hashes and writes whole uploads
+
 # gunicorn's error and access lines as JSON, like the app's (access lines carry the job_id of their path).
 logconfig_dict = gunicorn_logconfig("upload", LOG_LEVEL)

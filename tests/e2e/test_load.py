@@ -1,8 +1,8 @@
 """Slow clients and load (issue 3, items 15 and 16), on stacks running on loopback.
 
-15. Six clients trickling an upload one byte a second hold a gateway thread each (gunicorn's
-    gthread worker commits a thread to a connection once its first byte arrives); the other
-    threads keep answering everyone else.
+15. Six clients trickling a request one byte a second: each holds a gateway connection (a
+    greenlet of its gevent worker), and those trickling a body also an upload-service thread
+    (gthread) while the gateway forwards it; everyone else is still answered at once.
 16. 200 jobs from 20 concurrent clients while one of two workers is SIGKILLed in the middle of
     an ffmpeg run and restarted: every job ends, none is lost, none is converted twice.
 

@@ -4,7 +4,7 @@ moved to this stack's ports, and nginx's files (pid, logs, temp dirs) under the 
 
 A video converts through it, uploaded whole or chunked; nginx's body-size limit and the gateway's
 answer with JSON; uploads that trickle in wait in nginx (request buffering on) and hold no gateway
-thread, so more of them than the gateways have threads stop nobody; with one gateway killed every
+connection, so more of them than the gateways take connections stop nobody; with one gateway killed every
 request still succeeds through the other, and with both gone nginx answers 503 in JSON.
 """
 
@@ -32,10 +32,10 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 VIDEO = "ordinary_h264_aac_stereo_48k_8s.mp4"
 STACK_UPLOAD_LIMIT_BYTES = 4 * 1024 * 1024
 """The stack's MAX_UPLOAD_BYTES: above every file sent here, far below the shipped nginx limit (2 GiB)."""
-GATEWAY_THREADS = 4
-"""WEB_THREADS of the stack (one process each): the two gateways hold 8 requests at a time."""
-SLOW_UPLOADS = 3 * GATEWAY_THREADS
-"""More trickling uploads than the two gateways have threads."""
+GATEWAY_CONNECTIONS = 4
+"""WEB_CONNECTIONS of the stack (one gevent process each): the two gateways hold 8 connections at a time."""
+SLOW_UPLOADS = 3 * GATEWAY_CONNECTIONS
+"""More trickling uploads than the two gateways take connections."""
 
 MAIN_CONFIG = """\
 daemon off;
@@ -73,7 +73,9 @@ def accepts(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(module_stack) -> Stack:
-    stack = module_stack(workers=1, MAX_UPLOAD_BYTES=str(STACK_UPLOAD_LIMIT_BYTES), WEB_THREADS=str(GATEWAY_THREADS))
+    stack = module_stack(
+        workers=1, MAX_UPLOAD_BYTES=str(STACK_UPLOAD_LIMIT_BYTES), WEB_CONNECTIONS=str(GATEWAY_CONNECTIONS)
+    )
     stack.start_gateway("gateway-2")
     return stack
 
@@ -204,13 +206,13 @@ def test_a_body_over_the_gateways_limit_is_refused_by_the_gateway_with_json(ngin
     assert f"{STACK_UPLOAD_LIMIT_BYTES}-byte limit" in response.json()["error"]["message"]
 
 
-def test_slow_uploads_wait_in_nginx_and_hold_no_gateway_thread(nginx, media_dir):
+def test_slow_uploads_wait_in_nginx_and_hold_no_gateway_connection(nginx, media_dir):
     host, port = nginx.removeprefix("http://").split(":")
     slow = [socket.create_connection((host, int(port)), timeout=10) for _ in range(SLOW_UPLOADS)]
     try:
         for sock in slow:  # the head and the first bytes of a 100 KB body that never comes (within the test)
             sock.sendall(upload_head(nginx, 100_000).encode() + b"--x\r\n")
-        time.sleep(0.5)  # nginx has read them all; unbuffered, it would have handed each to a gateway thread
+        time.sleep(0.5)  # nginx has read them all; unbuffered, it would have handed each to a gateway
         started = time.monotonic()
         assert requests.get(f"{nginx}/healthz", timeout=5).status_code == 200
         assert wait_through(nginx, convert_through(nginx, media_dir / VIDEO))["status"] == "completed"

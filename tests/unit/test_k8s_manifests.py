@@ -26,7 +26,7 @@ K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30"
 KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
 HTTP_SERVICES = ("gateway", "upload", "metadata")
-GUNICORN_ENV_VARS = {"WEB_WORKERS", "WEB_THREADS"}
+GUNICORN_ENV_VARS = {"WEB_WORKERS", "WEB_THREADS", "WEB_CONNECTIONS"}
 SECRET_KEYS = {"AMQP_URL", "REDIS_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 # The parts of KEDA's CRDs (keda.sh/v1alpha1, KEDA 2.x) that the manifests use: required fields and types.
