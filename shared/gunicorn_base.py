@@ -27,6 +27,7 @@ from shared.gunicorn_hooks import child_exit, on_exit, on_starting  # noqa: F401
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 threads = int(os.environ.get("WEB_THREADS", "32"))  # gthread
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))  # gevent
+logger_class = "shared.gunicorn_logger.AccessLogger"  # access lines as cheap as their JSON needs
 timeout = 60
 graceful_timeout = 30
 keepalive = 5

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import logging.config
 
 import pytest
 from flask import Flask
+from gunicorn.config import Config
 from gunicorn.glogging import SafeAtoms
 
+from shared.gunicorn_logger import AccessLogger
 from shared.http import install_job_log_context
 from shared.logs import ACCESS_LOGGER, JsonFormatter, gunicorn_logconfig, job_context
 
@@ -103,3 +106,30 @@ def test_a_request_naming_a_job_logs_with_its_job_id():
     finally:
         logger.removeHandler(lines)
     assert [entry.get("job_id") for entry in lines.lines] == [JOB_ID, None]
+
+
+class GunicornResponse:
+    """What gunicorn's access log reads of a response (``gunicorn.http.wsgi.Response``)."""
+
+    status = "206 Partial Content"
+    status_code = 206
+    sent = 100
+    headers = [("Content-Type", "audio/mpeg")]
+
+
+def test_the_access_logger_gives_the_json_line_everything_it_names(capsys):
+    config = Config()
+    config.set("accesslog", "-")  # gunicorn's own plain-text line too: the atoms must format there as well
+    logger = AccessLogger(config)
+    lines = JsonLines()
+    logging.getLogger(ACCESS_LOGGER).addHandler(lines)
+    environ = {"REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": "GET", "PATH_INFO": f'/download/{JOB_ID}.mp3"'}
+    try:
+        logger.access(GunicornResponse(), None, environ, datetime.timedelta(seconds=1, microseconds=2500))
+    finally:
+        logging.getLogger(ACCESS_LOGGER).removeHandler(lines)
+    [entry] = lines.lines
+    assert entry["msg"] == f'GET /download/{JOB_ID}.mp3" 206', "the path as sent: JSON escapes the quote itself"
+    assert (entry["method"], entry["status"], entry["bytes"], entry["seconds"]) == ("GET", 206, 100, 1.0025)
+    assert (entry["remote"], entry["job_id"]) == ("10.0.0.7", JOB_ID)
+    assert capsys.readouterr().out.startswith("10.0.0.7 - - "), "atoms the JSON line does not use read '-'"
