@@ -7,7 +7,7 @@ Two worker classes, each where it pays:
 
 * ``gevent`` (gateway, metadata): every connection is a greenlet, at most ``WEB_CONNECTIONS`` per
   process. Their requests are short I/O waits (the gateway on metadata, metadata on Redis), and a
-  greenlet switch costs less CPU than waking an OS thread: ``GET /status`` took ~25 % less CPU and
+  greenlet switch costs less CPU than waking an OS thread: ``GET /status`` took ~20 % less CPU and
   answered ~25 % more requests per second than with gthread (docs/performance.md). A request
   that computes blocks its whole process, so neither service may do heavy CPU work in a request.
 * ``gthread`` (upload): each request holds one of ``WEB_THREADS`` threads. The upload service

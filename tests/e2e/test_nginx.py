@@ -4,8 +4,8 @@ moved to this stack's ports, and nginx's files (pid, logs, temp dirs) under the 
 
 A video converts through it, uploaded whole or chunked; nginx's body-size limit and the gateway's
 answer with JSON; uploads that trickle in wait in nginx (request buffering on) and hold no gateway
-connection, so more of them than the gateways take connections stop nobody; with one gateway killed every
-request still succeeds through the other, and with both gone nginx answers 503 in JSON.
+connection, so more of them than the gateways take connections stop nobody; with one gateway killed
+every request still succeeds through the other, and with both gone nginx answers 503 in JSON.
 """
 
 from __future__ import annotations
