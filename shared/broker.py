@@ -24,8 +24,10 @@ out as :class:`~shared.errors.BrokerUnavailable`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -242,14 +244,20 @@ def queue_counts(s: Settings, queues: Iterable[str], timeout: float = 2.0) -> di
 class ConfirmingPublisher:
     """Publishes persistent messages and returns only once the broker confirmed them.
 
-    Holds one connection per thread (pika connections are not thread-safe) and reconnects once
-    when a publish finds its connection dead (idle connections are dropped by heartbeats).
+    pika connections are not thread-safe, so either each thread holds its own connection
+    (``per_thread=True``: the upload service's gthread workers publish in parallel), or the
+    process holds one and publishes one message at a time under a lock (``per_thread=False``:
+    the metadata service's rare cancel broadcasts). Under gunicorn's gevent worker a "thread" is
+    the greenlet of one HTTP connection, so per-thread connections there would open an AMQP
+    connection for every client connection and leave it to the garbage collector. Either way a
+    publish that finds its connection dead (heartbeats drop idle ones) reconnects once.
     """
 
-    def __init__(self, s: Settings, topology: Topology):
+    def __init__(self, s: Settings, topology: Topology, per_thread: bool = True):
         self.settings = s
         self.topology = topology
-        self._local = threading.local()
+        self._local = threading.local() if per_thread else types.SimpleNamespace()
+        self._turn = contextlib.nullcontext() if per_thread else threading.Lock()
 
     def _channel(self):
         channel = getattr(self._local, "channel", None)
@@ -280,20 +288,22 @@ class ConfirmingPublisher:
             BrokerUnavailable: no connection, the message was unroutable, or not confirmed.
         """
         props = pika.BasicProperties(content_type="application/json", delivery_mode=PERSISTENT, headers=headers)
-        for attempt in (1, 2):
-            try:
-                self._channel().basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
-                return
-            except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
-                raise BrokerUnavailable(f"RabbitMQ did not accept the message: {exc!r}") from exc
-            except CONNECTION_ERRORS as exc:
-                self._drop()
-                if attempt == 2:
-                    raise BrokerUnavailable(f"RabbitMQ publish failed: {exc!r}") from exc
+        with self._turn:
+            for attempt in (1, 2):
+                try:
+                    self._channel().basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
+                    return
+                except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+                    raise BrokerUnavailable(f"RabbitMQ did not accept the message: {exc!r}") from exc
+                except CONNECTION_ERRORS as exc:
+                    self._drop()
+                    if attempt == 2:
+                        raise BrokerUnavailable(f"RabbitMQ publish failed: {exc!r}") from exc
 
     def close(self) -> None:
-        """Close this thread's connection, if any."""
-        self._drop()
+        """Close this thread's connection (``per_thread``) or the process's, if any."""
+        with self._turn:
+            self._drop()
 
 
 class ReconnectingConsumer:

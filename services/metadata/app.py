@@ -29,9 +29,10 @@ def make_store(s: Settings) -> JobStore:
 
 
 def make_control(s: Settings) -> WorkerControl:
-    """Commands to the conversion workers over RabbitMQ (connects on first use)."""
+    """Commands to the conversion workers over RabbitMQ (connects on first use): one connection
+    per process, whatever the number of greenlets (gevent worker) that cancel at once."""
     topology = Topology.from_settings(s)
-    return WorkerControl(ConfirmingPublisher(s, topology), topology)
+    return WorkerControl(ConfirmingPublisher(s, topology, per_thread=False), topology)
 
 
 def create_app(

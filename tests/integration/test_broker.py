@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pika
 import pika.exceptions
 import pytest
@@ -123,3 +125,24 @@ def test_a_closed_port_is_broker_unavailable(run_id):
     publisher = ConfirmingPublisher(s, Topology.from_settings(s))
     with pytest.raises(BrokerUnavailable, match="unreachable|publish failed"):
         publisher.publish("x", "y", b"{}")
+
+
+def test_a_per_process_publisher_shares_one_connection_across_threads(settings, channel, topology):
+    publisher = ConfirmingPublisher(settings, topology, per_thread=False)
+    connections = set()
+
+    def publish(number: int) -> None:
+        publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, str(number).encode())
+        connections.add(id(publisher._local.connection))
+
+    try:
+        threads = [threading.Thread(target=publish, args=(number,)) for number in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        publisher.close()
+    assert len(connections) == 1
+    bodies = sorted(int(get_one(channel, topology.conversion_queue)[1]) for _ in range(8))
+    assert bodies == list(range(8)), "every publish was confirmed, one at a time on the one connection"
