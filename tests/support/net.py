@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import time
@@ -13,8 +14,10 @@ PORT_FLOOR = 10_000
 _handed_out: set[int] = set()
 
 
+@functools.cache
 def ephemeral_port_range() -> tuple[int, int]:
-    """The ports the kernel gives outgoing connections (``net.ipv4.ip_local_port_range``), inclusive."""
+    """The ports the kernel gives outgoing connections (``net.ipv4.ip_local_port_range``), inclusive;
+    read once per run."""
     try:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         return int(low), int(high)
