@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
@@ -55,6 +55,21 @@ class Settings(BaseSettings):
     metadata_url: str = Field("http://127.0.0.1:5002", description="Metadata service base URL.")
     http_timeout_seconds: float = Field(
         10.0, gt=0, description="Timeout of internal HTTP calls (not uploads), seconds."
+    )
+
+    # --- who may see what (shared/auth.py, shared/links.py) ---------------------------------
+    api_keys_file: Path | None = Field(
+        None,
+        description="File of API keys, one `<name> <sha256 of the key> [admin]` per line (`siphon keys new`); re-read within 10 s of a change or on SIGHUP. Unset: open mode, anyone sees every job.",
+    )
+    download_link_secret: SecretStr | None = Field(
+        None,
+        description="HMAC secret of signed download links (required with API_KEYS_FILE; changing it voids every link given out).",
+    )
+    intake_owner: str = Field(
+        "intake",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Owner (key name) of the jobs that come from the transcoding_jobs queue and from S3 events.",
     )
 
     # --- limits --------------------------------------------------------------------------
@@ -185,6 +200,21 @@ class Settings(BaseSettings):
         description="Port of the Prometheus `/metrics` endpoint of a conversion worker or the metadata event consumer, on every interface (0: none). The HTTP services serve `/metrics` on their own port.",
     )
 
+    @field_validator("download_link_secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return secret
+
+    @model_validator(mode="after")
+    def _links_signed_with_keys(self) -> Settings:
+        if self.api_keys_file is not None and self.download_link_secret is None:
+            raise ValueError(
+                "DOWNLOAD_LINK_SECRET must be set when API_KEYS_FILE is (download links are signed with it)"
+            )
+        return self
+
     @field_validator("s3_incoming_prefix", "s3_output_prefix")
     @classmethod
     def _outside_jobs(cls, prefix: str) -> str:
@@ -218,8 +248,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "?"
-        raise ConfigError(f"{name}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a rule across settings names its variables itself
+            raise ConfigError(message) from None
+        raise ConfigError(f"{str(first['loc'][0]).upper()}: {message}") from None
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,8 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     ├── JobNotRetryable               409: the job did not fail, or failed for a reason a retry cannot cure
     ├── JobAlreadyFinished            409: a cancel came after the job completed or failed
     ├── RequestRejected               4xx: the client's request is wrong (.status, .code set per case)
+    ├── Unauthorized                  401: no API key, or one the keys file does not hold (``unauthorized``)
+    ├── LinkRefused                   403: a download link whose signature does not match (``invalid_signature``)
     ├── NotSupported                  501: this deployment cannot do that (presigned uploads on local storage)
     ├── MessageError                  a queue message does not match its schema (poison)
     ├── NotificationFailed            an email or webhook did not get through (.transient: try again)
@@ -46,6 +48,10 @@ class SiphonError(Exception):
     def to_dict(self) -> dict[str, str]:
         """The JSON error body's inner object: ``{"code": ..., "message": ...}``."""
         return {"code": self.code, "message": self.message}
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer must carry besides the JSON body (none by default)."""
+        return {}
 
 
 class ConfigError(SiphonError):
@@ -112,6 +118,24 @@ class RequestRejected(SiphonError):
 
     code = "bad_request"
     status = 400
+
+
+class Unauthorized(SiphonError):
+    """The request carries no ``Authorization: Bearer`` key, or one the keys file does not hold
+    (``shared/auth.py``). Answered with ``WWW-Authenticate: Bearer`` (RFC 6750 §3)."""
+
+    code = "unauthorized"
+    status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="siphon"'}
+
+
+class LinkRefused(SiphonError):
+    """A signed download link was changed, or signed with another secret (``shared/links.py``)."""
+
+    code = "invalid_signature"
+    status = 403
 
 
 class NotSupported(SiphonError):

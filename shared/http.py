@@ -55,7 +55,9 @@ def install_json_errors(app: Flask) -> None:
     def _siphon_error(exc: SiphonError):
         if exc.status >= 500:
             log.warning("%s: %s", exc.code, exc.message)
-        return error_response(exc.status, **exc.to_dict())
+        response, status = error_response(exc.status, **exc.to_dict())
+        response.headers.update(exc.headers())
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

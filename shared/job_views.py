@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from shared.jobs import Job, JobStatus
+from shared.links import LinkSigner
 
 
-def job_summary(job: Job, base_url: str) -> dict[str, Any]:
-    """The job as clients see it; links start with ``base_url`` (the gateway as the client reached it)."""
+def job_summary(job: Job, base_url: str, links: LinkSigner | None = None) -> dict[str, Any]:
+    """The job as clients see it; links start with ``base_url`` (the gateway as the client reached
+    it) and are signed with ``links`` when given (API keys on)."""
     media = job.media
     summary: dict[str, Any] = {
         "job_id": job.job_id,
@@ -36,7 +38,7 @@ def job_summary(job: Job, base_url: str) -> dict[str, Any]:
     if job.status is JobStatus.PROCESSING and job.progress is not None:
         summary["progress"] = job.progress
     if job.status is JobStatus.COMPLETED:
-        summary["download_url"] = download_url(job, base_url)
+        summary["download_url"] = download_url(job, base_url, links)
     if job.status is JobStatus.FAILED and job.error is not None:
         summary["error"] = job.error.model_dump()
     return summary
@@ -58,6 +60,8 @@ def output_facts(job: Job) -> dict[str, Any] | None:
     }
 
 
-def download_url(job: Job, base_url: str) -> str:
-    """Absolute URL of the job's download (``GET /download/<job_id>.<extension>``)."""
-    return f"{base_url.rstrip('/')}/download/{job.job_id}.{job.output_extension}"
+def download_url(job: Job, base_url: str, links: LinkSigner | None = None) -> str:
+    """Absolute URL of the job's download (``GET /download/<job_id>.<extension>``), with the
+    ``expires`` and ``signature`` query of a signed link when ``links`` is given."""
+    url = f"{base_url.rstrip('/')}/download/{job.job_id}.{job.output_extension}"
+    return f"{url}?{links.query(job)}" if links is not None else url

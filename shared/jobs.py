@@ -131,6 +131,8 @@ class Job(BaseModel):
     """
 
     job_id: str
+    owner: str | None = None
+    """The name of the API key that created the job (never the key; ``shared/auth.py``); None in open mode."""
     status: JobStatus = JobStatus.QUEUED
     created_at: float
     started_at: float | None = None
@@ -166,10 +168,12 @@ class Job(BaseModel):
         input_size: int,
         options: dict[str, Any] | None = None,
         extension: str = "mp3",
+        owner: str | None = None,
     ) -> Job:
         """A ``queued`` job with the standard storage keys; its output is ``output.<extension>``."""
         return cls(
             job_id=job_id,
+            owner=owner,
             created_at=time.time(),
             original_filename=original_filename,
             input_key=input_key(job_id),

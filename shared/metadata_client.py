@@ -75,13 +75,17 @@ class MetadataClient:
         )
         return Job.model_validate_json(response.data)
 
-    def list_jobs(self, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> dict:
-        """A page of jobs, newest first: ``{"jobs": [Job JSON, ...], "next_cursor": str | None}``.
+    def list_jobs(
+        self, status: str | None = None, limit: int | None = None, cursor: str | None = None, owner: str | None = None
+    ) -> dict:
+        """A page of jobs, newest first: ``{"jobs": [Job JSON, ...], "next_cursor": str | None}``;
+        only ``owner``'s (a key name) when given.
 
         Raises:
-            SiphonError: 400 ``invalid_status``, ``invalid_limit`` or ``invalid_cursor``.
+            SiphonError: 400 ``invalid_status``, ``invalid_limit``, ``invalid_cursor`` or ``invalid_owner``.
         """
-        params = {k: v for k, v in (("status", status), ("limit", limit), ("cursor", cursor)) if v not in (None, "")}
+        given = (("status", status), ("limit", limit), ("cursor", cursor), ("owner", owner))
+        params = {k: v for k, v in given if v not in (None, "")}
         return self._request("GET", "/jobs", params=params).json()
 
     def get_job(self, job_id: str, wait: float = 0.0) -> Job:

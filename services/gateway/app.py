@@ -15,6 +15,9 @@ GET  /events                   text/event-stream of every job change (Last-Event
 GET  /events/<job_id>          ... of one job's changes, until it ends | 204 (nothing left) | 404
 GET  /healthz, /readyz, /metrics (Prometheus: error answers by code, bytes downloaded)
 GET  /, /docs, /openapi.json   the web page, the API docs page, the OpenAPI document (pages.py)
+
+With API_KEYS_FILE set every route but the last two lines and signed download links needs
+``Authorization: Bearer <key>``, and a job is seen only by its owner's key and admin keys (access.py).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import redis
 from flask import Flask, Response, jsonify, request
 
 from services.gateway import metrics
+from services.gateway.access import JobAccess, caller, install_authentication
 from services.gateway.download import audio_response
 from services.gateway.events import ChangeRelay, event_stream_response, sse_event
 from services.gateway.pages import load_openapi, pages_blueprint
 from services.gateway.upstream import UploadService, limited_chunks, read_json_body
 from services.gateway.views import not_found_body, status_body
+from shared.auth import Authenticator, warn_if_open
 from shared.changes import Change, stream_id_key
 from shared.config import Settings, settings
 from shared.errors import JobAlreadyFinished, JobNotFound, RequestRejected, SiphonError
@@ -35,6 +40,7 @@ from shared.filenames import download_name
 from shared.http import HTTP_CODES, error_response, install_job_log_context, install_json_errors
 from shared.job_views import job_summary
 from shared.jobs import Job, JobStatus, is_valid_job_id
+from shared.links import LinkQuery, LinkSigner, link_signer
 from shared.metadata_client import MetadataClient
 from shared.metrics import install_metrics
 from shared.options import FORMATS_BY_EXTENSION
@@ -95,19 +101,39 @@ def last_event_id(raw: str | None) -> str | None:
     return raw.strip()
 
 
-def render_change(change: Change, host_url: str, job_id: str | None = None) -> str | None:
+def render_change(
+    change: Change, host_url: str, job_id: str | None = None, links: LinkSigner | None = None, owner: str | None = None
+) -> str | None:
     """A change as an SSE event (``job``: the job's summary; ``deleted``: its id), or None when
-    the stream is about another job."""
+    the stream is about another job, or (``owner`` given: a caller who is no admin) another
+    owner's; such a caller is not told of deletions (a rolled-back upload, whose id no client got)."""
     if job_id is not None and change.job_id != job_id:
         return None
     if change.kind == "deleted":
-        return sse_event(change.id, "deleted", {"job_id": change.job_id})
-    return sse_event(change.id or None, "job", job_summary(change.job, host_url))
+        return sse_event(change.id, "deleted", {"job_id": change.job_id}) if owner is None else None
+    job = change.job
+    if owner is not None and job.owner != owner:
+        return None
+    return sse_event(change.id or None, "job", job_summary(job, host_url, links))
+
+
+def visible_owner() -> str | None:
+    """Whose jobs the caller lists and streams: its key's name, or None (every job) for an admin
+    and in open mode."""
+    principal = caller()
+    return None if principal.admin else principal.name
 
 
 def ends_job_stream(change: Change) -> bool:
     """Whether ``/events/<job_id>`` ends after this change: the job is over (or was rolled back)."""
     return change.kind == "deleted" or change.job.status.is_terminal
+
+
+def authorization() -> dict[str, str]:
+    """The caller's ``Authorization`` header, to pass on to the upload service (which names a
+    job's owner from the key itself); empty when the request has none."""
+    value = request.headers.get("Authorization")
+    return {"Authorization": value} if value else {}
 
 
 def make_relay(s: Settings) -> ChangeRelay:
@@ -124,15 +150,21 @@ def create_app(
     storage: Storage | None = None,
     upload: UploadService | None = None,
     relay: ChangeRelay | None = None,
+    auth: Authenticator | None = None,
 ) -> Flask:
     """The Flask app; tests pass their own settings or fakes."""
     s = s or settings()
+    auth = auth or Authenticator.from_path(s.api_keys_file)
+    warn_if_open(s.api_keys_file, "gateway")
+    links = link_signer(s)
     relay = relay or make_relay(s)
     metadata = metadata or MetadataClient(s.metadata_url, s.http_timeout_seconds)
     storage = storage or make_storage(s)
     upload = upload or UploadService(s.upload_url, s.http_timeout_seconds, UPLOAD_READ_TIMEOUT_SECONDS)
+    jobs = JobAccess(metadata)
     body_limit = s.max_upload_bytes + MULTIPART_SLACK_BYTES
     app = Flask(__name__)
+    install_authentication(app, auth)
     install_json_errors(app)
     install_job_log_context(app)
     install_metrics(app)
@@ -146,37 +178,40 @@ def create_app(
                 f"The upload is larger than the {s.max_upload_bytes}-byte limit.", code="file_too_large", status=413
             )
         if request.mimetype == "application/json":  # a direct upload: the file is in storage already
-            return upload_answer(upload.post_json("/convert", read_json_body(request.stream)))
+            return upload_answer(upload.post_json("/convert", read_json_body(request.stream), authorization()))
         if request.mimetype != "multipart/form-data":
             raise RequestRejected(
                 "Send the video as multipart/form-data with a part named 'file'.", code="missing_file"
             )
-        return upload_answer(upload.forward(limited_chunks(request.stream, body_limit), request.content_type))
+        return upload_answer(
+            upload.forward(limited_chunks(request.stream, body_limit), request.content_type, authorization())
+        )
 
     @app.post("/uploads")
     def begin_upload():
-        return upload_answer(upload.post_json("/uploads", read_json_body(request.stream)))
+        return upload_answer(upload.post_json("/uploads", read_json_body(request.stream), authorization()))
 
     @app.get("/status/<path:job_id>")
     def status(job_id: str):
         wait = status_wait_seconds(request.args.get("wait"))
         try:
-            if not is_valid_job_id(job_id):
-                job = None
-            else:
-                job = metadata.get_job(job_id, wait=wait) if wait else metadata.get_job(job_id)
+            job = jobs.get(job_id, wait)
         except JobNotFound:
-            job = None
-        if job is None:
             return jsonify(not_found_body(job_id)), 404
-        return jsonify(status_body(job, request.host_url))
+        return jsonify(status_body(job, request.host_url, links))
 
     @app.route("/download/<path:name>", methods=["GET", "HEAD"])
     def download(name: str):
         job_id, _, extension = name.rpartition(".")
         if extension not in FORMATS_BY_EXTENSION or not is_valid_job_id(job_id):
             raise JobNotFound("Job not found.")
-        job = metadata.get_job(job_id)
+        if "signature" in request.args:  # a signed link stands in for the owner's key
+            if links is None:
+                raise JobNotFound("Job not found.")
+            links.check(job_id, extension, LinkQuery(request.args.get("expires", ""), request.args["signature"]))
+            job = metadata.get_job(job_id)
+        else:
+            job = jobs.get(job_id)
         if job.output_extension != extension:  # the job's audio is another format: no such file
             raise JobNotFound("Job not found.")
         if job.status is JobStatus.EXPIRED:
@@ -204,6 +239,7 @@ def create_app(
     @app.post("/cancel/<path:job_id>")
     def cancel(job_id: str):
         try:
+            jobs.check(job_id)
             job = metadata.cancel_job(job_id) if is_valid_job_id(job_id) else None
         except JobNotFound:
             job = None
@@ -211,22 +247,28 @@ def create_app(
             return jsonify(not_found_body(job_id)), 404
         if job.status is not JobStatus.CANCELLED:
             raise JobAlreadyFinished(f"The job is {job.status.value}; it can no longer be cancelled.")
-        return jsonify(status_body(job, request.host_url))
+        return jsonify(status_body(job, request.host_url, links))
 
     @app.post("/jobs/<path:job_id>/retry")
     def retry(job_id: str):
-        if not is_valid_job_id(job_id):
+        try:
+            if not is_valid_job_id(job_id):
+                raise JobNotFound("Job not found.")
+            jobs.check(job_id)
+        except JobNotFound:
             return jsonify(not_found_body(job_id)), 404
-        return upload_answer(upload.post_json(f"/jobs/{job_id}/retry", b"{}"))
+        return upload_answer(upload.post_json(f"/jobs/{job_id}/retry", b"{}", authorization()))
 
     @app.get("/jobs")
     def list_jobs():
         for name in ("status", "limit", "cursor"):
             if request.args.get(name) == "":
                 raise RequestRejected(f"'{name}' is empty; leave it out instead.", code=f"invalid_{name}")
-        page = metadata.list_jobs(request.args.get("status"), request.args.get("limit"), request.args.get("cursor"))
-        jobs = [job_summary(Job.model_validate(job), request.host_url) for job in page["jobs"]]
-        return jsonify(jobs=jobs, next_cursor=page["next_cursor"])
+        page = metadata.list_jobs(
+            request.args.get("status"), request.args.get("limit"), request.args.get("cursor"), visible_owner()
+        )
+        listed = [job_summary(Job.model_validate(job), request.host_url, links) for job in page["jobs"]]
+        return jsonify(jobs=listed, next_cursor=page["next_cursor"])
 
     @app.get("/events")
     def events():
@@ -237,8 +279,10 @@ def create_app(
         except BaseException:
             relay.close(subscription)
             raise
-        host_url = request.host_url
-        body = relay.stream(subscription, replay, lambda change: render_change(change, host_url), last_id)
+        host_url, owner = request.host_url, visible_owner()
+        body = relay.stream(
+            subscription, replay, lambda change: render_change(change, host_url, links=links, owner=owner), last_id
+        )
         return event_stream_response(body, lambda: relay.close(subscription), request.environ)
 
     @app.get("/events/<path:job_id>")
@@ -249,7 +293,7 @@ def create_app(
         subscription = relay.open()  # before reading the job: no change can fall in between
         try:
             start_id = relay.latest_id()
-            job = metadata.get_job(job_id)
+            job = jobs.get(job_id)
             if last_id:
                 replay = [change for change in relay.history(last_id) if change.job_id == job_id]
                 if not replay and job.status.is_terminal:  # it ended and the client saw it: stop reconnecting
@@ -267,7 +311,7 @@ def create_app(
         body = relay.stream(
             subscription,
             replay,
-            lambda change: render_change(change, host_url, job_id),
+            lambda change: render_change(change, host_url, job_id, links),
             last_id,
             ends=lambda change: change.job_id == job_id and ends_job_stream(change),
         )
@@ -275,7 +319,7 @@ def create_app(
 
     @app.get("/healthz")
     def healthz():
-        return jsonify(status="ok")
+        return jsonify(status="ok", auth=auth.mode)
 
     @app.get("/readyz")
     def readyz():

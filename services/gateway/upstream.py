@@ -56,8 +56,11 @@ class UploadService:
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
 
-    def forward(self, body: Iterator[bytes], content_type: str) -> requests.Response:
-        """Send ``body`` with ``content_type``; return the upload service's response.
+    def forward(
+        self, body: Iterator[bytes], content_type: str, extra_headers: dict[str, str] | None = None
+    ) -> requests.Response:
+        """Send ``body`` with ``content_type`` (and ``extra_headers``: the caller's ``Authorization``);
+        return the upload service's response.
 
         Raises:
             Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).
@@ -66,7 +69,7 @@ class UploadService:
         # A fresh connection per upload: a streamed body cannot be replayed, so a pooled connection
         # the upload service has just closed (after refusing a body it did not read to the end, or
         # at its keep-alive timeout) would turn the next client's upload into a 503.
-        headers = {"Content-Type": content_type, "Connection": "close"}
+        headers = {**(extra_headers or {}), "Content-Type": content_type, "Connection": "close"}
         try:
             return self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
@@ -74,15 +77,19 @@ class UploadService:
                 f"The upload service is unavailable ({exc.__class__.__name__}).", code="upload_unavailable"
             ) from exc
 
-    def post_json(self, path: str, body: bytes) -> requests.Response:
-        """Send a small JSON ``body`` to ``path`` (``/uploads``, ``/convert``); return the response.
+    def post_json(self, path: str, body: bytes, extra_headers: dict[str, str] | None = None) -> requests.Response:
+        """Send a small JSON ``body`` to ``path`` (``/uploads``, ``/convert``), with ``extra_headers``
+        (the caller's ``Authorization``); return the response.
 
         Raises:
             Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).
         """
         try:
             return self.session.post(
-                self.base_url + path, data=body, headers={"Content-Type": "application/json"}, timeout=self.timeout
+                self.base_url + path,
+                data=body,
+                headers={**(extra_headers or {}), "Content-Type": "application/json"},
+                timeout=self.timeout,
             )
         except requests.RequestException as exc:
             raise Unavailable(

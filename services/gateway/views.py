@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from shared.job_views import download_url
 from shared.jobs import Job, JobStatus
+from shared.links import LinkSigner
 
 STATUS_MESSAGES = {
     JobStatus.QUEUED: "Conversion job is queued.",
@@ -17,8 +19,9 @@ NOT_FOUND_MESSAGE = "Job not found."
 MAX_ECHOED_ID_CHARS = 64
 
 
-def status_body(job: Job, host_url: str) -> dict:
-    """``{"job_id", "status", "message"}`` plus ``download_url`` (completed), ``error`` (failed),
+def status_body(job: Job, host_url: str, links: LinkSigner | None = None) -> dict:
+    """``{"job_id", "status", "message"}`` plus ``download_url`` (completed; signed with ``links``
+    when given), ``error`` (failed),
     ``progress`` (processing, once reported), ``options`` (when the client set any) and ``cached``
     (true when an identical earlier upload's output served the job)."""
     body = {"job_id": job.job_id, "status": job.status.value, "message": STATUS_MESSAGES[job.status]}
@@ -27,7 +30,7 @@ def status_body(job: Job, host_url: str) -> dict:
     if job.status is JobStatus.PROCESSING and job.progress is not None:
         body["progress"] = job.progress
     if job.status is JobStatus.COMPLETED:
-        body["download_url"] = f"{host_url.rstrip('/')}/download/{job.job_id}.{job.output_extension}"
+        body["download_url"] = download_url(job, host_url, links)
     if job.status is JobStatus.FAILED and job.error is not None:
         body["message"] = f"{STATUS_MESSAGES[job.status]} {job.error.message}"
         body["error"] = job.error.model_dump()

@@ -10,6 +10,7 @@ from services.metadata.index import JobIndex, page_size, status_filter
 from services.metadata.metrics import JobsByStateCollector
 from services.metadata.outputs import OutputCache
 from services.metadata.store import JobStore
+from shared.auth import KEY_NAME, warn_if_open
 from shared.broker import ConfirmingPublisher, Topology
 from shared.config import Settings, settings
 from shared.errors import JobNotFound, MessageError, RequestRejected, SiphonError
@@ -35,6 +36,19 @@ def make_control(s: Settings) -> WorkerControl:
     return WorkerControl(ConfirmingPublisher(s, topology, per_thread=False), topology)
 
 
+def owner_filter(raw: str | None) -> str | None:
+    """``owner`` as a key name to list the jobs of, or None for every owner's.
+
+    Raises:
+        RequestRejected: not a key name (400 ``invalid_owner``).
+    """
+    if raw is None:
+        return None
+    if not KEY_NAME.fullmatch(raw):
+        raise RequestRejected("'owner' must be an API key's name.", code="invalid_owner")
+    return raw
+
+
 def create_app(
     s: Settings | None = None,
     store: JobStore | None = None,
@@ -49,6 +63,7 @@ def create_app(
     control = control or make_control(s)
     index = index or JobIndex(store.redis, store.prefix)
     outputs = outputs or OutputCache(store.redis, store.prefix, store.storage, enabled=s.output_cache)
+    warn_if_open(s.api_keys_file, "metadata")
     app = Flask(__name__)
     install_json_errors(app)
     install_job_log_context(app)
@@ -76,11 +91,13 @@ def create_app(
 
     @app.get("/jobs")
     def list_jobs():
-        """``?status=&limit=&cursor=``: ``{"jobs": [Job, ...], "next_cursor"}``, newest first."""
+        """``?status=&limit=&cursor=&owner=``: ``{"jobs": [Job, ...], "next_cursor"}``, newest first
+        (only ``owner``'s jobs when given)."""
         page = index.page(
             status_filter(request.args.get("status")),
             page_size(request.args.get("limit")),
             request.args.get("cursor") or None,
+            owner_filter(request.args.get("owner")),
         )
         jobs = []
         for job_id in page.job_ids:
@@ -132,7 +149,7 @@ def create_app(
 
     @app.get("/healthz")
     def healthz():
-        return jsonify(status="ok")
+        return jsonify(status="ok", auth="keys" if s.api_keys_file is not None else "off")
 
     @app.get("/readyz")
     def readyz():

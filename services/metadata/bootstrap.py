@@ -18,6 +18,7 @@ from services.metadata.outputs import OutputCache
 from services.metadata.rqueues import RqQueues
 from services.metadata.store import JobStore
 from shared.config import Settings
+from shared.links import link_signer
 from shared.storage import Storage, make_storage
 
 
@@ -60,4 +61,13 @@ def make_notifier(s: Settings, store: JobStore) -> Notifier:
         s.notify_timeout_seconds,
     )
     webhooks = WebhookSender(s.webhook_secret, s.notify_timeout_seconds, s.callback_allowed_hosts)
-    return Notifier(store, Mailer(smtp), webhooks, s.smtp_from, s.public_url, s.output_ttl, s.notify_max_attempts)
+    return Notifier(
+        store,
+        Mailer(smtp),
+        webhooks,
+        s.smtp_from,
+        s.public_url,
+        s.output_ttl,
+        s.notify_max_attempts,
+        links=link_signer(s),
+    )

@@ -1,7 +1,11 @@
 """The job index: job ids by creation time, for ``GET /jobs`` (newest first, by status, in pages).
 
-    <prefix>jobs:index            sorted set, every job: member job id, score ``created_at``
-    <prefix>jobs:index:<status>   the same, for the jobs in one state
+    <prefix>jobs:index                          sorted set, every job: member job id, score ``created_at``
+    <prefix>jobs:index:<status>                 the same, for the jobs in one state
+    <prefix>jobs:owner:<owner>[:<status>]       the same, for one owner's jobs (``GET /jobs`` with a key)
+
+A forgotten job (an upload rolled back) leaves the sets it was in; its owner's may keep its id,
+which a listing skips like any id whose record is gone.
 
 Kept in step with the records inside each write's transaction (a :class:`RecordObserver` of the
 store), and rebuilt from the manifests in storage when Redis lost it (:meth:`JobIndex.rebuild`).
@@ -76,8 +80,10 @@ class JobIndex:
         self.redis = client
         self.prefix = prefix
 
-    def key(self, status: JobStatus | None = None) -> str:
-        return f"{self.prefix}jobs:index" + (f":{status.value}" if status else "")
+    def key(self, status: JobStatus | None = None, owner: str | None = None) -> str:
+        """The sorted set of every job, or of those in ``status``, of all owners or of ``owner``."""
+        base = f"{self.prefix}jobs:owner:{owner}" if owner is not None else f"{self.prefix}jobs:index"
+        return base + (f":{status.value}" if status else "")
 
     # --- a RecordObserver -----------------------------------------------------------------------
     def prepare(self, before: Job | None, after: Job) -> None:
@@ -87,19 +93,21 @@ class JobIndex:
         if before is not None and before.status is after.status:
             return
         score = {after.job_id: after.created_at}
-        if before is None:
-            pipe.zadd(self.key(), score)
-        else:
-            pipe.zrem(self.key(before.status), after.job_id)
-        pipe.zadd(self.key(after.status), score)
+        for owner in (None, after.owner) if after.owner is not None else (None,):
+            if before is None:
+                pipe.zadd(self.key(owner=owner), score)
+            else:
+                pipe.zrem(self.key(before.status, owner), after.job_id)
+            pipe.zadd(self.key(after.status, owner), score)
 
     def forgotten(self, pipe, job_id: str) -> None:
         for key in (self.key(), *(self.key(status) for status in JobStatus)):
             pipe.zrem(key, job_id)
 
     # --- reading ------------------------------------------------------------------------------
-    def page(self, status: JobStatus | None, limit: int, cursor: str | None = None) -> Page:
-        """Up to ``limit`` job ids, newest first, after ``cursor`` (a previous page's ``next_cursor``).
+    def page(self, status: JobStatus | None, limit: int, cursor: str | None = None, owner: str | None = None) -> Page:
+        """Up to ``limit`` job ids, newest first, after ``cursor`` (a previous page's ``next_cursor``);
+        only ``owner``'s jobs when given.
 
         A cursor names the last job listed, not a position, so jobs created meanwhile shift nothing:
         each job is listed once while paging. Jobs created in the same microsecond are ordered by id.
@@ -110,7 +118,7 @@ class JobIndex:
         try:
             while len(found) <= limit:
                 batch = self.redis.zrevrangebyscore(
-                    self.key(status), top, "-inf", start=offset, num=limit + 1, withscores=True
+                    self.key(status, owner), top, "-inf", start=offset, num=limit + 1, withscores=True
                 )
                 if not batch:
                     break
@@ -163,7 +171,8 @@ class JobIndex:
     def _add(self, jobs: list[Job]) -> int:
         with self.redis.pipeline() as pipe:
             for job in jobs:
-                pipe.zadd(self.key(), {job.job_id: job.created_at})
-                pipe.zadd(self.key(job.status), {job.job_id: job.created_at})
+                for owner in (None, job.owner) if job.owner is not None else (None,):
+                    pipe.zadd(self.key(owner=owner), {job.job_id: job.created_at})
+                    pipe.zadd(self.key(job.status, owner), {job.job_id: job.created_at})
             pipe.execute()
         return len(jobs)

@@ -37,6 +37,7 @@ import requests
 from shared.errors import NotificationFailed
 from shared.job_views import download_url, job_summary
 from shared.jobs import Job, JobStatus, NotificationRecord
+from shared.links import LinkSigner
 from shared.notifications import host_allowed
 
 SIGNATURE_HEADER = "X-Siphon-Signature"
@@ -51,9 +52,9 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def webhook_body(job: Job, public_url: str) -> bytes:
+def webhook_body(job: Job, public_url: str, links: LinkSigner | None = None) -> bytes:
     """The JSON a webhook carries: the job's public view, compact, keys sorted."""
-    return json.dumps(job_summary(job, public_url), sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(job_summary(job, public_url, links), sort_keys=True, separators=(",", ":")).encode()
 
 
 class WebhookSender:
@@ -145,8 +146,11 @@ class Mailer:
             ) from None
 
 
-def email_message(job: Job, sender: str, public_url: str, output_ttl: int) -> EmailMessage:
-    """The email telling ``job.email`` how its job ended: the download link, or the reason."""
+def email_message(
+    job: Job, sender: str, public_url: str, output_ttl: int, links: LinkSigner | None = None
+) -> EmailMessage:
+    """The email telling ``job.email`` how its job ended: the download link (signed with ``links``
+    when given), or the reason."""
     name = job.original_filename or job.job_id
     message = EmailMessage()
     message["From"] = sender
@@ -158,7 +162,7 @@ def email_message(job: Job, sender: str, public_url: str, output_ttl: int) -> Em
         message["Subject"] = f"Converted: {name}"
         message.set_content(
             f"siphon converted {name}.\n\n"
-            f"Download it within {_duration(output_ttl)}:\n{download_url(job, public_url)}\n\n"
+            f"Download it within {_duration(output_ttl)}:\n{download_url(job, public_url, links)}\n\n"
             f"Job {job.job_id}\n"
         )
     else:
@@ -189,6 +193,7 @@ class Notifier:
         public_url: str,
         output_ttl: int,
         max_attempts: int,
+        links: LinkSigner | None = None,
     ):
         self.store = store
         self.mailer = mailer
@@ -197,6 +202,7 @@ class Notifier:
         self.public_url = public_url
         self.output_ttl = output_ttl
         self.max_attempts = max_attempts
+        self.links = links
 
     def deliver(self, kind: str, job: Job, attempt: int, delivery_id: str) -> NotificationRecord:
         """Try ``kind`` (``email`` or ``webhook``) for ``job`` as it was when it ended; this is try
@@ -221,8 +227,8 @@ class Notifier:
 
     def _send(self, kind: str, job: Job, delivery_id: str) -> int | None:
         if kind == "email":
-            self.mailer.send(email_message(job, self.sender, self.public_url, self.output_ttl))
+            self.mailer.send(email_message(job, self.sender, self.public_url, self.output_ttl, self.links))
             return None
         return self.webhooks.send(
-            job.callback_url, webhook_body(job, self.public_url), f"job.{job.status.value}", delivery_id
+            job.callback_url, webhook_body(job, self.public_url, self.links), f"job.{job.status.value}", delivery_id
         )

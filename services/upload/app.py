@@ -12,12 +12,13 @@ POST /jobs/<id>/retry     queue again a job that failed with storage_unavailable
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 
 from services.upload import metrics
 from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
 from services.upload.receive import content_digest, upload_request_class
+from shared.auth import Authenticator, warn_if_open
 from shared.broker import ConfirmingPublisher, Topology, connect
 from shared.config import Settings, settings
 from shared.errors import JobNotFound, RequestRejected
@@ -47,6 +48,7 @@ def make_intake(s: Settings) -> Intake:
         publisher=ConfirmingPublisher(s, Topology.from_settings(s)),
         topology=Topology.from_settings(s),
         max_upload_bytes=s.max_upload_bytes,
+        intake_owner=s.intake_owner,
     )
 
 
@@ -71,10 +73,17 @@ def json_body() -> dict:
     return body
 
 
-def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask:
-    """The Flask app; tests pass their own settings or an intake built on fakes."""
+def create_app(s: Settings | None = None, intake: Intake | None = None, auth: Authenticator | None = None) -> Flask:
+    """The Flask app; tests pass their own settings, an intake built on fakes, or an authenticator.
+
+    With API keys on, every route but the health checks needs the caller's key, which the gateway
+    passes on as it received it: the upload service names a job's owner from the key itself, never
+    from a header a client could write.
+    """
     s = s or settings()
     intake = intake or make_intake(s)
+    auth = auth or Authenticator.from_path(s.api_keys_file)
+    warn_if_open(s.api_keys_file, "upload")
     app = Flask(__name__)
     app.request_class = upload_request_class(intake.storage)
     app.config.update(MAX_CONTENT_LENGTH=s.max_upload_bytes + MULTIPART_SLACK_BYTES, MAX_FORM_PARTS=MAX_FORM_PARTS)
@@ -82,6 +91,11 @@ def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask
     install_job_log_context(app)
     install_metrics(app)
     direct = DirectUploads(intake, s.presigned_url_expiry_seconds)
+
+    @app.before_request
+    def _authenticate():
+        if request.endpoint not in ("healthz", "readyz", "metrics"):
+            g.principal = auth.principal(request.headers.get("Authorization"))
 
     @app.post("/uploads")
     def begin_upload():
@@ -98,7 +112,12 @@ def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask
         options = options_from_form(request.form)  # before anything is stored: a bad option keeps nothing
         targets = targets_from_form(request.form)  # CALLBACK_ALLOWED_HOSTS is the notifier's to apply
         job = intake.submit(
-            upload.stream, upload.filename, options, targets=targets, content_sha256=content_digest(upload.stream)
+            upload.stream,
+            upload.filename,
+            options,
+            targets=targets,
+            content_sha256=content_digest(upload.stream),
+            owner=g.principal.name,
         )
         metrics.UPLOAD_BYTES.inc(job.input_size)
         return jsonify(submitted_body(job)), 202
@@ -112,7 +131,7 @@ def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask
 
     @app.get("/healthz")
     def healthz():
-        return jsonify(status="ok")
+        return jsonify(status="ok", auth=auth.mode)
 
     @app.get("/readyz")
     def readyz():

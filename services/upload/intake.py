@@ -37,12 +37,14 @@ class Intake:
         publisher: ConfirmingPublisher,
         topology: Topology,
         max_upload_bytes: int,
+        intake_owner: str = "intake",
     ):
         self.storage = storage
         self.metadata = metadata
         self.publisher = publisher
         self.topology = topology
         self.max_upload_bytes = max_upload_bytes
+        self.intake_owner = intake_owner
 
     def submit(
         self,
@@ -51,9 +53,11 @@ class Intake:
         options: ConversionOptions | None = None,
         targets: NotificationTargets | None = None,
         content_sha256: str | None = None,
+        owner: str | None = None,
     ) -> Job:
         """Store ``stream`` and queue its conversion with ``options`` (default: the plain MP3);
-        return the ``queued`` job. ``targets`` are told when it ends. With the upload's
+        return the ``queued`` job, owned by ``owner`` (a key name; None in open mode). ``targets``
+        are told when it ends. With the upload's
         ``content_sha256``, an identical earlier upload's output may serve it: the job then comes
         back ``completed`` and ``cached``, and no conversion is queued.
 
@@ -69,7 +73,7 @@ class Intake:
                 self._check_size(size)
                 options = options or ConversionOptions()
                 job = with_intake_facts(
-                    new_job(job_id, clean_filename(filename), size, options),
+                    new_job(job_id, clean_filename(filename), size, options, owner),
                     targets or NotificationTargets(),
                     content_sha256,
                     options,
@@ -180,6 +184,10 @@ class Intake:
             log.info("job refused: %s: %s", error.code, error.message)
             return failed
 
+    def owned_by_intake(self, job: Job) -> Job:
+        """``job`` owned by ``INTAKE_OWNER``: the owner of every queue message's and S3 event's job."""
+        return job.model_copy(update={"owner": self.intake_owner})
+
     def _existing(self, job_id: str) -> Job | None:
         try:
             return self.metadata.get_job(job_id)
@@ -214,9 +222,11 @@ class Intake:
         self.publisher.publish(self.topology.tasks_exchange, CONVERSION_ROUTING_KEY, task.encode())
 
 
-def new_job(job_id: str, filename: str, size: int, options: ConversionOptions) -> Job:
-    """A queued job recording the options the client set, its output named for their format."""
-    return Job.new(job_id, filename, size, options=options.recorded(), extension=options.output_format.extension)
+def new_job(job_id: str, filename: str, size: int, options: ConversionOptions, owner: str | None = None) -> Job:
+    """A queued job of ``owner`` recording the options the client set, its output named for their format."""
+    return Job.new(
+        job_id, filename, size, options=options.recorded(), extension=options.output_format.extension, owner=owner
+    )
 
 
 def with_intake_facts(

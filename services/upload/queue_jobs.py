@@ -135,7 +135,7 @@ class JobQueueIntake:
         except (MessageError, RequestRejected) as exc:
             return self._refuse(body, exc.code, exc.message)
         try:
-            self.intake.queue_stored(request.job(size), redelivered)
+            self.intake.queue_stored(self.intake.owned_by_intake(request.job(size)), redelivered)
         except RequestRejected as exc:  # duplicate_job_id: the job that has the id is left alone
             return self._reject(body, exc.code, exc.message)
         return ACK
@@ -146,7 +146,9 @@ class JobQueueIntake:
         if not (isinstance(job_id, str) and is_valid_job_id(job_id)):
             return self._reject(body, code, message)
         log.info("refusing queued job %s: %s: %s", job_id, code, message)
-        refused = self.intake.record_refused(_refused_job(job_id, data), JobErrorInfo(code=code, message=message))
+        refused = self.intake.record_refused(
+            self.intake.owned_by_intake(_refused_job(job_id, data)), JobErrorInfo(code=code, message=message)
+        )
         if refused is None:  # a job has this id already: tell the producer, leave the job alone
             return self._reject(body, code, message)
         return dead_letter(code, message)

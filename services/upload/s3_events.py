@@ -169,6 +169,7 @@ class S3EventIntake:
             input_size=obj.size or 0,
             output_key=output_key_for(obj.key, self.incoming_prefix, self.output_prefix),
             original_filename=clean_filename(obj.key),
+            owner=self.intake.intake_owner,
         )
         try:
             checked_key("key", obj.key)  # S3 allows keys ("a//b", "../b") no job may name

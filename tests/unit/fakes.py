@@ -135,12 +135,15 @@ class FakeMetadata(_Recorder):
         self._record("delete_job", job_id)
         self.jobs.pop(job_id, None)
 
-    def list_jobs(self, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> dict:
-        """Every job (of ``status``), newest first, in one page."""
+    def list_jobs(
+        self, status: str | None = None, limit: int | None = None, cursor: str | None = None, owner: str | None = None
+    ) -> dict:
+        """Every job (of ``status``, of ``owner``), newest first, in one page."""
         self._record("list_jobs", (status, limit, cursor))
         jobs = sorted(self.jobs.values(), key=lambda job: job.created_at, reverse=True)
+        listed = [job for job in jobs if status in (None, job.status.value) and owner in (None, job.owner)]
         return {
-            "jobs": [job.model_dump(mode="json") for job in jobs if status in (None, job.status.value)],
+            "jobs": [job.model_dump(mode="json") for job in listed],
             "next_cursor": None,
         }
 
@@ -176,15 +179,21 @@ class FakeUpload(_Recorder):
         self.response.headers["Content-Type"] = content_type
         self.response.raw = io.BytesIO(body)
         self.forwarded: list[tuple[bytes, str]] = []
+        self.headers: list[dict[str, str]] = []
+        """The extra headers (the caller's ``Authorization``) of each call, in order."""
 
-    def forward(self, body: Iterator[bytes], content_type: str) -> requests.Response:
+    def forward(
+        self, body: Iterator[bytes], content_type: str, extra_headers: dict[str, str] | None = None
+    ) -> requests.Response:
         self._record("forward", content_type)
         self.forwarded.append((b"".join(body), content_type))
+        self.headers.append(extra_headers or {})
         return self.response
 
-    def post_json(self, path: str, body: bytes) -> requests.Response:
+    def post_json(self, path: str, body: bytes, extra_headers: dict[str, str] | None = None) -> requests.Response:
         self._record("post_json", path)
         self.forwarded.append((body, "application/json"))
+        self.headers.append(extra_headers or {})
         return self.response
 
 

@@ -253,7 +253,7 @@ def test_an_unexpected_error_is_a_json_500_without_the_traceback(client, metadat
 
 
 def test_health_and_readiness(client, storage):
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/healthz").get_json() == {"status": "ok", "auth": "off"}
     assert client.get("/readyz").get_json() == {"status": "ready"}
     storage.fail("check", StorageUnavailable("bucket gone"))
     assert_json_error(client.get("/readyz"), 503, "storage_unavailable")
