@@ -1,8 +1,9 @@
-"""The docs say what the code does: the README's configuration table is ``shared.config.Settings``,
-row by row; every conversion error code and every service README's variable is a real one.
+"""The docs say what the code does: docs/configuration.md's table is ``shared.config.Settings``,
+row by row; every conversion error code and every service README's variable is a real one; the
+README stays a first screen.
 
-The table is generated, not written: print it with ``.venv/bin/python -m tests.unit.test_docs``
-and paste it between the ``settings-table`` markers in README.md.
+The table is generated, not written: ``.venv/bin/python -m tests.unit.test_docs --write`` rewrites
+it between the ``settings-table`` markers in docs/configuration.md (without ``--write``: prints it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from shared.config import Settings, env_var_names
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+API = ROOT / "docs" / "api.md"
+MAX_README_LINES = 200
 TABLE_BEGIN = "<!-- settings-table:begin (generated: .venv/bin/python -m tests.unit.test_docs) -->"
 TABLE_END = "<!-- settings-table:end -->"
 SERVICES = ("gateway", "upload", "conversion", "metadata")
@@ -78,9 +82,16 @@ def render_settings_table() -> str:
 
 
 def readme_settings_table() -> str:
-    text = README.read_text()
-    assert TABLE_BEGIN in text and TABLE_END in text, "README.md lost its settings-table markers"
+    text = CONFIGURATION.read_text()
+    assert TABLE_BEGIN in text and TABLE_END in text, "docs/configuration.md lost its settings-table markers"
     return text.split(TABLE_BEGIN, 1)[1].split(TABLE_END, 1)[0].strip()
+
+
+def write_settings_table() -> None:
+    """Rewrite docs/configuration.md's table from ``Settings``."""
+    text = CONFIGURATION.read_text()
+    head, rest = text.split(TABLE_BEGIN, 1)
+    CONFIGURATION.write_text(f"{head}{TABLE_BEGIN}\n{render_settings_table()}\n{TABLE_END}{rest.split(TABLE_END, 1)[1]}")
 
 
 def gunicorn_env_vars() -> set[str]:
@@ -95,26 +106,37 @@ def gunicorn_env_vars() -> set[str]:
 def test_every_setting_has_a_row_in_the_readme_table():
     documented = set(ROW_NAME.findall(readme_settings_table()))
     missing = env_var_names() - documented
-    assert not missing, f"README.md's configuration table lacks {sorted(missing)}; regenerate it (see {__name__})"
+    assert not missing, f"docs/configuration.md's table lacks {sorted(missing)}; regenerate it (see {__name__})"
 
 
 def test_readme_table_names_no_variable_the_config_does_not_read():
     stale = set(ROW_NAME.findall(readme_settings_table())) - env_var_names()
-    assert not stale, f"README.md documents {sorted(stale)}, which shared.config does not read"
+    assert not stale, f"docs/configuration.md documents {sorted(stale)}, which shared.config does not read"
 
 
 def test_readme_table_is_exactly_the_generated_one():
     assert readme_settings_table() == render_settings_table(), (
-        "README.md's configuration table differs from shared.config.Settings (a default, bound or description "
-        "changed); regenerate it with: .venv/bin/python -m tests.unit.test_docs"
+        "docs/configuration.md's table differs from shared.config.Settings (a default, bound or description "
+        "changed); regenerate it with: .venv/bin/python -m tests.unit.test_docs --write"
     )
 
 
-def test_readme_lists_every_conversion_error_code():
+def test_the_api_docs_list_every_conversion_error_code():
     codes = {value for name, value in vars(media_codes).items() if name.isupper() and isinstance(value, str)}
-    text = README.read_text()
+    text = API.read_text()
     missing = {code for code in codes if f"`{code}`" not in text}
-    assert not missing, f"README.md does not list the conversion error codes {sorted(missing)}"
+    assert not missing, f"docs/api.md does not list the conversion error codes {sorted(missing)}"
+
+
+def test_the_readme_fits_on_a_screen_and_its_links_lead_somewhere():
+    text = README.read_text()
+    assert len(text.splitlines()) <= MAX_README_LINES
+    for target in re.findall(r"\]\(((?:docs|services)/[^)#]+)", text):
+        assert (ROOT / target).exists(), f"README.md links to {target}, which does not exist"
+
+
+def test_the_readme_downloads_with_curl_fail_and_the_servers_name():
+    assert "curl -fOJ" in README.read_text() and "curl -O " not in README.read_text()
 
 
 def test_service_readmes_name_only_variables_that_are_read():
@@ -128,4 +150,9 @@ def test_service_readmes_name_only_variables_that_are_read():
 
 
 if __name__ == "__main__":
-    print(render_settings_table())
+    import sys
+
+    if sys.argv[1:] == ["--write"]:
+        write_settings_table()
+    else:
+        print(render_settings_table())
