@@ -91,7 +91,8 @@ def write_settings_table() -> None:
     """Rewrite docs/configuration.md's table from ``Settings``."""
     text = CONFIGURATION.read_text()
     head, rest = text.split(TABLE_BEGIN, 1)
-    CONFIGURATION.write_text(f"{head}{TABLE_BEGIN}\n{render_settings_table()}\n{TABLE_END}{rest.split(TABLE_END, 1)[1]}")
+    tail = rest.split(TABLE_END, 1)[1]
+    CONFIGURATION.write_text(f"{head}{TABLE_BEGIN}\n{render_settings_table()}\n{TABLE_END}{tail}")
 
 
 def gunicorn_env_vars() -> set[str]:
