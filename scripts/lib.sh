@@ -18,10 +18,22 @@ wait_for_port() {  # port, seconds
   return 1
 }
 
+quietly() {  # what, command...: run it with its output in a log, shown only if it fails
+  local what="$1" log; shift
+  log="$(mktemp -t siphon-install.XXXXXX)"
+  if ! "$@" >"$log" 2>&1; then
+    echo "$what failed:" >&2
+    tail -n 40 "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+
 apt_install() {  # packages...: install with apt-get, quietly
-  say "installing $* (apt-get)"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+  say "installing $* with apt-get (a minute or two the first time)"
+  quietly "apt-get update" $SUDO apt-get update -qq
+  quietly "apt-get install $*" env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
 }
 
 ensure_system_packages() {  # what siphon itself runs on
@@ -47,8 +59,8 @@ ensure_venv() {
   want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
   [ -x "$VENV/bin/python" ] || { say "creating $VENV"; python3 -m venv "$VENV"; }
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing siphon and its test tools into the venv"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
+    say "installing siphon and its test tools into .venv (pip; a minute or two the first time)"
+    quietly "pip install" "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
     echo "$want" >"$stamp"
   fi
 }
