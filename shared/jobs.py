@@ -27,14 +27,24 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+if TYPE_CHECKING:  # shared.messages imports this module: the event type is for annotations only
+    from shared.messages import JobEvent
+
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
-RETRYABLE_ERROR_CODES = frozenset({"storage_unavailable", "disk_full"})
+DISK_FULL = "disk_full"
+"""The worker's ``WORK_DIR`` ran out of space (a conversion error code, ``services/conversion/media_codes.py``)."""
+
+STORAGE_UNAVAILABLE = "storage_unavailable"
+"""Object storage kept failing after the worker's retries (a conversion error code)."""
+
+RETRYABLE_ERROR_CODES = frozenset({STORAGE_UNAVAILABLE, DISK_FULL})
 """Failure codes another run may cure (the worker's surroundings failed, not the file)."""
 
 
@@ -187,8 +197,8 @@ class Job(BaseModel):
         """The output file's extension (``mp3``, ``m4a``, ...), from its storage key."""
         return self.output_key.rpartition(".")[2]
 
-    def apply(self, event: Any) -> Job | None:
-        """The job after ``event`` (a :class:`shared.messages.JobEvent`), or None if it changes nothing.
+    def apply(self, event: JobEvent) -> Job | None:
+        """The job after ``event``, or None if it changes nothing; one handler per event status.
 
         Forward-only: a terminal job ignores everything but a ``queued`` event starting the next
         run of a retryable failure; a ``cancelled`` event ends any live job; an event of another
@@ -196,59 +206,71 @@ class Job(BaseModel):
         above the one recorded, or, for the current attempt, as a progress report that raises
         ``progress``; an ``expired`` event moves a completed job, and only a completed one, on.
         """
-        if event.status is JobStatus.QUEUED:
-            return self._requeued(event.retry)
-        if event.status is JobStatus.EXPIRED:
-            return self.model_copy(update={"status": JobStatus.EXPIRED}) if self.status is JobStatus.COMPLETED else None
-        if event.status is JobStatus.CANCELLED:
-            return (
-                None
-                if self.status.is_terminal
-                else self.model_copy(update={"status": JobStatus.CANCELLED, "finished_at": event.at})
-            )
-        if self.status.is_terminal or (event.retry or 0) != self.retries:
-            return None
-        if event.status is JobStatus.PROCESSING:
-            if event.attempt == self.attempts and self.status is JobStatus.PROCESSING:
-                return self._progressed(event)
-            if event.attempt <= self.attempts:
-                return None
-            return self.model_copy(
-                update={
-                    "status": JobStatus.PROCESSING,
-                    "attempts": event.attempt,
-                    "started_at": self.started_at or event.at,
-                    "media": event.media or self.media,
-                    "progress": event.progress,
-                    "speed": event.speed,
-                }
-            )
-        if event.status is JobStatus.COMPLETED:
-            return self.model_copy(
-                update={
-                    "status": JobStatus.COMPLETED,
-                    "finished_at": event.at,
-                    "attempts": max(self.attempts, event.attempt),
-                    "output_size": event.output_size,
-                    "output_duration_seconds": event.output_duration_seconds,
-                    "media": event.media or self.media,
-                    "progress": 100,
-                    "speed": event.speed or self.speed,
-                }
-            )
-        if event.status is JobStatus.FAILED:
-            return self.model_copy(
-                update={
-                    "status": JobStatus.FAILED,
-                    "finished_at": event.at,
-                    "attempts": max(self.attempts, event.attempt),
-                    "error": event.error,
-                    "media": event.media or self.media,
-                }
-            )
-        return None
+        return _TRANSITIONS[event.status](self, event)
 
-    def _progressed(self, event: Any) -> Job | None:
+    def _on_queued(self, event: JobEvent) -> Job | None:
+        return self._requeued(event.retry)
+
+    def _on_expired(self, event: JobEvent) -> Job | None:
+        return self.model_copy(update={"status": JobStatus.EXPIRED}) if self.status is JobStatus.COMPLETED else None
+
+    def _on_cancelled(self, event: JobEvent) -> Job | None:
+        if self.status.is_terminal:
+            return None
+        return self.model_copy(update={"status": JobStatus.CANCELLED, "finished_at": event.at})
+
+    def _of_current_run(self, event: JobEvent) -> bool:
+        """Whether a worker's event concerns this job's live run (not a finished job, not another run)."""
+        return not self.status.is_terminal and (event.retry or 0) == self.retries
+
+    def _on_processing(self, event: JobEvent) -> Job | None:
+        if not self._of_current_run(event):
+            return None
+        if event.attempt == self.attempts and self.status is JobStatus.PROCESSING:
+            return self._progressed(event)
+        if event.attempt <= self.attempts:
+            return None
+        return self.model_copy(
+            update={
+                "status": JobStatus.PROCESSING,
+                "attempts": event.attempt,
+                "started_at": self.started_at or event.at,
+                "media": event.media or self.media,
+                "progress": event.progress,
+                "speed": event.speed,
+            }
+        )
+
+    def _on_completed(self, event: JobEvent) -> Job | None:
+        if not self._of_current_run(event):
+            return None
+        return self.model_copy(
+            update={
+                "status": JobStatus.COMPLETED,
+                "finished_at": event.at,
+                "attempts": max(self.attempts, event.attempt),
+                "output_size": event.output_size,
+                "output_duration_seconds": event.output_duration_seconds,
+                "media": event.media or self.media,
+                "progress": 100,
+                "speed": event.speed or self.speed,
+            }
+        )
+
+    def _on_failed(self, event: JobEvent) -> Job | None:
+        if not self._of_current_run(event):
+            return None
+        return self.model_copy(
+            update={
+                "status": JobStatus.FAILED,
+                "finished_at": event.at,
+                "attempts": max(self.attempts, event.attempt),
+                "error": event.error,
+                "media": event.media or self.media,
+            }
+        )
+
+    def _progressed(self, event: JobEvent) -> Job | None:
         """The job with the progress report ``event`` applied; None unless it raises ``progress``.
         100 % is the completed event's to set, so a report is held to 99 %."""
         if event.progress is None:
@@ -285,3 +307,14 @@ class Job(BaseModel):
                 "finished_at": None,
             }
         )
+
+
+_TRANSITIONS: dict[JobStatus, Callable[[Job, JobEvent], Job | None]] = {
+    JobStatus.QUEUED: Job._on_queued,
+    JobStatus.PROCESSING: Job._on_processing,
+    JobStatus.COMPLETED: Job._on_completed,
+    JobStatus.FAILED: Job._on_failed,
+    JobStatus.CANCELLED: Job._on_cancelled,
+    JobStatus.EXPIRED: Job._on_expired,
+}
+"""The handler of each event status (every status has one)."""
