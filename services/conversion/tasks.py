@@ -39,7 +39,7 @@ from shared.jobs import JOB_ID_PATTERN, Job, JobErrorInfo, JobStatus, MediaFacts
 from shared.logs import job_context
 from shared.messages import ConversionTask, JobEvent
 from shared.options import ConversionOptions
-from shared.storage import Storage, local_path
+from shared.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class TaskRunner:
     def _fetch(self, key: str, copy: Path) -> Path:
         """The input as a local file: the stored file itself when the backend keeps files (read
         in place, no copy), else a download into ``copy``."""
-        stored = local_path(self.storage, key)
+        stored = self.storage.local_path(key)
         if stored is not None:
             return stored
         self.retrying(self.storage.download, key, copy)

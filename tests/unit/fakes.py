@@ -61,6 +61,12 @@ class FakeStorage(_Recorder):
             raise ObjectNotFound(f"no object {key!r}")
         return self.objects[key]
 
+    def local_path(self, key: str) -> None:
+        return None  # like S3: no local files
+
+    def staging_file(self) -> None:
+        return None
+
     def put_stream(self, key: str, stream: BinaryIO) -> int:
         self._record("put_stream", key)
         self.objects[key] = stream.read()
