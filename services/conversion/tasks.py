@@ -146,10 +146,13 @@ class TaskRunner:
         try:
             target = tmp / f"output.{options.output_format.extension}"
             source = self._fetch(task.input_key, tmp / "input")
-            probe = self.converter.probe(source, options, picture_to=target.with_suffix(".cover"))
+            probed = self.converter.probe_for(source, options, picture_to=target.with_suffix(".cover"))
+            probe = probed.result
             progress = ProgressReports(self.report_progress, task.job_id, attempt, self.run)
             started = time.monotonic()
-            result = self.converter.convert(probe, source, target, options, progress, self.cancelled)
+            result = self.converter.convert(
+                probe, source, target, options, progress, self.cancelled, early_picture=probed.early_picture
+            )
             converted_in = time.monotonic() - started
             if self.cancelled.is_set():
                 return self._cancelled_midway()
