@@ -109,7 +109,7 @@ class TaskRunner:
         self.cancelled = cancelled or threading.Event()
         self.jobs = jobs
         self.retry: int | None = None  # the task's run (``retry``): every event of this task carries it
-        self.retrying = Retrying(
+        self.with_storage_retries = Retrying(
             stop=stop_after_attempt(s.storage_retries),
             wait=wait_exponential(multiplier=0.5, max=5),
             retry=retry_if_exception_type(StorageUnavailable),
@@ -156,9 +156,9 @@ class TaskRunner:
             converted_in = time.monotonic() - started
             if self.cancelled.is_set():
                 return self._cancelled_midway()
-            self.retrying(self.storage.put_file, task.output_key, target)
+            self.with_storage_retries(self.storage.put_file, task.output_key, target)
             if self.cancelled.is_set():
-                self.retrying(self.storage.delete_prefix, task.output_key)
+                self.with_storage_retries(self.storage.delete_prefix, task.output_key)
                 return self._cancelled_midway()
         except MediaError as exc:
             return self._fail(task.job_id, attempt, exc.code, exc.message, probe)
@@ -228,7 +228,7 @@ class TaskRunner:
         stored = self.storage.local_path(key)
         if stored is not None:
             return stored
-        self.retrying(self.storage.download, key, copy)
+        self.with_storage_retries(self.storage.download, key, copy)
         return copy
 
     def _was_cancelled(self, job_id: str) -> bool:
