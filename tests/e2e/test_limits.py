@@ -21,6 +21,7 @@ import requests
 from requests_toolbelt.adapters.source import SourceAddressAdapter
 
 from tests.e2e.test_nginx import MAIN_CONFIG, NGINX, SHIPPED_CONFIG, accepts, site_config
+from tests.support.keys import KeyFile
 from tests.support.net import free_port, wait_until
 from tests.support.queues import channel
 from tests.support.stack import Stack
@@ -207,3 +208,43 @@ def test_through_nginx_the_counters_hold_for_one_client_whichever_gateway_answer
     for _ in range(SUBMISSIONS_PER_MINUTE):  # nginx takes turns between the two gateways
         assert begin_upload(nginx, "198.51.100.1", client=client).status_code == 501
     assert_rate_limited(begin_upload(nginx, "198.51.100.2", client=client), SUBMISSIONS_PER_MINUTE)
+
+
+# --- with API keys --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> KeyFile:
+    key_file = KeyFile(tmp_path_factory.mktemp("keys") / "api_keys")
+    key_file.add("alice")
+    key_file.add("bob")
+    return key_file
+
+
+@pytest.fixture(scope="module")
+def keyed_stack(module_stack, keys) -> Stack:
+    return module_stack(
+        "local",
+        workers=0,
+        API_KEYS_FILE=str(keys.path),
+        DOWNLOAD_LINK_SECRET="test-download-link-secret-0123456789",
+        QUOTA_SUBMISSIONS_PER_MINUTE="3",
+        TRUSTED_PROXIES=NGINX_ADDRESS,
+    )
+
+
+def test_with_keys_the_limit_is_the_keys_wherever_its_requests_come_from(keyed_stack, keys):
+    url = keyed_stack.url
+    files = {"file": ("clip.mp4", b"\0" * 100)}
+    job = requests.post(f"{url}/convert", files=files, headers=keys.auth("alice"), timeout=30)
+    assert keyed_stack.job_record(accepted(job))["quota_subject"] == "key:alice"
+    answers = [
+        requests.post(
+            f"{url}/uploads", json={"size": 10}, headers={**keys.auth("alice"), "X-Forwarded-For": ip}, timeout=30
+        )
+        for ip in ("198.51.100.1", "198.51.100.2")
+    ]
+    assert [answer.status_code for answer in answers] == [501, 501]
+    other_address = client_from("127.0.0.6")
+    refused = other_address.post(f"{url}/uploads", json={"size": 10}, headers=keys.auth("alice"), timeout=30)
+    assert_rate_limited(refused, 3)
+    bobs = other_address.post(f"{url}/uploads", json={"size": 10}, headers=keys.auth("bob"), timeout=30)
+    assert bobs.status_code == 501
