@@ -1,4 +1,6 @@
-"""RabbitMQ adapter: topology, connections, confirmed publishing and a reconnecting consumer.
+"""RabbitMQ adapter, the only module that speaks AMQP: topology, connections, the named publishers
+(one per message kind, confirmed) and a reconnecting consumer whose handlers return a
+:class:`Settlement` (ack, retry later, or dead-letter with a reason).
 
 Topology (every name starts with ``AMQP_PREFIX`` = ``<p>``, but the two public queues, named by
 ``TRANSCODING_JOBS_QUEUE`` and ``TRANSCODING_PROGRESS_QUEUE``)::
@@ -25,18 +27,23 @@ out as :class:`~shared.errors.BrokerUnavailable`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import threading
+import time
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import Enum
 from typing import NamedTuple
 
 import pika
 import pika.exceptions
 
 from shared.config import Settings
-from shared.errors import BrokerUnavailable
+from shared.errors import BrokerUnavailable, Unavailable
+from shared.messages import ConversionTask, JobEvent, WorkerCommand
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,8 @@ PERSISTENT = pika.DeliveryMode.Persistent
 CONVERSION_ROUTING_KEY = "conversion"
 DEAD_LETTER_REASON_HEADER = "x-siphon-reason"
 DEAD_LETTER_CODE_HEADER = "x-siphon-code"
+SOURCE_QUEUE_HEADER = "x-siphon-queue"
+"""Dead-letter header naming the queue the message came from."""
 
 DELIVERY_LIMIT = 25
 """The broker's backstop on deliveries of one task. Workers dead-letter after MAX_ATTEMPTS (≤ 10)
@@ -241,7 +250,49 @@ def queue_counts(s: Settings, queues: Iterable[str], timeout: float = 2.0) -> di
                 pass
 
 
-class ConfirmingPublisher:
+class Publishes:
+    """The named publishers, one per message kind; a subclass supplies :meth:`publish`, the one way a
+    message leaves siphon (persistent JSON; every ``BasicProperties`` is made in :func:`properties`).
+    """
+
+    topology: Topology
+
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None, mandatory: bool = True
+    ) -> None:
+        raise NotImplementedError
+
+    def publish_conversion_task(self, task: ConversionTask) -> None:
+        """A task for the conversion workers (``<p>.tasks`` → ``<p>.conversion``)."""
+        self.publish(self.topology.tasks_exchange, CONVERSION_ROUTING_KEY, task.encode())
+
+    def publish_job_event(self, event: JobEvent) -> None:
+        """A job's change (``<p>.events``, routing key ``job.<status>``) for metadata and the relay."""
+        self.publish(self.topology.events_exchange, event.routing_key, event.encode())
+
+    def publish_worker_command(self, command: WorkerCommand) -> None:
+        """A command to every conversion worker (``<p>.control`` fanout); none listening is no error."""
+        self.publish(self.topology.control_exchange, "", command.encode(), mandatory=False)
+
+    def publish_progress(self, message: dict) -> None:
+        """A message of the public progress feed (``<p>.progress`` → ``TRANSCODING_PROGRESS_QUEUE``)."""
+        self.publish(self.topology.progress_exchange, "", json.dumps(message).encode())
+
+    def publish_dead_letter(self, body: bytes, code: str, reason: str, source_queue: str | None = None) -> None:
+        """Park a refused message in ``<p>.dead-letter`` with its ``code``, ``reason`` (≤ 1000
+        characters) and, when given, the queue it came from, as headers."""
+        headers = {DEAD_LETTER_CODE_HEADER: code, DEAD_LETTER_REASON_HEADER: reason[:1000]}
+        if source_queue is not None:
+            headers[SOURCE_QUEUE_HEADER] = source_queue
+        self.publish(self.topology.dead_letter_exchange, "", body, headers)
+
+
+def properties(headers: dict | None = None) -> pika.BasicProperties:
+    """The properties of every message siphon publishes: persistent JSON, with ``headers``."""
+    return pika.BasicProperties(content_type="application/json", delivery_mode=PERSISTENT, headers=headers)
+
+
+class ConfirmingPublisher(Publishes):
     """Publishes persistent messages and returns only once the broker confirmed them.
 
     pika connections are not thread-safe, so either each thread holds its own connection
@@ -272,11 +323,7 @@ class ConfirmingPublisher:
     def _drop(self) -> None:
         connection = getattr(self._local, "connection", None)
         self._local.connection = self._local.channel = None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except CONNECTION_ERRORS:
-                pass
+        _close_quietly(connection)
 
     def publish(
         self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None, mandatory: bool = True
@@ -287,11 +334,10 @@ class ConfirmingPublisher:
         Raises:
             BrokerUnavailable: no connection, the message was unroutable, or not confirmed.
         """
-        props = pika.BasicProperties(content_type="application/json", delivery_mode=PERSISTENT, headers=headers)
         with self._turn:
             for attempt in (1, 2):
                 try:
-                    self._channel().basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
+                    self._channel().basic_publish(exchange, routing_key, body, properties(headers), mandatory=mandatory)
                     return
                 except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
                     raise BrokerUnavailable(f"RabbitMQ did not accept the message: {exc!r}") from exc
@@ -306,78 +352,342 @@ class ConfirmingPublisher:
             self._drop()
 
 
-class ReconnectingConsumer:
-    """Runs ``setup(channel)`` on a fresh connection and consumes until :meth:`stop`.
+# --- consuming ----------------------------------------------------------------------------------
+class Settle(Enum):
+    """What becomes of a delivered message."""
 
-    When the connection drops (broker restart, network), it reconnects with exponential backoff
-    from ``min_backoff`` to ``max_backoff`` seconds, without a process restart.
+    ACK = "ack"  # done: handled, or nothing to do
+    RETRY = "retry"  # back to its queue (after a delay): a dependency is down, or the work was cut short
+    DEAD_LETTER = "dead_letter"  # refused for good: parked in <p>.dead-letter with the reason, then acked
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How a handler settles its delivery: ``settle``, and for a dead letter its ``code`` and
+    ``reason`` (sent as headers; an ack may note them too, for the record), for a retry its
+    ``delay_seconds``."""
+
+    settle: Settle
+    code: str = ""
+    reason: str = ""
+    delay_seconds: float = 0.0
+
+
+ACK = Settlement(Settle.ACK)
+
+RETRY_DELAY_SECONDS = 1.0
+"""Default pause before a message whose handler found a dependency down goes back to its queue, seconds."""
+
+
+def retry_later(delay_seconds: float = RETRY_DELAY_SECONDS, reason: str = "") -> Settlement:
+    """Give the message back to its queue after ``delay_seconds`` (a quorum queue counts the delivery)."""
+    return Settlement(Settle.RETRY, reason=reason, delay_seconds=delay_seconds)
+
+
+def dead_letter(code: str, reason: str) -> Settlement:
+    """Park the message in ``<p>.dead-letter`` with ``code`` and ``reason``, then ack it."""
+    return Settlement(Settle.DEAD_LETTER, code, reason)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message as a handler sees it: where it came from, its body, and which delivery this is
+    (``attempt``: 1 for the first, from the quorum queue's ``x-delivery-count``; ``redelivered``:
+    the broker's flag for a message delivered before and not acked)."""
+
+    queue: str
+    body: bytes
+    attempt: int = 1
+    redelivered: bool = False
+
+
+Handler = Callable[[Delivery], Settlement]
+"""Handles one delivery and says how to settle it."""
+
+
+class ChannelPublisher(Publishes):
+    """Publishes on a consumer's channel, from its I/O thread (the channel is in confirm mode)."""
+
+    def __init__(self, channel, topology: Topology):
+        self.channel = channel
+        self.topology = topology
+
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None, mandatory: bool = True
+    ) -> None:
+        self.channel.basic_publish(exchange, routing_key, body, properties(headers), mandatory=mandatory)
+
+
+class ThreadPublisher(Publishes):
+    """Publishes on a consumer's channel from another thread, through the connection's I/O thread
+    (pika's ``add_callback_threadsafe``, its documented way; see its ``basic_consumer_threaded.py``).
+
+    With ``wait`` (the default) a publish returns once the I/O thread ran it (the channel is in
+    confirm mode, so: once the broker confirmed it); without, it is queued and may be lost with the
+    connection (a progress report).
+    """
+
+    def __init__(self, connection, channel, topology: Topology, wait: bool = True):
+        self.connection = connection
+        self.on_channel = ChannelPublisher(channel, topology)
+        self.topology = topology
+        self.wait = wait
+
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None, mandatory: bool = True
+    ) -> None:
+        """Publish through the I/O thread.
+
+        Raises:
+            BrokerUnavailable: (``wait`` only) the connection closed before the publish ran, the
+                broker refused it, or the I/O thread did not run it within
+                :data:`IO_CALL_TIMEOUT_SECONDS`.
+        """
+
+        def send() -> None:
+            self.on_channel.publish(exchange, routing_key, body, headers, mandatory)
+
+        if self.wait:
+            run_on_io_thread(self.connection, send)
+        else:
+            post_to_io_thread(self.connection, send)
+
+
+IO_CALL_TIMEOUT_SECONDS = 30
+"""Longest wait for a consumer's I/O thread to run a publish or a settlement, seconds."""
+
+
+def run_on_io_thread(connection, fn: Callable[[], object]) -> object:
+    """Run ``fn`` on ``connection``'s I/O thread; return its result or raise its exception.
+
+    Raises:
+        BrokerUnavailable: the connection closed before ``fn`` ran, it did not run in time, or it
+            raised one of pika's errors.
+    """
+    done, box = threading.Event(), {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed back to the calling thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    try:
+        connection.add_callback_threadsafe(run)
+    except CONNECTION_ERRORS as exc:
+        raise BrokerUnavailable(f"connection closed: {exc!r}") from exc
+    deadline = time.monotonic() + IO_CALL_TIMEOUT_SECONDS
+    while not done.wait(0.2):
+        if not connection.is_open or time.monotonic() > deadline:
+            raise BrokerUnavailable("connection closed before the I/O thread ran the call")
+    error = box.get("error")
+    if isinstance(error, (pika.exceptions.UnroutableError, pika.exceptions.NackError, *CONNECTION_ERRORS)):
+        raise BrokerUnavailable(f"RabbitMQ: {error!r}") from error
+    if error is not None:
+        raise error
+    return box.get("value")
+
+
+def post_to_io_thread(connection, fn: Callable[[], object]) -> None:
+    """Run ``fn`` on ``connection``'s I/O thread without waiting; a failure is logged, not raised."""
+
+    def run() -> None:
+        try:
+            fn()
+        except CONNECTION_ERRORS as exc:
+            log.info("a fire-and-forget call failed: %r", exc)
+
+    try:
+        connection.add_callback_threadsafe(run)
+    except CONNECTION_ERRORS as exc:
+        log.info("connection closed; call dropped: %r", exc)
+
+
+@dataclass
+class _Consumption:
+    queue: str
+    handler: Handler
+    on_crash: Settlement
+    threaded: bool
+    tag: str | None = None
+
+
+class Consumer:
+    """Consumes queues on one connection until :meth:`stop`, settling each delivery as its handler says.
+
+    * :meth:`consume` registers a queue's handler. A plain handler runs on the I/O thread; a
+      ``threaded`` one (the conversion worker's, minutes long) on a thread of its own while the I/O
+      thread keeps heartbeats flowing, one delivery at a time (prefetch 1), its settlement handed
+      back to the I/O thread. A handler that raises ``Unavailable`` gets its message retried after
+      :data:`RETRY_DELAY_SECONDS`; one that raises anything else, ``on_crash`` (logged).
+    * :meth:`subscribe` listens to a fanout exchange through an exclusive queue of its own (auto-ack).
+    * A lost connection is reopened with exponential backoff from ``min_backoff`` to ``max_backoff``
+      seconds, without a process restart; unacked messages go back to their queues meanwhile.
+    * :meth:`stop` stops taking messages; a threaded handler at work gets ``grace_seconds`` to finish.
     """
 
     def __init__(
         self,
         s: Settings,
         topology: Topology,
-        setup: Callable,
         name: str,
+        prefetch: int = 1,
+        intake_queues: bool = False,
         min_backoff: float = 0.5,
         max_backoff: float = 15.0,
     ):
         self.settings = s
         self.topology = topology
-        self.setup = setup
         self.name = name
+        self.prefetch = prefetch
+        self.intake_queues = intake_queues
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.connection: pika.BlockingConnection | None = None
+        self._consumptions: list[_Consumption] = []
+        self._subscriptions: list[tuple[str, Callable[[bytes], None]]] = []
         self._stopping = threading.Event()
+        self._stop_deadline = float("inf")
+        self._work: threading.Thread | None = None
 
-    def run(
-        self,
-        on_disconnect: Callable[[], None] = lambda: None,
-        on_stopping: Callable[[object], None] = lambda channel: None,
-        linger: Callable[[], bool] = lambda: False,
+    # --- what to consume ------------------------------------------------------------------------
+    def consume(
+        self, queue: str, handler: Handler, *, on_crash: Settlement | None = None, threaded: bool = False
     ) -> None:
-        """Consume until :meth:`stop` is called.
+        """Settle each message of ``queue`` as ``handler`` says (see the class docstring)."""
+        if threaded and self.prefetch != 1:
+            raise ValueError("a threaded handler takes one delivery at a time: prefetch must be 1")
+        crash = on_crash if on_crash is not None else retry_later(0)
+        self._consumptions.append(_Consumption(queue, handler, crash, threaded))
 
-        Args:
-            on_disconnect: runs after each lost connection, before the reconnect.
-            on_stopping: runs once in the I/O thread when a stop is noticed (e.g. cancel consuming).
-            linger: after a stop, I/O goes on while this returns True (e.g. to ack in-flight work).
-        """
+    def subscribe(self, exchange: str, on_body: Callable[[bytes], None]) -> None:
+        """Call ``on_body`` (on the I/O thread) with every message published to the fanout ``exchange``
+        while connected; a message published while disconnected is not seen."""
+        self._subscriptions.append((exchange, on_body))
+
+    def thread_publisher(self, wait: bool = True) -> ThreadPublisher:
+        """Named publishers on this consumer's current connection, for a threaded handler."""
+        return ThreadPublisher(self.connection, self._channel, self.topology, wait)
+
+    # --- running --------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Consume until :meth:`stop`, reconnecting as needed; returns once stopped (a threaded
+        handler may still be at work if its grace ran out: see :attr:`busy`)."""
         backoff = self.min_backoff
         while not self._stopping.is_set():
             try:
-                self.connection = connect(self.settings)
-                channel = self.connection.channel()
-                self.topology.declare(channel)
-                self.setup(channel)
+                self._open()
                 log.info("%s consuming", self.name)
                 backoff = self.min_backoff
                 while not self._stopping.is_set():
                     self.connection.process_data_events(time_limit=0.5)
-                on_stopping(channel)
-                while linger():
+                self._cancel_consumers()
+                while self.busy and time.monotonic() < self._stop_deadline:
                     self.connection.process_data_events(time_limit=0.2)
             except (BrokerUnavailable, *CONNECTION_ERRORS) as exc:
                 log.warning("%s lost RabbitMQ (%r); reconnecting in %.1f s", self.name, exc, backoff)
-                on_disconnect()
+                self.wait_for_work()  # its settlement is moot: the broker gives the message out again
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
             finally:
                 self._close()
 
-    def _close(self) -> None:
-        connection, self.connection = self.connection, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except CONNECTION_ERRORS:
-                pass
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to return after the current event loop turn (≤ 0.5 s)."""
+    def stop(self, grace_seconds: float = 0.0) -> None:
+        """Stop taking messages; give a threaded handler at work ``grace_seconds`` more (signal-safe)."""
+        self._stop_deadline = time.monotonic() + grace_seconds
         self._stopping.set()
 
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a threaded handler is at work."""
+        return self._work is not None and self._work.is_alive()
+
+    def wait_for_work(self) -> None:
+        """Block until the threaded handler at work, if any, returned."""
+        if self._work is not None:
+            self._work.join()
+
+    def _open(self) -> None:
+        self.connection = connect(self.settings)
+        channel = self._channel = self.connection.channel()
+        self.topology.declare(channel)
+        if self.intake_queues:
+            self.topology.declare_intake(channel)
+        channel.basic_qos(prefetch_count=self.prefetch)
+        channel.confirm_delivery()  # dead letters and events are confirmed before the message is acked
+        for consumption in self._consumptions:
+            callback = functools.partial(self._on_message, consumption)
+            consumption.tag = channel.basic_consume(consumption.queue, callback)
+        for exchange, on_body in self._subscriptions:
+            queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+            channel.queue_bind(queue, exchange)
+            channel.basic_consume(queue, lambda _ch, _m, _p, body, on_body=on_body: on_body(body), auto_ack=True)
+
+    def _cancel_consumers(self) -> None:
+        channel = self._channel
+        for consumption in self._consumptions:
+            if consumption.tag is not None and channel.is_open:
+                channel.basic_cancel(consumption.tag)
+
+    def _close(self) -> None:
+        connection, self.connection = self.connection, None
+        _close_quietly(connection)
+
+    # --- one delivery -----------------------------------------------------------------------------
+    def _on_message(self, consumption: _Consumption, channel, method, props, body: bytes) -> None:
+        delivery = Delivery(consumption.queue, body, delivery_attempt(props), bool(method.redelivered))
+        if not consumption.threaded:
+            settlement = self._handled(consumption, delivery)
+            if settlement.settle is Settle.RETRY and settlement.delay_seconds:
+                time.sleep(settlement.delay_seconds)  # the I/O thread: a pause of a second at most
+            self._settle(channel, method.delivery_tag, delivery, settlement)
+            return
+        connection = self.connection
+        args = (consumption, connection, channel, method.delivery_tag, delivery)
+        self._work = threading.Thread(target=self._work_on, args=args, name=self.name, daemon=True)
+        self._work.start()
+
+    def _work_on(self, consumption: _Consumption, connection, channel, tag: int, delivery: Delivery) -> None:
+        settlement = self._handled(consumption, delivery)
+        if settlement.settle is Settle.RETRY and settlement.delay_seconds:
+            time.sleep(settlement.delay_seconds)
+        try:
+            run_on_io_thread(connection, lambda: self._settle(channel, tag, delivery, settlement))
+        except BrokerUnavailable as exc:
+            log.warning("could not settle a message (%s); the broker gives it out again", exc)
+
+    def _handled(self, consumption: _Consumption, delivery: Delivery) -> Settlement:
+        """The handler's settlement. A lost connection (``BrokerUnavailable``) is retried like any
+        dependency that is down; if the connection is gone, the broker gives the message out again anyway."""
+        try:
+            return consumption.handler(delivery)
+        except Unavailable as exc:
+            log.warning("%s (%s); retrying the message", exc.code, exc.message)
+            return retry_later(0 if consumption.threaded else RETRY_DELAY_SECONDS)
+        except Exception:  # a bug: keep the message as on_crash says, never silently
+            log.exception("%s failed on a message from %s", self.name, consumption.queue)
+            return consumption.on_crash
+
+    def _settle(self, channel, tag: int, delivery: Delivery, settlement: Settlement) -> None:
+        if settlement.settle is Settle.RETRY:
+            channel.basic_nack(tag, requeue=True)
+            return
+        if settlement.settle is Settle.DEAD_LETTER:
+            ChannelPublisher(channel, self.topology).publish_dead_letter(
+                delivery.body, settlement.code, settlement.reason, delivery.queue
+            )
+        channel.basic_ack(tag)
+
+
+def _close_quietly(connection) -> None:
+    if connection is not None and connection.is_open:
+        try:
+            connection.close()
+        except CONNECTION_ERRORS:
+            pass

@@ -4,7 +4,7 @@ Per task: skip it if the job was cancelled; publish ``processing``; fetch the in
 temp dir (the local backend's file is read in place); probe; encode as the task's options ask,
 publishing ``processing`` progress reports; store the output; publish ``completed`` (or ``failed``
 with a stable code); remove the temp dir. The worker settles the message with the returned
-:class:`Outcome` only after all of that.
+:class:`~shared.broker.Settlement` only after all of that.
 
 A cancel (the worker sets ``cancelled`` and kills ffmpeg) ends the task with an ack and no more
 events: the metadata service recorded ``cancelled`` before telling the workers, and deletes any
@@ -21,8 +21,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -33,36 +31,21 @@ from services.conversion import metrics
 from services.conversion.converter import Converter
 from services.conversion.encode import ConversionInterrupted
 from services.conversion.probe import ProbeResult
+from shared.broker import ACK, Settle, Settlement, retry_later
+from shared.broker import dead_letter as dead_letter_with
 from shared.config import Settings
 from shared.errors import MediaError, MessageError, ObjectNotFound, SiphonError, StorageUnavailable
 from shared.jobs import JOB_ID_PATTERN, Job, JobErrorInfo, JobStatus, MediaFacts
 from shared.logs import job_context
 from shared.messages import ConversionTask, JobEvent
 from shared.options import ConversionOptions
-from shared.storage import Storage, local_path
+from shared.storage import Storage
 
 log = logging.getLogger(__name__)
 
 
-class Disposition(Enum):
-    """How the worker settles a message."""
-
-    ACK = "ack"  # done (completed, or failed for good and recorded)
-    REQUEUE = "requeue"  # try again (interrupted; the attempt counter grows)
-    DEAD_LETTER = "dead_letter"  # poison: park it in the dead-letter queue with the reason
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The disposition of a task and, for failures, the error code and reason."""
-
-    disposition: Disposition
-    code: str = ""
-    reason: str = ""
-
-
-ACK = Outcome(Disposition.ACK)
-CANCELLED = Outcome(Disposition.ACK, "cancelled", "The job was cancelled.")
+CANCELLED = Settlement(Settle.ACK, "cancelled", "The job was cancelled.")
+"""A cancelled job's task: acked, no event (the metadata service recorded the cancel)."""
 
 PROGRESS_INTERVAL_SECONDS = 0.5
 """Least time between two progress reports of one task, seconds."""
@@ -134,7 +117,7 @@ class TaskRunner:
             reraise=True,
         )
 
-    def handle(self, body: bytes, attempt: int) -> Outcome:
+    def handle(self, body: bytes, attempt: int) -> Settlement:
         """Process one message body delivered for the ``attempt``-th time (1-based)."""
         try:
             task = ConversionTask.decode(body)
@@ -157,7 +140,7 @@ class TaskRunner:
             with tempfile.TemporaryDirectory(dir=self.settings.work_dir, prefix=f"{task.job_id}-") as tmp:
                 return self._run(task, attempt, Path(tmp))
 
-    def _run(self, task: ConversionTask, attempt: int, tmp: Path) -> Outcome:
+    def _run(self, task: ConversionTask, attempt: int, tmp: Path) -> Settlement:
         probe: ProbeResult | None = None
         options = task.options or ConversionOptions()
         try:
@@ -239,7 +222,7 @@ class TaskRunner:
     def _fetch(self, key: str, copy: Path) -> Path:
         """The input as a local file: the stored file itself when the backend keeps files (read
         in place, no copy), else a download into ``copy``."""
-        stored = local_path(self.storage, key)
+        stored = self.storage.local_path(key)
         if stored is not None:
             return stored
         self.retrying(self.storage.download, key, copy)
@@ -259,18 +242,18 @@ class TaskRunner:
             log.info("could not ask whether the job was cancelled (%s); converting it", exc.code)
             return False
 
-    def _cancelled_midway(self) -> Outcome:
+    def _cancelled_midway(self) -> Settlement:
         log.info("job cancelled during its conversion; dropped")
         return CANCELLED
 
     def _interrupted(
         self, task: ConversionTask, attempt: int, exc: ConversionInterrupted, probe: ProbeResult | None
-    ) -> Outcome:
+    ) -> Settlement:
         if attempt >= self.settings.max_attempts:
             message = f"FFmpeg stopped abnormally on every one of {attempt} attempts ({exc})."
             return self._fail(task.job_id, attempt, codes.DECODE_FAILED, message, probe, dead_letter=True)
         log.warning("conversion interrupted (%s); requeueing", exc)
-        return Outcome(Disposition.REQUEUE, reason=str(exc))
+        return retry_later(0, reason=str(exc))
 
     def _fail(
         self,
@@ -281,7 +264,7 @@ class TaskRunner:
         probe: ProbeResult | None = None,
         *,
         dead_letter: bool = False,
-    ) -> Outcome:
+    ) -> Settlement:
         log.info("job failed: %s: %s", code, message)
         self.publish(
             JobEvent(
@@ -294,13 +277,13 @@ class TaskRunner:
             )
         )
         metrics.count_failure(code)
-        return Outcome(Disposition.DEAD_LETTER if dead_letter else Disposition.ACK, code, message)
+        return dead_letter_with(code, message) if dead_letter else Settlement(Settle.ACK, code, message)
 
-    def _refuse_malformed(self, body: bytes, attempt: int, exc: MessageError) -> Outcome:
+    def _refuse_malformed(self, body: bytes, attempt: int, exc: MessageError) -> Settlement:
         job_id = job_id_in(body)
         if job_id is None:
             log.error("dead-lettering a malformed task: %s", exc)
-            return Outcome(Disposition.DEAD_LETTER, codes.INVALID_TASK, exc.message)
+            return dead_letter_with(codes.INVALID_TASK, exc.message)
         with job_context(job_id):
             return self._fail(
                 job_id,

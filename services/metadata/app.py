@@ -34,7 +34,7 @@ def make_control(s: Settings) -> WorkerControl:
     """Commands to the conversion workers over RabbitMQ (connects on first use): one connection
     per process, whatever the number of greenlets (gevent worker) that cancel at once."""
     topology = Topology.from_settings(s)
-    return WorkerControl(ConfirmingPublisher(s, topology, per_thread=False), topology)
+    return WorkerControl(ConfirmingPublisher(s, topology, per_thread=False))
 
 
 def owner_filter(raw: str | None) -> str | None:

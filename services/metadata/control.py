@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.broker import ConfirmingPublisher, Topology
+from shared.broker import Publishes
 from shared.errors import BrokerUnavailable
 from shared.messages import WorkerCommand
 
@@ -15,9 +15,8 @@ log = logging.getLogger(__name__)
 class WorkerControl:
     """Broadcasts commands to every conversion worker (connects on first use)."""
 
-    def __init__(self, publisher: ConfirmingPublisher, topology: Topology):
+    def __init__(self, publisher: Publishes):
         self.publisher = publisher
-        self.exchange = topology.control_exchange
 
     def cancel(self, job_id: str) -> bool:
         """Tell the worker converting ``job_id``, if any, to kill its ffmpeg; return whether the
@@ -26,8 +25,7 @@ class WorkerControl:
         metadata consumer then deletes."""
         command = WorkerCommand(action="cancel", job_id=job_id)
         try:
-            # Not mandatory: with no worker running nobody hears it, and that is no error.
-            self.publisher.publish(self.exchange, "", command.encode(), mandatory=False)
+            self.publisher.publish_worker_command(command)  # with no worker running nobody hears it: no error
         except BrokerUnavailable as exc:
             log.warning("could not broadcast the cancel to the workers: %s", exc, extra={"job_id": job_id})
             return False

@@ -15,21 +15,20 @@ from __future__ import annotations
 from flask import Flask, g, jsonify, request
 
 from services.upload import metrics
+from services.upload.bootstrap import make_intake
 from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
 from services.upload.receive import content_digest, upload_request_class
 from shared.auth import Authenticator, warn_if_open
-from shared.broker import ConfirmingPublisher, Topology, connect
+from shared.broker import connect
 from shared.config import Settings, settings
 from shared.errors import JobNotFound, RequestRejected
 from shared.http import install_job_log_context, install_json_errors
 from shared.jobs import Job, is_valid_job_id
-from shared.metadata_client import MetadataClient
 from shared.metrics import install_metrics
 from shared.notifications import targets_from_form
 from shared.options import options_from_form
 from shared.quotas import QUOTA_SUBJECT_HEADER, Quotas
-from shared.storage import make_storage
 
 MULTIPART_SLACK_BYTES = 64 * 1024
 """Room for multipart boundaries and small fields above MAX_UPLOAD_BYTES, bytes."""
@@ -39,18 +38,6 @@ MAX_FORM_PARTS = 64
 
 SUBMITTED_MESSAGE = "Conversion job submitted successfully."
 RESUBMITTED_MESSAGE = "Conversion job submitted again."
-
-
-def make_intake(s: Settings) -> Intake:
-    """An intake wired to the real storage, metadata service and RabbitMQ (connects on first use)."""
-    return Intake(
-        storage=make_storage(s),
-        metadata=MetadataClient(s.metadata_url, s.http_timeout_seconds),
-        publisher=ConfirmingPublisher(s, Topology.from_settings(s)),
-        topology=Topology.from_settings(s),
-        max_upload_bytes=s.max_upload_bytes,
-        intake_owner=s.intake_owner,
-    )
 
 
 def submitted_body(job: Job) -> dict:

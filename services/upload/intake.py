@@ -13,7 +13,7 @@ import logging
 import time
 from typing import BinaryIO
 
-from shared.broker import CONVERSION_ROUTING_KEY, ConfirmingPublisher, Topology
+from shared.broker import Publishes, Topology
 from shared.errors import JobNotFound, JobNotRetryable, RequestRejected, SiphonError
 from shared.filenames import clean_filename
 from shared.jobs import Job, JobErrorInfo, JobStatus, input_key, job_prefix, new_job_id
@@ -34,7 +34,7 @@ class Intake:
         self,
         storage: Storage,
         metadata: MetadataClient,
-        publisher: ConfirmingPublisher,
+        publisher: Publishes,
         topology: Topology,
         max_upload_bytes: int,
         intake_owner: str = "intake",
@@ -112,7 +112,7 @@ class Intake:
                 options=task_options(queued),
             )
             try:
-                self.publisher.publish(self.topology.tasks_exchange, CONVERSION_ROUTING_KEY, task.encode())
+                self.publisher.publish_conversion_task(task)
             except SiphonError:
                 self.metadata.apply_event(
                     JobEvent(job_id=job_id, status=JobStatus.FAILED, retry=run, error=failed.error)
@@ -178,7 +178,7 @@ class Intake:
             self.metadata.create_job(failed)
             event = JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error)
             try:
-                self.publisher.publish(self.topology.events_exchange, event.routing_key, event.encode())
+                self.publisher.publish_job_event(event)
             except SiphonError:
                 self.metadata.delete_job(job.job_id)
                 raise
@@ -220,7 +220,7 @@ class Intake:
         task = ConversionTask(
             job_id=job.job_id, input_key=job.input_key, output_key=job.output_key, options=task_options(job)
         )
-        self.publisher.publish(self.topology.tasks_exchange, CONVERSION_ROUTING_KEY, task.encode())
+        self.publisher.publish_conversion_task(task)
 
 
 def new_job(job_id: str, filename: str, size: int, options: ConversionOptions, owner: str | None = None) -> Job:

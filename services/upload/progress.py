@@ -17,14 +17,12 @@ intake publishes ``rejected`` itself.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.upload.verdict import ACK, Verdict
-from shared.broker import ConfirmingPublisher, Topology
+from shared.broker import ACK, Publishes, Settlement
 from shared.errors import JobNotFound, MessageError
 from shared.jobs import JobStatus
 from shared.logs import job_context
@@ -46,12 +44,11 @@ Publish = Callable[[dict], None]
 class ProgressFeed:
     """Publishes progress messages, persistent and confirmed, to the progress exchange."""
 
-    def __init__(self, publisher: ConfirmingPublisher, topology: Topology):
+    def __init__(self, publisher: Publishes):
         self.publisher = publisher
-        self.exchange = topology.progress_exchange
 
     def __call__(self, message: dict) -> None:
-        self.publisher.publish(self.exchange, "", json.dumps(message).encode())
+        self.publisher.publish_progress(message)
 
 
 def rejected_message(given_job_id: object, code: str, message: str) -> dict:
@@ -107,7 +104,7 @@ class ProgressRelay:
         self.publish = publish
         self._jobs: OrderedDict[str, Followed] = OrderedDict()
 
-    def handle(self, body: bytes, redelivered: bool = False) -> Verdict:
+    def handle(self, body: bytes, redelivered: bool = False) -> Settlement:
         """Relay one event body. A malformed event, or one for a job the metadata service does not
         know, is dropped (logged): it is internal, and nobody follows such a job.
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from services.upload.intake import Intake
 from services.upload.json_options import options_from_json
 from services.upload.progress import Publish, rejected_message
-from services.upload.verdict import ACK, Verdict, dead_letter
+from shared.broker import ACK, Settlement, dead_letter
 from shared.errors import MessageError, ObjectNotFound, RequestRejected
 from shared.filenames import clean_filename
 from shared.jobs import JOBS_KEY_PREFIX, Job, JobErrorInfo, is_valid_job_id, output_key
@@ -121,7 +121,7 @@ class JobQueueIntake:
         self.intake = intake
         self.publish_progress = publish_progress
 
-    def handle(self, body: bytes, redelivered: bool = False) -> Verdict:
+    def handle(self, body: bytes, redelivered: bool = False) -> Settlement:
         """Queue the job a message asks for, or refuse it (``redelivered``: see :meth:`Intake.queue_stored`).
 
         Raises:
@@ -140,7 +140,7 @@ class JobQueueIntake:
             return self._reject(body, exc.code, exc.message)
         return ACK
 
-    def _refuse(self, body: bytes, code: str, message: str) -> Verdict:
+    def _refuse(self, body: bytes, code: str, message: str) -> Settlement:
         data = _json_object(body) or {}
         job_id = data.get("job_id")
         if not (isinstance(job_id, str) and is_valid_job_id(job_id)):
@@ -153,7 +153,7 @@ class JobQueueIntake:
             return self._reject(body, code, message)
         return dead_letter(code, message)
 
-    def _reject(self, body: bytes, code: str, message: str) -> Verdict:
+    def _reject(self, body: bytes, code: str, message: str) -> Settlement:
         log.warning("rejecting a job message: %s: %s", code, message)
         self.publish_progress(rejected_message((_json_object(body) or {}).get("job_id"), code, message))
         return dead_letter(code, message)

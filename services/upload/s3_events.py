@@ -28,7 +28,7 @@ from urllib.parse import unquote_plus
 from services.upload.intake import Intake
 from services.upload.progress import Publish, rejected_message
 from services.upload.queue_jobs import checked_key
-from services.upload.verdict import ACK, Verdict, dead_letter
+from shared.broker import ACK, Settlement, dead_letter
 from shared.errors import MessageError, ObjectNotFound, RequestRejected
 from shared.filenames import clean_filename
 from shared.jobs import Job, JobErrorInfo
@@ -138,7 +138,7 @@ class S3EventIntake:
         self.incoming_prefix = incoming_prefix
         self.output_prefix = output_prefix
 
-    def handle(self, body: bytes, redelivered: bool = False) -> Verdict:
+    def handle(self, body: bytes, redelivered: bool = False) -> Settlement:
         """Start (or refuse) a job for each object the notification announces under the incoming prefix.
 
         Raises:

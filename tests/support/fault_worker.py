@@ -4,7 +4,7 @@
     FAULT_POINT=before_ack            the completed event is confirmed; no ack
 
 Run: ``FAULT_POINT=... python -m tests.support.fault_worker``. Everything else is the real worker
-(``python -m services.conversion``); only the storage adapter or the settle step is wrapped.
+(``python -m services.conversion``); only the storage adapter or the consumer's settle step is wrapped.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import signal
 
 import services.conversion.__main__ as entry
-from services.conversion.worker import ConversionWorker
+from shared.broker import Consumer
 from shared.jobs import output_key
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     if point == "after_output_stored":
         entry.make_storage = dying_after_output_stored(entry.make_storage)
     elif point == "before_ack":
-        ConversionWorker._settle = lambda self, *args: die()
+        Consumer._settle = lambda self, *args: die()
     else:
         raise SystemExit(f"FAULT_POINT: unknown point {point!r}")
     entry.main()

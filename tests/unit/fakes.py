@@ -15,6 +15,7 @@ import requests
 
 from services.conversion.encode import EncodeResult
 from services.conversion.probe import AudioStream, ProbeResult
+from shared.broker import Publishes, Topology
 from shared.errors import JobNotFound, ObjectNotFound
 from shared.jobs import Job, JobStatus
 from shared.storage import CHUNK_BYTES
@@ -59,6 +60,12 @@ class FakeStorage(_Recorder):
         if key not in self.objects:
             raise ObjectNotFound(f"no object {key!r}")
         return self.objects[key]
+
+    def local_path(self, key: str) -> None:
+        return None  # like S3: no local files
+
+    def staging_file(self) -> None:
+        return None
 
     def put_stream(self, key: str, stream: BinaryIO) -> int:
         self._record("put_stream", key)
@@ -160,14 +167,19 @@ class FakeMetadata(_Recorder):
         return job
 
 
-class FakePublisher(_Recorder):
-    """The :class:`~shared.broker.ConfirmingPublisher`: ``published`` holds ``(exchange, routing_key, body)``."""
+class FakePublisher(_Recorder, Publishes):
+    """The :class:`~shared.broker.ConfirmingPublisher`: its named publishers record
+    ``(exchange, routing_key, body)`` in ``published``, with the exchange names of ``topology``
+    (``unit.tasks``, ``unit.events``, ...)."""
 
-    def __init__(self) -> None:
+    def __init__(self, topology: Topology | None = None) -> None:
         super().__init__()
+        self.topology = topology or Topology(prefix="unit")
         self.published: list[tuple[str, str, bytes]] = []
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None) -> None:
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None, mandatory: bool = True
+    ) -> None:
         self._record("publish", routing_key)
         self.published.append((exchange, routing_key, body))
 

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from services.conversion.encode import ConversionInterrupted
-from services.conversion.tasks import PROGRESS_INTERVAL_SECONDS, Disposition, ProgressReports, TaskRunner
+from services.conversion.tasks import PROGRESS_INTERVAL_SECONDS, ProgressReports, TaskRunner
+from shared.broker import Settle
 from shared.config import load_settings
 from shared.errors import JobStoreUnavailable
 from shared.jobs import Job, JobStatus, input_key, output_key
@@ -66,7 +67,7 @@ def statuses(events: list[JobEvent]) -> list[JobStatus]:
 
 
 def test_the_tasks_options_reach_the_converter_and_the_output_its_key(runner, converter, storage, events):
-    assert runner.handle(TASK, attempt=1).disposition is Disposition.ACK
+    assert runner.handle(TASK, attempt=1).settle is Settle.ACK
     assert converter.options == [OPTIONS]
     [target] = converter.called("convert")
     assert target.name == "output.opus"
@@ -110,7 +111,7 @@ def test_progress_reports_are_throttled_rising_and_below_100():
 def test_a_task_whose_job_was_cancelled_while_queued_is_skipped(runner, metadata, storage, converter, events):
     metadata.jobs[JOB_ID] = metadata.jobs[JOB_ID].model_copy(update={"status": JobStatus.CANCELLED})
     outcome = runner.handle(TASK, attempt=1)
-    assert (outcome.disposition, outcome.code) == (Disposition.ACK, "cancelled")
+    assert (outcome.settle, outcome.code) == (Settle.ACK, "cancelled")
     assert events == [] and storage.calls == [] and converter.calls == []
 
 
@@ -122,7 +123,7 @@ def test_a_task_the_worker_heard_cancelled_is_skipped_without_asking(runner, met
 
 def test_an_unreachable_job_store_does_not_stop_the_work(runner, metadata, events):
     metadata.fail("get_job", JobStoreUnavailable("metadata service unreachable"))
-    assert runner.handle(TASK, attempt=1).disposition is Disposition.ACK
+    assert runner.handle(TASK, attempt=1).settle is Settle.ACK
     assert statuses(events) == [JobStatus.PROCESSING, JobStatus.COMPLETED]
 
 
@@ -131,7 +132,7 @@ def test_a_cancel_during_the_conversion_stores_nothing_and_says_nothing_more(
 ):
     converter.during = cancelled.set
     outcome = runner.handle(TASK, attempt=1)
-    assert (outcome.disposition, outcome.code) == (Disposition.ACK, "cancelled")
+    assert (outcome.settle, outcome.code) == (Settle.ACK, "cancelled")
     assert statuses(events) == [JobStatus.PROCESSING]
     assert output_key(JOB_ID, "opus") not in storage.objects
 
@@ -143,7 +144,7 @@ def test_ffmpeg_killed_by_a_cancel_is_acked_not_requeued(runner, converter, canc
 
     converter.during = killed_by_cancel
     outcome = runner.handle(TASK, attempt=1)
-    assert (outcome.disposition, outcome.code) == (Disposition.ACK, "cancelled")
+    assert (outcome.settle, outcome.code) == (Settle.ACK, "cancelled")
     assert statuses(events) == [JobStatus.PROCESSING]
 
 

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from services.conversion.encode import ConversionInterrupted
-from services.conversion.tasks import Disposition, TaskRunner
+from services.conversion.tasks import TaskRunner
+from shared.broker import Settle
 from shared.config import load_settings
 from shared.errors import BrokerUnavailable, MediaError, StorageUnavailable
 from shared.jobs import JobStatus, input_key, output_key
@@ -62,7 +63,7 @@ def failure(events: list[JobEvent]) -> str:
 
 def test_a_good_task_is_acked_with_processing_then_completed(runner, storage, converter, events, work_dir):
     outcome = runner.handle(TASK, attempt=1)
-    assert outcome.disposition is Disposition.ACK
+    assert outcome.settle is Settle.ACK
     assert statuses(events) == [JobStatus.PROCESSING, JobStatus.COMPLETED]
     assert converter.sources == [VIDEO], "the converter got the stored input"
     assert storage.objects[output_key(JOB_ID)] == converter.audio
@@ -79,7 +80,7 @@ def test_a_good_task_is_acked_with_processing_then_completed(runner, storage, co
 def test_a_media_error_is_acked_with_a_failed_event(runner, converter, storage, events, work_dir):
     converter.fail("convert", MediaError("no samples", code="no_audio_frames"))
     outcome = runner.handle(TASK, attempt=2)
-    assert (outcome.disposition, outcome.code) == (Disposition.ACK, "no_audio_frames")
+    assert (outcome.settle, outcome.code) == (Settle.ACK, "no_audio_frames")
     assert statuses(events) == [JobStatus.PROCESSING, JobStatus.FAILED] and failure(events) == "no_audio_frames"
     assert events[-1].attempt == 2 and events[-1].media.container.startswith("mov"), "probe facts are kept"
     assert output_key(JOB_ID) not in storage.objects
@@ -88,14 +89,14 @@ def test_a_media_error_is_acked_with_a_failed_event(runner, converter, storage, 
 
 def test_a_file_that_is_not_media_fails_without_facts(runner, converter, events):
     converter.fail("probe", MediaError("not media", code="not_media"))
-    assert runner.handle(TASK, attempt=1).disposition is Disposition.ACK
+    assert runner.handle(TASK, attempt=1).settle is Settle.ACK
     assert failure(events) == "not_media" and events[-1].media is None
 
 
 def test_storage_down_is_retried_then_fails_storage_unavailable(runner, storage, converter, events):
     storage.fail("download", StorageUnavailable("s3 down"))
     outcome = runner.handle(TASK, attempt=1)
-    assert (outcome.disposition, outcome.code) == (Disposition.ACK, "storage_unavailable")
+    assert (outcome.settle, outcome.code) == (Settle.ACK, "storage_unavailable")
     assert len(storage.called("download")) == RETRIES
     assert failure(events) == "storage_unavailable" and converter.called("probe") == []
 
@@ -103,7 +104,7 @@ def test_storage_down_is_retried_then_fails_storage_unavailable(runner, storage,
 def test_a_storage_blip_is_ridden_out_by_retries(runner, storage, events):
     storage.fail("download", StorageUnavailable("blip"), times=RETRIES - 1)
     storage.fail("put_file", StorageUnavailable("blip"), times=1)
-    assert runner.handle(TASK, attempt=1).disposition is Disposition.ACK
+    assert runner.handle(TASK, attempt=1).settle is Settle.ACK
     assert statuses(events) == [JobStatus.PROCESSING, JobStatus.COMPLETED]
     assert len(storage.called("download")) == RETRIES and len(storage.called("put_file")) == 2
 
@@ -117,7 +118,7 @@ def test_storage_down_when_storing_the_mp3_fails_the_job(runner, storage, events
 def test_a_missing_input_is_dead_lettered(runner, storage, events):
     del storage.objects[input_key(JOB_ID)]
     outcome = runner.handle(TASK, attempt=1)
-    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "input_missing")
+    assert (outcome.settle, outcome.code) == (Settle.DEAD_LETTER, "input_missing")
     assert failure(events) == "input_missing"
     assert len(storage.called("download")) == 1, "a missing object is not retried"
 
@@ -126,20 +127,20 @@ def test_a_missing_input_is_dead_lettered(runner, storage, events):
 def test_an_interrupted_conversion_below_max_attempts_is_requeued(runner, converter, events, attempt):
     converter.fail("convert", ConversionInterrupted("ffmpeg killed by signal 9"))
     outcome = runner.handle(TASK, attempt=attempt)
-    assert outcome.disposition is Disposition.REQUEUE and "signal 9" in outcome.reason
+    assert outcome.settle is Settle.RETRY and "signal 9" in outcome.reason
     assert statuses(events) == [JobStatus.PROCESSING], "no failure is recorded for a retryable interruption"
 
 
 def test_an_interrupted_conversion_at_max_attempts_is_dead_lettered(runner, converter, events):
     converter.fail("convert", ConversionInterrupted("ffmpeg killed by signal 11"))
     outcome = runner.handle(TASK, attempt=MAX_ATTEMPTS)
-    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "decode_failed")
+    assert (outcome.settle, outcome.code) == (Settle.DEAD_LETTER, "decode_failed")
     assert failure(events) == "decode_failed" and events[-1].attempt == MAX_ATTEMPTS
 
 
 def test_a_delivery_past_max_attempts_fails_without_touching_anything(runner, storage, converter, events):
     outcome = runner.handle(TASK, attempt=MAX_ATTEMPTS + 1)
-    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "too_many_attempts")
+    assert (outcome.settle, outcome.code) == (Settle.DEAD_LETTER, "too_many_attempts")
     assert statuses(events) == [JobStatus.FAILED] and failure(events) == "too_many_attempts"
     assert storage.calls == [] and converter.calls == []
 
@@ -147,7 +148,7 @@ def test_a_delivery_past_max_attempts_fails_without_touching_anything(runner, st
 def test_a_full_work_disk_fails_the_job_disk_full(runner, converter, events):
     converter.fail("convert", OSError(errno.ENOSPC, "No space left on device"))
     outcome = runner.handle(TASK, attempt=1)
-    assert (outcome.disposition, outcome.code) == (Disposition.ACK, "disk_full")
+    assert (outcome.settle, outcome.code) == (Settle.ACK, "disk_full")
 
 
 def test_other_os_errors_are_bugs_and_propagate(runner, converter, work_dir):
@@ -180,7 +181,7 @@ def test_an_unconfirmed_event_propagates_to_the_worker(runner, events, storage):
 )
 def test_a_malformed_task_without_a_readable_job_id_is_dead_lettered_silently(runner, storage, events, body):
     outcome = runner.handle(body, attempt=1)
-    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "invalid_task")
+    assert (outcome.settle, outcome.code) == (Settle.DEAD_LETTER, "invalid_task")
     assert events == [] and storage.calls == []
 
 
@@ -193,7 +194,7 @@ def test_a_malformed_task_without_a_readable_job_id_is_dead_lettered_silently(ru
 )
 def test_a_malformed_task_with_a_readable_job_id_fails_that_job(runner, storage, events, fields):
     outcome = runner.handle(json.dumps(fields).encode(), attempt=2)
-    assert (outcome.disposition, outcome.code) == (Disposition.DEAD_LETTER, "invalid_task")
+    assert (outcome.settle, outcome.code) == (Settle.DEAD_LETTER, "invalid_task")
     assert statuses(events) == [JobStatus.FAILED] and failure(events) == "invalid_task"
     assert events[0].job_id == JOB_ID and events[0].attempt == 2
     assert storage.calls == []

@@ -29,19 +29,19 @@ def worker(tmp_path, converter) -> ConversionWorker:
 
 def test_a_cancel_for_the_job_in_hand_flags_it_and_kills_ffmpeg(worker, converter):
     task = worker._task = TaskInHand(JOB_ID)
-    worker._on_command(None, None, None, cancel(JOB_ID))
+    worker._on_command(cancel(JOB_ID))
     assert task.cancelled.is_set() and converter.aborted_current == 1
 
 
 def test_a_cancel_for_another_job_is_only_remembered(worker, converter):
     task = worker._task = TaskInHand(JOB_ID)
-    worker._on_command(None, None, None, cancel(OTHER_JOB_ID))
+    worker._on_command(cancel(OTHER_JOB_ID))
     assert not task.cancelled.is_set() and converter.aborted_current == 0
     assert OTHER_JOB_ID in worker._cancels
 
 
 def test_with_no_task_in_hand_a_cancel_is_remembered(worker, converter):
-    worker._on_command(None, None, None, cancel(JOB_ID))
+    worker._on_command(cancel(JOB_ID))
     assert list(worker._cancels) == [JOB_ID] and converter.aborted_current == 0
 
 
@@ -56,5 +56,5 @@ def test_with_no_task_in_hand_a_cancel_is_remembered(worker, converter):
 )
 def test_a_malformed_command_is_ignored(worker, converter, body):
     worker._task = TaskInHand(JOB_ID)
-    worker._on_command(None, None, None, body)
+    worker._on_command(body)
     assert not worker._task.cancelled.is_set() and converter.aborted_current == 0 and not worker._cancels

@@ -1,4 +1,5 @@
-"""Applying job events from the queue: ack, drop or requeue (``services.metadata.consumer.handle_event``)."""
+"""Applying job events from the queue: ack, drop, or raise ``Unavailable`` for the consumer to
+retry (``services.metadata.consumer.handle_event``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 
 from services.metadata.consumer import handle_event
 from services.metadata.store import JobStore
-from shared.errors import StorageUnavailable
+from shared.broker import ACK, Delivery
+from shared.errors import JobStoreUnavailable, StorageUnavailable
 from shared.jobs import Job, JobStatus
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
@@ -22,41 +24,47 @@ def store(server, tmp_path) -> JobStore:
     return store
 
 
-def body(status: JobStatus = JobStatus.PROCESSING, job_id: str = JOB_ID, attempt: int = 1) -> bytes:
-    return JobEvent(job_id=job_id, status=status, attempt=attempt).encode()
+def body(status: JobStatus = JobStatus.PROCESSING, job_id: str = JOB_ID, attempt: int = 1) -> Delivery:
+    return delivered(JobEvent(job_id=job_id, status=status, attempt=attempt).encode())
+
+
+def delivered(raw: bytes) -> Delivery:
+    return Delivery("unit.metadata.events", raw)
 
 
 def test_an_event_is_applied_and_acked(store):
-    assert handle_event(store, body()) is True
+    assert handle_event(store, body()) is ACK
     assert store.get(JOB_ID).status is JobStatus.PROCESSING
 
 
 def test_a_repeated_event_is_acked_without_change(store):
     handle_event(store, body(JobStatus.COMPLETED))
     before = store.get(JOB_ID)
-    assert handle_event(store, body(JobStatus.COMPLETED)) is True
+    assert handle_event(store, body(JobStatus.COMPLETED)) is ACK
     assert store.get(JOB_ID) == before
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"{}", b'{"job_id": "x", "status": "completed"}', b"[]"])
 def test_a_malformed_event_is_dropped(store, raw):
-    assert handle_event(store, raw) is True
+    assert handle_event(store, delivered(raw)) is ACK
     assert store.get(JOB_ID).status is JobStatus.QUEUED
 
 
 def test_an_event_for_an_unknown_job_is_dropped(store):
-    assert handle_event(store, body(job_id="f" * 32)) is True
+    assert handle_event(store, body(job_id="f" * 32)) is ACK
 
 
-def test_redis_down_requeues(store, server):
+def test_redis_down_is_raised_for_a_retry(store, server):
     server.connected = False
-    assert handle_event(store, body()) is False
+    with pytest.raises(JobStoreUnavailable):
+        handle_event(store, body())
 
 
-def test_storage_down_requeues_and_changes_nothing(store, monkeypatch):
+def test_storage_down_is_raised_for_a_retry_and_changes_nothing(store, monkeypatch):
     def down(key: str, data: bytes) -> None:
         raise StorageUnavailable("disk gone")
 
     monkeypatch.setattr(store.storage, "put_bytes", down)
-    assert handle_event(store, body()) is False
+    with pytest.raises(StorageUnavailable):
+        handle_event(store, body())
     assert store.get(JOB_ID).status is JobStatus.QUEUED

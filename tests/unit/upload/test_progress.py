@@ -7,8 +7,7 @@ import json
 import pytest
 
 from services.upload.progress import ProgressFeed, ProgressRelay, job_message, rejected_message
-from services.upload.verdict import ACK
-from shared.broker import Topology
+from shared.broker import ACK
 from shared.errors import JobStoreUnavailable
 from shared.jobs import Job, JobErrorInfo, JobStatus, new_job_id
 from shared.messages import JobEvent
@@ -101,7 +100,7 @@ def test_rejected_messages_echo_the_id_they_carried_cut_short():
 
 def test_the_feed_publishes_json_to_the_progress_exchange():
     publisher = FakePublisher()
-    ProgressFeed(publisher, Topology(prefix="unit"))({"job_id": "j", "status": "queued"})
+    ProgressFeed(publisher)({"job_id": "j", "status": "queued"})
     assert [(exchange, key, json.loads(body)) for exchange, key, body in publisher.published] == [
         ("unit.progress", "", {"job_id": "j", "status": "queued"})
     ]

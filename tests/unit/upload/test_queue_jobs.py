@@ -8,8 +8,7 @@ import pytest
 
 from services.upload.intake import Intake
 from services.upload.queue_jobs import JobQueueIntake, parse_job_message
-from services.upload.verdict import ACK, Settle
-from shared.broker import Topology
+from shared.broker import ACK, Settle, Topology
 from shared.errors import BrokerUnavailable, JobStoreUnavailable, MessageError, RequestRejected
 from shared.jobs import Job, JobStatus, new_job_id
 from shared.messages import ConversionTask, JobEvent

@@ -9,8 +9,7 @@ import pytest
 
 from services.upload.intake import Intake
 from services.upload.s3_events import S3EventIntake, created_objects, obviously_not_media, output_key_for
-from services.upload.verdict import ACK, Settle
-from shared.broker import Topology
+from shared.broker import ACK, Settle, Topology
 from shared.errors import MessageError, StorageUnavailable
 from shared.jobs import JobStatus, is_valid_job_id
 from shared.messages import ConversionTask, JobEvent

@@ -1,0 +1,110 @@
+"""How the one AMQP consumer (``shared.broker.Consumer``) settles what its handlers return, on a
+recording channel: ack, retry (nack with requeue), or dead-letter with the reason, then ack."""
+
+from __future__ import annotations
+
+import types
+
+import pika
+import pytest
+
+from services.upload import queue_intake
+from shared import broker
+from shared.broker import (
+    ACK,
+    DEAD_LETTER_CODE_HEADER,
+    DEAD_LETTER_REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+    Consumer,
+    Delivery,
+    Topology,
+    dead_letter,
+    retry_later,
+)
+from shared.config import load_settings
+from shared.errors import JobStoreUnavailable
+
+TOPOLOGY = Topology(prefix="unit", jobs_queue="unit.transcoding_jobs")
+
+
+class RecordingChannel:
+    def __init__(self):
+        self.calls = []
+
+    def basic_ack(self, tag):
+        self.calls.append(("ack", tag))
+
+    def basic_nack(self, tag, requeue):
+        self.calls.append(("nack", tag, requeue))
+
+    def basic_publish(self, exchange, routing_key, body, properties, mandatory=True):
+        self.calls.append(("publish", exchange, body, properties.headers, properties.delivery_mode))
+
+
+def settle(handler, monkeypatch, on_crash=None, headers=None) -> list:
+    """What the consumer does on the channel with one delivery of ``b"body"`` that ``handler`` handles."""
+    monkeypatch.setattr(broker, "RETRY_DELAY_SECONDS", 0)
+    consumer = Consumer(load_settings(), TOPOLOGY, "unit")
+    consumer.consume("unit.transcoding_jobs", handler, on_crash=on_crash)
+    channel = RecordingChannel()
+    method = types.SimpleNamespace(delivery_tag=7, redelivered=False)
+    consumer._on_message(consumer._consumptions[0], channel, method, pika.BasicProperties(headers=headers), b"body")
+    return channel.calls
+
+
+def test_an_accepted_message_is_acked(monkeypatch):
+    assert settle(lambda delivery: ACK, monkeypatch) == [("ack", 7)]
+
+
+def test_a_refused_message_is_published_to_the_dead_letter_exchange_with_its_reason_then_acked(monkeypatch):
+    (publish, exchange, body, headers, mode), ack = settle(
+        lambda delivery: dead_letter("pipeline_refused", "no pipelines"), monkeypatch
+    )
+    assert (publish, exchange, body, mode, ack) == ("publish", "unit.dead-letter", b"body", 2, ("ack", 7))
+    assert headers == {
+        DEAD_LETTER_CODE_HEADER: "pipeline_refused",
+        DEAD_LETTER_REASON_HEADER: "no pipelines",
+        SOURCE_QUEUE_HEADER: "unit.transcoding_jobs",
+    }
+
+
+def test_a_message_meeting_an_outage_goes_back_to_its_queue(monkeypatch):
+    assert settle(lambda delivery: retry_later(0), monkeypatch) == [("nack", 7, True)]
+
+
+def test_an_outage_raised_by_the_handler_means_a_retry(monkeypatch):
+    def down(delivery):
+        raise JobStoreUnavailable("metadata down")
+
+    assert settle(down, monkeypatch) == [("nack", 7, True)]
+
+
+def test_a_bug_is_settled_as_the_queue_asks_never_a_loop(monkeypatch):
+    def buggy(delivery):
+        raise KeyError("surprise")
+
+    [(publish, exchange, _, headers, _), ack] = settle(buggy, monkeypatch, on_crash=queue_intake.CRASHED)
+    assert (publish, exchange, headers[DEAD_LETTER_CODE_HEADER], ack) == (
+        "publish",
+        "unit.dead-letter",
+        "internal_error",
+        ("ack", 7),
+    )
+
+
+def test_the_handler_is_told_which_delivery_this_is(monkeypatch):
+    seen: list[Delivery] = []
+    settle(lambda delivery: seen.append(delivery) or ACK, monkeypatch, headers={"x-delivery-count": 2})
+    assert seen == [Delivery("unit.transcoding_jobs", b"body", attempt=3, redelivered=False)]
+
+
+def test_a_threaded_handler_needs_prefetch_one():
+    consumer = Consumer(load_settings(), TOPOLOGY, "unit", prefetch=4)
+    with pytest.raises(ValueError):
+        consumer.consume("q", lambda delivery: ACK, threaded=True)
+
+
+@pytest.mark.parametrize("queue", ["transcoding_jobs", "siphon.s3-events", "siphon.progress-relay"])
+def test_the_queue_intake_consumes_its_three_queues(queue):
+    consumer = queue_intake.make_queue_intake(load_settings())
+    assert queue in [consumption.queue for consumption in consumer._consumptions]
