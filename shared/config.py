@@ -7,6 +7,7 @@ The README's configuration table is this class, row by row.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -82,6 +83,28 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=10, description="Deliveries of a task before it is dead-lettered.")
     storage_retries: int = Field(
         3, ge=1, description="Tries of one storage operation in the worker before the job fails."
+    )
+
+    # --- per-caller limits (shared/quotas.py): per API key, or per client address in open mode ---
+    quota_submissions_per_minute: int = Field(
+        60,
+        ge=0,
+        description="`POST /convert` and `POST /uploads` requests one caller may make per minute (0: no limit).",
+    )
+    quota_unfinished_jobs: int = Field(
+        20, ge=0, description="Jobs one caller may have queued or processing at once (0: no limit)."
+    )
+    quota_upload_bytes_per_day: int = Field(
+        50 * 1024 * MiB,
+        ge=0,
+        description="Bytes one caller may upload per day: each multipart `POST /convert`'s Content-Length, each `POST /uploads`' `size` (0: no limit). While it is on, an upload without Content-Length (chunked) is answered 411.",
+    )
+    quota_emails_per_hour: int = Field(
+        30, ge=0, description="Submissions carrying an `email` one caller may make per hour (0: no limit)."
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Addresses or CIDR ranges of the reverse proxies whose X-Forwarded-For names the client, comma-separated (empty: the peer address is the client).",
     )
 
     # --- conversion ----------------------------------------------------------------------
@@ -199,6 +222,16 @@ class Settings(BaseSettings):
         le=65535,
         description="Port of the Prometheus `/metrics` endpoint of a conversion worker or the metadata event consumer, on every interface (0: none). The HTTP services serve `/metrics` on their own port.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or CIDR range") from None
+        return value
 
     @field_validator("download_link_secret")
     @classmethod

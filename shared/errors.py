@@ -14,6 +14,7 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     ├── RequestRejected               4xx: the client's request is wrong (.status, .code set per case)
     ├── Unauthorized                  401: no API key, or one the keys file does not hold (``unauthorized``)
     ├── LinkRefused                   403: a download link whose signature does not match (``invalid_signature``)
+    ├── RateLimited                   429: a rate limit or quota of the caller is used up (``rate_limited``)
     ├── NotSupported                  501: this deployment cannot do that (presigned uploads on local storage)
     ├── MessageError                  a queue message does not match its schema (poison)
     ├── NotificationFailed            an email or webhook did not get through (.transient: try again)
@@ -136,6 +137,30 @@ class LinkRefused(SiphonError):
 
     code = "invalid_signature"
     status = 403
+
+
+class RateLimited(SiphonError):
+    """The caller used up one of its limits (``shared/quotas.py``): ``limit`` per window, of which
+    ``remaining`` are left, the window starting anew in ``reset_seconds``. The answer carries
+    ``Retry-After`` (RFC 9110 §10.2.3) and ``RateLimit-Limit``, ``RateLimit-Remaining``,
+    ``RateLimit-Reset`` (draft-ietf-httpapi-ratelimit-headers-06; seconds from now, not a date)."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, limit: int, remaining: int, reset_seconds: int):
+        super().__init__(message)
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_seconds = reset_seconds
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Retry-After": str(self.reset_seconds),
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
 
 
 class NotSupported(SiphonError):

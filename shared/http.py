@@ -25,6 +25,7 @@ HTTP_CODES = {
     411: "length_required",
     413: "file_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
     500: "internal_error",
     503: "service_unavailable",
 }

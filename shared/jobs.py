@@ -169,6 +169,9 @@ class Job(BaseModel):
     content_sha256: str | None = None
     cache_key: str | None = None
     cached: bool = False
+    # Per-caller limits (shared/quotas.py): whose QUOTA_UNFINISHED_JOBS this job counts against,
+    # ``key:<name>`` or ``addr:<ip>`` as the gateway named the caller; None for queue and S3-event jobs.
+    quota_subject: str | None = None
 
     @classmethod
     def new(

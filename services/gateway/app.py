@@ -30,6 +30,7 @@ from services.gateway.access import JobAccess, caller, install_authentication
 from services.gateway.download import audio_response
 from services.gateway.events import ChangeRelay, event_stream_response, sse_event
 from services.gateway.pages import load_openapi, pages_blueprint
+from services.gateway.quotas import SubmissionLimits, install_quotas, quota_headers, rate_limit_headers
 from services.gateway.upstream import UploadService, limited_chunks, read_json_body
 from services.gateway.views import not_found_body, status_body
 from shared.auth import Authenticator, warn_if_open
@@ -44,6 +45,7 @@ from shared.links import LinkQuery, LinkSigner, link_signer
 from shared.metadata_client import MetadataClient
 from shared.metrics import install_metrics
 from shared.options import FORMATS_BY_EXTENSION
+from shared.quotas import Quotas
 from shared.storage import Storage, make_storage
 
 MULTIPART_SLACK_BYTES = 64 * 1024
@@ -80,7 +82,12 @@ def status_wait_seconds(raw: str | None) -> float:
 def upload_answer(upstream) -> Response:
     """The upload service's JSON answer, passed on as it is; anything else becomes a JSON error."""
     if upstream.headers.get("Content-Type", "").startswith("application/json"):
-        return Response(upstream.content, status=upstream.status_code, mimetype="application/json")
+        return Response(
+            upstream.content,
+            status=upstream.status_code,
+            mimetype="application/json",
+            headers=rate_limit_headers(upstream.headers),
+        )
     return error_response(
         upstream.status_code,
         HTTP_CODES.get(upstream.status_code, "upload_error"),
@@ -136,6 +143,12 @@ def authorization() -> dict[str, str]:
     return {"Authorization": value} if value else {}
 
 
+def upstream_headers() -> dict[str, str]:
+    """The headers a submission carries to the upload service: the caller's ``Authorization`` and
+    the gateway's quota subject (``quotas.py``)."""
+    return {**authorization(), **quota_headers()}
+
+
 def make_relay(s: Settings) -> ChangeRelay:
     """The change relay on the configured Redis (connects when the first stream opens)."""
     client = redis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=2, health_check_interval=30)
@@ -151,6 +164,7 @@ def create_app(
     upload: UploadService | None = None,
     relay: ChangeRelay | None = None,
     auth: Authenticator | None = None,
+    quotas: Quotas | None = None,
 ) -> Flask:
     """The Flask app; tests pass their own settings or fakes."""
     s = s or settings()
@@ -170,6 +184,8 @@ def create_app(
     install_metrics(app)
     app.after_request(metrics.count_error_answer)
     app.register_blueprint(pages_blueprint(load_openapi()))  # GET /, /docs, /openapi.json
+    quotas = quotas or Quotas.from_settings(s)
+    install_quotas(app, SubmissionLimits(quotas, metadata, s.trusted_proxies, s.quota_unfinished_jobs, body_limit))
 
     @app.post("/convert")
     def convert():
@@ -178,18 +194,18 @@ def create_app(
                 f"The upload is larger than the {s.max_upload_bytes}-byte limit.", code="file_too_large", status=413
             )
         if request.mimetype == "application/json":  # a direct upload: the file is in storage already
-            return upload_answer(upload.post_json("/convert", read_json_body(request.stream), authorization()))
+            return upload_answer(upload.post_json("/convert", read_json_body(request.stream), upstream_headers()))
         if request.mimetype != "multipart/form-data":
             raise RequestRejected(
                 "Send the video as multipart/form-data with a part named 'file'.", code="missing_file"
             )
         return upload_answer(
-            upload.forward(limited_chunks(request.stream, body_limit), request.content_type, authorization())
+            upload.forward(limited_chunks(request.stream, body_limit), request.content_type, upstream_headers())
         )
 
     @app.post("/uploads")
     def begin_upload():
-        return upload_answer(upload.post_json("/uploads", read_json_body(request.stream), authorization()))
+        return upload_answer(upload.post_json("/uploads", read_json_body(request.stream), upstream_headers()))
 
     @app.get("/status/<path:job_id>")
     def status(job_id: str):

@@ -59,8 +59,8 @@ class UploadService:
     def forward(
         self, body: Iterator[bytes], content_type: str, extra_headers: dict[str, str] | None = None
     ) -> requests.Response:
-        """Send ``body`` with ``content_type`` (and ``extra_headers``: the caller's ``Authorization``);
-        return the upload service's response.
+        """Send ``body`` with ``content_type`` (and ``extra_headers``: the caller's ``Authorization``,
+        the quota subject); return the upload service's response.
 
         Raises:
             Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).
@@ -79,7 +79,7 @@ class UploadService:
 
     def post_json(self, path: str, body: bytes, extra_headers: dict[str, str] | None = None) -> requests.Response:
         """Send a small JSON ``body`` to ``path`` (``/uploads``, ``/convert``), with ``extra_headers``
-        (the caller's ``Authorization``); return the response.
+        (the caller's ``Authorization``, the quota subject); return the response.
 
         Raises:
             Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).

@@ -10,6 +10,7 @@ from services.metadata.index import JobIndex, page_size, status_filter
 from services.metadata.metrics import JobsByStateCollector
 from services.metadata.outputs import OutputCache
 from services.metadata.store import JobStore
+from services.metadata.unfinished import UnfinishedJobs
 from shared.auth import KEY_NAME, warn_if_open
 from shared.broker import ConfirmingPublisher, Topology
 from shared.config import Settings, settings
@@ -62,6 +63,7 @@ def create_app(
     store = store or make_store(s)
     control = control or make_control(s)
     index = index or JobIndex(store.redis, store.prefix)
+    unfinished = UnfinishedJobs(store.redis, store.prefix)
     outputs = outputs or OutputCache(store.redis, store.prefix, store.storage, enabled=s.output_cache)
     warn_if_open(s.api_keys_file, "metadata")
     app = Flask(__name__)
@@ -146,6 +148,14 @@ def create_app(
     def delete_job(job_id: str):
         store.delete(checked(job_id))
         return "", 204
+
+    @app.get("/unfinished")
+    def count_unfinished():
+        """``?subject=``: ``{"subject", "count"}``, its queued and processing jobs (QUOTA_UNFINISHED_JOBS)."""
+        subject = request.args.get("subject") or ""
+        if not subject:
+            raise RequestRejected("'subject' is missing.", code="invalid_subject")
+        return jsonify(subject=subject, count=unfinished.count(subject))
 
     @app.get("/healthz")
     def healthz():

@@ -17,6 +17,7 @@ from services.metadata.notifications import Mailer, Notifier, SmtpSettings, Webh
 from services.metadata.outputs import OutputCache
 from services.metadata.rqueues import RqQueues
 from services.metadata.store import JobStore
+from services.metadata.unfinished import UnfinishedJobs
 from shared.config import Settings
 from shared.links import link_signer
 from shared.storage import Storage, make_storage
@@ -45,7 +46,12 @@ def metadata_parts(s: Settings, client: redis.Redis | None = None, storage: Stor
     index = JobIndex(client, s.redis_prefix)
     outputs = OutputCache(client, s.redis_prefix, storage, enabled=s.output_cache)
     queues = RqQueues(client, s.redis_prefix)
-    observers = (index, ChangeFeed(s.redis_prefix, s.events_history), Followups(s, queues, storage, outputs))
+    observers = (
+        index,
+        ChangeFeed(s.redis_prefix, s.events_history),
+        Followups(s, queues, storage, outputs),
+        UnfinishedJobs(client, s.redis_prefix),
+    )
     return MetadataParts(JobStore(client, s.redis_prefix, storage, observers), index, outputs, queues)
 
 

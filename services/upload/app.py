@@ -28,6 +28,7 @@ from shared.jobs import Job, is_valid_job_id
 from shared.metrics import install_metrics
 from shared.notifications import targets_from_form
 from shared.options import options_from_form
+from shared.quotas import QUOTA_SUBJECT_HEADER, Quotas
 
 MULTIPART_SLACK_BYTES = 64 * 1024
 """Room for multipart boundaries and small fields above MAX_UPLOAD_BYTES, bytes."""
@@ -60,7 +61,18 @@ def json_body() -> dict:
     return body
 
 
-def create_app(s: Settings | None = None, intake: Intake | None = None, auth: Authenticator | None = None) -> Flask:
+def quota_subject() -> str | None:
+    """The caller as the gateway named it (``X-Siphon-Quota-Subject``), or None when the request
+    did not come through the gateway."""
+    return request.headers.get(QUOTA_SUBJECT_HEADER) or None
+
+
+def create_app(
+    s: Settings | None = None,
+    intake: Intake | None = None,
+    auth: Authenticator | None = None,
+    quotas: Quotas | None = None,
+) -> Flask:
     """The Flask app; tests pass their own settings, an intake built on fakes, or an authenticator.
 
     With API keys on, every route but the health checks needs the caller's key, which the gateway
@@ -77,7 +89,8 @@ def create_app(s: Settings | None = None, intake: Intake | None = None, auth: Au
     install_json_errors(app)
     install_job_log_context(app)
     install_metrics(app)
-    direct = DirectUploads(intake, s.presigned_url_expiry_seconds)
+    quotas = quotas or Quotas.from_settings(s)
+    direct = DirectUploads(intake, s.presigned_url_expiry_seconds, quotas)
 
     @app.before_request
     def _authenticate():
@@ -86,18 +99,20 @@ def create_app(s: Settings | None = None, intake: Intake | None = None, auth: Au
 
     @app.post("/uploads")
     def begin_upload():
-        return jsonify(direct.begin(json_body())), 201
+        return jsonify(direct.begin(json_body(), quota_subject())), 201
 
     @app.post("/convert")
     def convert():
         if request.mimetype == "application/json":  # a direct upload's file, already in storage
-            job = direct.start(json_body())
+            job = direct.start(json_body(), quota_subject())
             return jsonify(job_id=job.job_id, status=job.status.value, message=SUBMITTED_MESSAGE), 202
         upload = request.files.get("file")
         if upload is None:
             raise RequestRejected("Send the video as a multipart/form-data part named 'file'.", code="missing_file")
         options = options_from_form(request.form)  # before anything is stored: a bad option keeps nothing
         targets = targets_from_form(request.form)  # CALLBACK_ALLOWED_HOSTS is the notifier's to apply
+        if targets.email and quota_subject():  # before the file is stored: a refusal keeps nothing
+            quotas.charge("emails", quota_subject())
         job = intake.submit(
             upload.stream,
             upload.filename,
@@ -105,6 +120,7 @@ def create_app(s: Settings | None = None, intake: Intake | None = None, auth: Au
             targets=targets,
             content_sha256=content_digest(upload.stream),
             owner=g.principal.name,
+            quota_subject=quota_subject(),
         )
         metrics.UPLOAD_BYTES.inc(job.input_size)
         return jsonify(submitted_body(job)), 202

@@ -9,6 +9,10 @@ and its job is started by id, so the bytes never pass through the gateway or thi
 
 The upload id is the job id to come: the URL writes ``jobs/<upload_id>/input``, and
 ``POST /convert`` creates the job there, so the job's files live together as for any other.
+Its first 8 hex digits are the URL's expiry (Unix seconds), so siphon enforces it itself: a
+``POST /convert`` after it is answered 410 ``upload_expired`` and the file is deleted, whatever the
+store did with a late PUT (S3 and MinIO refuse it; moto takes it). A client cannot move that date:
+the signed URL writes only under the id it was issued for.
 Starting it again while its job is queued returns that job (a client may retry a lost answer);
 later, or with other options, it is a 409. Only the S3 backend can hand out URLs; with
 local storage ``POST /uploads`` answers 501 ``not_supported``.
@@ -16,30 +20,49 @@ local storage ``POST /uploads`` answers 501 ``not_supported``.
 
 from __future__ import annotations
 
+import math
+import secrets
+import time
+
 from services.upload.intake import Intake, new_job
 from services.upload.json_options import options_from_json
 from shared.errors import JobNotFound, ObjectNotFound, RequestRejected
 from shared.filenames import clean_filename
-from shared.jobs import Job, JobStatus, input_key, is_valid_job_id, new_job_id
+from shared.jobs import Job, JobStatus, input_key, is_valid_job_id
+from shared.quotas import Quotas
 
 START_FIELDS = ("upload_id", "filename")
 """Fields of a ``POST /convert`` JSON body that are not conversion options."""
 
 
+def new_upload_id(expires_at: float) -> str:
+    """A fresh upload id, shaped like a job id (32 hex digits): the expiry ``expires_at`` (Unix
+    seconds, rounded up) in the first 8, then 96 random bits."""
+    return f"{math.ceil(expires_at):08x}{secrets.token_hex(12)}"
+
+
+def upload_expiry(upload_id: str) -> int:
+    """When the URL of ``upload_id`` (a valid job id) expired or expires, Unix seconds."""
+    return int(upload_id[:8], 16)
+
+
 class DirectUploads:
     """Hands out presigned upload URLs and starts the jobs of finished uploads."""
 
-    def __init__(self, intake: Intake, expiry_seconds: int):
+    def __init__(self, intake: Intake, expiry_seconds: int, quotas: Quotas | None = None):
         self.intake = intake
         self.expiry_seconds = expiry_seconds
+        self.quotas = quotas
 
-    def begin(self, body: dict) -> dict:
-        """A fresh upload id and the URL to PUT the file to.
+    def begin(self, body: dict, quota_subject: str | None = None) -> dict:
+        """A fresh upload id and the URL to PUT the file to; ``size`` is charged to ``quota_subject``'s
+        ``QUOTA_UPLOAD_BYTES_PER_DAY`` (when the gateway named one).
 
         Raises:
             RequestRejected: ``size`` missing or not a whole number above 0 (``invalid_size``), or
                 above ``MAX_UPLOAD_BYTES`` (``file_too_large``); both 400, the request itself being
                 small (413 would say the request is too large).
+            RateLimited: the day's upload bytes of ``quota_subject`` are used up (429).
             NotSupported: the storage backend cannot presign (501).
         """
         size = body.get("size")
@@ -53,7 +76,9 @@ class DirectUploads:
             raise RequestRejected(
                 f"The file is larger than the {self.intake.max_upload_bytes}-byte limit.", code="file_too_large"
             )
-        upload_id = new_job_id()
+        if self.quotas is not None and quota_subject is not None:
+            self.quotas.charge("upload_bytes", quota_subject, size)
+        upload_id = new_upload_id(time.time() + self.expiry_seconds)
         url = self.intake.storage.presign_put(input_key(upload_id), size, self.expiry_seconds)
         return {
             "upload_id": upload_id,
@@ -64,13 +89,15 @@ class DirectUploads:
             "max_bytes": self.intake.max_upload_bytes,
         }
 
-    def start(self, body: dict) -> Job:
-        """Queue the conversion of an uploaded file; return its job (the existing one if started before).
+    def start(self, body: dict, quota_subject: str | None = None) -> Job:
+        """Queue the conversion of an uploaded file; return its job (the existing one if started
+        before), recording ``quota_subject`` as the caller whose unfinished jobs it counts in.
 
         Raises:
             RequestRejected: no ``upload_id`` (400 ``missing_file``, as a multipart body without a file
                 part), a malformed one (400 ``invalid_upload_id``), no file uploaded
-                under it (404 ``upload_not_found``), a bad option (400 ``invalid_option``), a stored
+                under it (404 ``upload_not_found``), a start after the URL expired (410 ``upload_expired``;
+                the file is then deleted), a bad option (400 ``invalid_option``), a stored
                 file that is empty or too large (400 / 413; the file is then deleted), or a job that
                 has left ``queued`` or has other options (409 ``upload_already_started``).
             Unavailable: storage, the metadata service or RabbitMQ is down (503); try again.
@@ -95,9 +122,16 @@ class DirectUploads:
         except RequestRejected:
             self._discard(upload_id)
             raise
+        if time.time() > upload_expiry(upload_id) and self._discard(upload_id):
+            raise RequestRejected(
+                "The upload URL expired before this upload was started; ask for a new one (POST /uploads).",
+                code="upload_expired",
+                status=410,
+            )
         options = options_from_json({k: v for k, v in body.items() if k not in START_FIELDS})
         filename = body.get("filename")
         job = new_job(upload_id, clean_filename(filename if isinstance(filename, str) else None), size, options)
+        job = job.model_copy(update={"quota_subject": quota_subject})
         try:
             job = self.intake.queue_stored(job)
         except RequestRejected as exc:  # duplicate_job_id: started before, with other options
@@ -112,9 +146,11 @@ class DirectUploads:
             )
         return job
 
-    def _discard(self, upload_id: str) -> None:
-        """Delete a refused upload's file, unless a job already owns it."""
+    def _discard(self, upload_id: str) -> bool:
+        """Delete a refused upload's file, unless a job already owns it; whether it was deleted."""
         try:
             self.intake.metadata.get_job(upload_id)
         except JobNotFound:
             self.intake.storage.delete_prefix(input_key(upload_id))
+            return True
+        return False

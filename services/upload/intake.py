@@ -54,10 +54,11 @@ class Intake:
         targets: NotificationTargets | None = None,
         content_sha256: str | None = None,
         owner: str | None = None,
+        quota_subject: str | None = None,
     ) -> Job:
         """Store ``stream`` and queue its conversion with ``options`` (default: the plain MP3);
         return the ``queued`` job, owned by ``owner`` (a key name; None in open mode). ``targets``
-        are told when it ends. With the upload's
+        are told when it ends; it counts in ``quota_subject``'s unfinished jobs. With the upload's
         ``content_sha256``, an identical earlier upload's output may serve it: the job then comes
         back ``completed`` and ``cached``, and no conversion is queued.
 
@@ -77,7 +78,7 @@ class Intake:
                     targets or NotificationTargets(),
                     content_sha256,
                     options,
-                )
+                ).model_copy(update={"quota_subject": quota_subject})
                 job = self._record_and_publish(job)
             except SiphonError:
                 self.storage.delete_prefix(job_prefix(job_id))

@@ -15,11 +15,13 @@ pytestmark = pytest.mark.e2e
 
 VIDEO = "ordinary_h264_aac_stereo_48k_faststart_2s.mp4"
 LIMIT = 400_000
+EXPIRY = 3
+"""PRESIGNED_URL_EXPIRY_SECONDS: short, so a test can outlive a URL; long enough to PUT and start in time."""
 
 
 @pytest.fixture(scope="module")
 def stack(module_stack):
-    return module_stack("s3", workers=1, MAX_UPLOAD_BYTES=str(LIMIT), PRESIGNED_URL_EXPIRY_SECONDS="2")
+    return module_stack("s3", workers=1, MAX_UPLOAD_BYTES=str(LIMIT), PRESIGNED_URL_EXPIRY_SECONDS=str(EXPIRY))
 
 
 def begin(stack, size: int) -> requests.Response:
@@ -38,7 +40,7 @@ def test_a_file_put_to_the_presigned_url_converts_without_passing_the_gateway(st
     assert (upload["method"], upload["headers"], upload["expires_in"], upload["max_bytes"]) == (
         "PUT",
         {"Content-Length": str(len(data))},
-        2,
+        EXPIRY,
         LIMIT,
     )
     assert upload["upload_url"].startswith(f"{stack.s3_endpoint}/{stack.bucket}/{input_key(upload['upload_id'])}?")
@@ -61,19 +63,32 @@ def test_a_file_put_to_the_presigned_url_converts_without_passing_the_gateway(st
 
 def test_the_url_is_signed_for_the_size_and_the_expiry(stack):
     query = parse_qs(urlsplit(begin(stack, 1234).json()["upload_url"]).query)
-    assert query["X-Amz-Expires"] == ["2"] and query["X-Amz-SignedHeaders"] == ["content-length;host"]
+    assert query["X-Amz-Expires"] == [str(EXPIRY)] and query["X-Amz-SignedHeaders"] == ["content-length;host"]
 
 
-def test_an_expired_url_is_still_accepted_by_moto_so_siphon_relies_on_real_s3_to_refuse_it(stack, media_dir):
+def test_a_put_after_the_url_expired_is_refused_410_by_siphon_though_moto_took_it(stack, media_dir):
     # moto 5 checks neither X-Amz-Expires nor the signed Content-Length of a presigned URL (its
     # SigV4 check reads the Authorization header only); S3 and MinIO answer 403 "Request has
-    # expired". What moto does is pinned here, so a moto that starts enforcing shows up.
+    # expired". siphon does not rely on either: the upload id carries the URL's expiry.
     data = (media_dir / VIDEO).read_bytes()
     upload = begin(stack, len(data)).json()
-    time.sleep(3)
+    time.sleep(EXPIRY + 1.5)
     late = requests.put(upload["upload_url"], data=data, timeout=30)
     assert late.status_code == 200, "moto now refuses expired URLs: assert 403 here instead"
-    assert start(stack, upload_id=upload["upload_id"]).status_code == 202
+    response = start(stack, upload_id=upload["upload_id"])
+    assert (response.status_code, response.json()["error"]["code"]) == (410, "upload_expired")
+    assert input_key(upload["upload_id"]) not in stack.stored_keys()
+    assert stack.status(upload["upload_id"]).status_code == 404
+
+
+def test_a_file_put_in_time_but_started_after_the_expiry_is_refused_410(stack, media_dir):
+    data = (media_dir / VIDEO).read_bytes()
+    upload = begin(stack, len(data)).json()
+    assert requests.put(upload["upload_url"], data=data, headers=upload["headers"], timeout=30).status_code == 200
+    time.sleep(EXPIRY + 1.5)
+    response = start(stack, upload_id=upload["upload_id"])
+    assert (response.status_code, response.json()["error"]["code"]) == (410, "upload_expired")
+    assert input_key(upload["upload_id"]) not in stack.stored_keys()
 
 
 def test_a_file_larger_than_the_limit_put_anyway_is_refused_and_deleted(stack):

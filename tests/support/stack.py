@@ -92,6 +92,12 @@ class Stack:
             "LOG_LEVEL": "INFO",
             "TRANSCODING_JOBS_QUEUE": self.topology.jobs_queue,
             "TRANSCODING_PROGRESS_QUEUE": self.topology.progress_queue,
+            # Per-caller limits off: the tests post many jobs from one address, and compare Redis keys
+            # before and after; tests/e2e/test_limits.py turns them on.
+            "QUOTA_SUBMISSIONS_PER_MINUTE": "0",
+            "QUOTA_UNFINISHED_JOBS": "0",
+            "QUOTA_UPLOAD_BYTES_PER_DAY": "0",
+            "QUOTA_EMAILS_PER_HOUR": "0",
         }
         if self.backend == "s3":
             env.update(

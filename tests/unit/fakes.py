@@ -155,6 +155,11 @@ class FakeMetadata(_Recorder):
             "next_cursor": None,
         }
 
+    def count_unfinished(self, subject: str) -> int:
+        """The subject's queued and processing jobs among ``jobs``."""
+        self._record("count_unfinished", subject)
+        return sum(job.quota_subject == subject and not job.status.is_terminal for job in self.jobs.values())
+
     def cancel_job(self, job_id: str) -> Job:
         self._record("cancel_job", job_id)
         job = self.get_job(job_id)

@@ -8,6 +8,7 @@ takes uploads up to the limit.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -291,3 +292,18 @@ def test_conversion_gets_time_to_finish_its_task_on_stop():
     grace = Settings.model_fields["shutdown_grace_seconds"].default
     grace = float(environment_of("conversion").get("SHUTDOWN_GRACE_SECONDS", grace))
     assert seconds(SERVICES["conversion"].get("stop_grace_period", "10s")) > grace
+
+
+def test_the_gateways_trust_x_forwarded_for_from_nginx_only():
+    nginx = SERVICES["nginx"]["networks"]["default"]["ipv4_address"]
+    subnet = COMPOSE["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(nginx) in ipaddress.ip_network(subnet)
+    for gateway in ("gateway", "gateway-2"):
+        assert environment_of(gateway)["TRUSTED_PROXIES"] == nginx
+
+
+def test_the_services_that_count_rate_limits_share_one_redis_and_the_same_limits():
+    counting = [environment_of(name) for name in ("gateway", "upload")]
+    assert {env["REDIS_URL"] for env in counting} == {environment_of("metadata")["REDIS_URL"]}
+    for name in ("QUOTA_SUBMISSIONS_PER_MINUTE", "QUOTA_UPLOAD_BYTES_PER_DAY", "QUOTA_EMAILS_PER_HOUR"):
+        assert len({env[name] for env in counting}) == 1, name

@@ -16,3 +16,11 @@ def openapi() -> dict:
 @pytest.fixture(autouse=True)
 def read_openapi_once(monkeypatch, openapi):
     monkeypatch.setattr(gateway_app, "load_openapi", lambda: openapi)
+
+
+@pytest.fixture(autouse=True)
+def no_rate_limits(monkeypatch):
+    """The per-caller limits are off (they count in Redis); ``test_quotas.py`` turns them on with
+    limits' in-memory storage."""
+    for name in ("QUOTA_SUBMISSIONS_PER_MINUTE", "QUOTA_UNFINISHED_JOBS", "QUOTA_UPLOAD_BYTES_PER_DAY"):
+        monkeypatch.setenv(name, "0")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
 from services.upload.app import SUBMITTED_MESSAGE, create_app
-from services.upload.intake import Intake
+from services.upload.direct import new_upload_id, upload_expiry
+from services.upload.intake import Intake, new_job
 from shared.broker import Topology
 from shared.config import load_settings
 from shared.errors import BrokerUnavailable
-from shared.jobs import JobStatus, input_key, is_valid_job_id, new_job_id
+from shared.jobs import JobStatus, input_key, is_valid_job_id
 from shared.messages import ConversionTask
+from shared.options import ConversionOptions
 from shared.storage import LocalStorage
 from tests.unit.fakes import FakeMetadata, FakePublisher, FakeStorage
 
@@ -31,9 +34,9 @@ def client(intake):
     return create_app(settings, intake=intake).test_client()
 
 
-def uploaded(intake: Intake, data: bytes = b"video bytes") -> str:
-    """An upload id whose file the client has PUT."""
-    upload_id = new_job_id()
+def uploaded(intake: Intake, data: bytes = b"video bytes", expires_in: float = EXPIRY) -> str:
+    """An upload id whose file the client has PUT, its URL expiring ``expires_in`` seconds from now."""
+    upload_id = new_upload_id(time.time() + expires_in)
     intake.storage.objects[input_key(upload_id)] = data
     return upload_id
 
@@ -157,3 +160,30 @@ def test_multipart_convert_still_works_beside_the_json_one(client, intake):
         "/convert", data={"file": (io.BytesIO(b"video"), "a.mp4")}, content_type="multipart/form-data"
     )
     assert response.status_code == 202
+
+
+def test_an_upload_id_carries_its_urls_expiry():
+    upload_id = new_upload_id(1_900_000_000.2)
+    assert is_valid_job_id(upload_id) and upload_expiry(upload_id) == 1_900_000_001
+
+
+def test_the_upload_id_handed_out_expires_with_its_url(client):
+    before = time.time()
+    upload_id = client.post("/uploads", json={"size": 500}).get_json()["upload_id"]
+    assert before + EXPIRY <= upload_expiry(upload_id) <= time.time() + EXPIRY + 1
+
+
+def test_starting_after_the_url_expired_is_410_and_the_file_is_deleted(client, intake):
+    upload_id = uploaded(intake, expires_in=-1)
+    response = client.post("/convert", json={"upload_id": upload_id})
+    assert (response.status_code, response.get_json()["error"]["code"]) == (410, "upload_expired")
+    assert input_key(upload_id) not in intake.storage.objects
+    assert intake.metadata.jobs == {} and intake.publisher.published == []
+
+
+def test_a_job_started_in_time_is_still_answered_after_the_expiry(client, intake):
+    upload_id = uploaded(intake, expires_in=-1)
+    intake.metadata.create_job(new_job(upload_id, "a.mp4", 11, ConversionOptions()))
+    response = client.post("/convert", json={"upload_id": upload_id})
+    assert response.status_code == 202 and response.get_json()["job_id"] == upload_id
+    assert input_key(upload_id) in intake.storage.objects
