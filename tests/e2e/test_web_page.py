@@ -3,7 +3,8 @@ pick or drop videos, watch each upload and job, download the MP3; a file that is
 refused with a message a person can read. On a stack with API keys the page asks for a key, keeps
 it, sends it, and offers the signed download link; "Forget API key" drops it.
 
-``SIPHON_UPDATE_SCREENSHOT=1`` also writes the page's screenshot to docs/web-page.png.
+``SIPHON_UPDATE_SCREENSHOT=1`` also writes the page's screenshots to docs/web-page.png and (asking
+for a key) docs/web-page-key.png.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT = ROOT / "docs" / "web-page.png"
+KEY_SCREENSHOT = ROOT / "docs" / "web-page-key.png"
 VIDEO = "ordinary_h264_aac_stereo_48k_8s.mp4"
 OTHER_VIDEO = "mov_h264_aac_mono_44k.mov"
 JOB_TIMEOUT_MS = 60_000
@@ -172,7 +174,10 @@ def test_with_keys_the_page_asks_for_a_key_then_converts_and_the_signed_link_dow
     form = page.locator("#key-form")
     expect(form).to_be_visible()  # asked at once: /healthz says "auth":"keys"
     expect(page.locator("#forget-key")).to_be_hidden()
-    page.screenshot(path=str(tmp_path / "web-page-key.png"), full_page=True)
+    shot = tmp_path / "web-page-key.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("SIPHON_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(shot, KEY_SCREENSHOT)
 
     page.fill("#key-input", "not-a-key")
     page.click("#key-form button")
@@ -198,7 +203,8 @@ def test_with_keys_the_page_asks_for_a_key_then_converts_and_the_signed_link_dow
     mp3 = tmp_path / download.suggested_filename
     download.save_as(mp3)
     assert_is_the_mp3_of(mp3, media_dir / VIDEO, tmp_path)
-    assert keys.keys["alice"][0] not in (page.locator("#jobs").inner_html())
+    assert key not in page.locator("#jobs").inner_html()
+    page.screenshot(path=str(tmp_path / "web-page-keyed-job.png"), full_page=True)
 
 
 def test_the_key_is_kept_across_visits_until_forgotten(keyed_page, keys, keyed_stack):
