@@ -405,6 +405,19 @@ Handler = Callable[[Delivery], Settlement]
 """Handles one delivery and says how to settle it."""
 
 
+class ChannelPublisher(Publishes):
+    """Publishes on a consumer's channel, from its I/O thread (the channel is in confirm mode)."""
+
+    def __init__(self, channel, topology: Topology):
+        self.channel = channel
+        self.topology = topology
+
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None, mandatory: bool = True
+    ) -> None:
+        self.channel.basic_publish(exchange, routing_key, body, properties(headers), mandatory=mandatory)
+
+
 class ThreadPublisher(Publishes):
     """Publishes on a consumer's channel from another thread, through the connection's I/O thread
     (pika's ``add_callback_threadsafe``, its documented way; see its ``basic_consumer_threaded.py``).
@@ -416,7 +429,7 @@ class ThreadPublisher(Publishes):
 
     def __init__(self, connection, channel, topology: Topology, wait: bool = True):
         self.connection = connection
-        self.channel = channel
+        self.on_channel = ChannelPublisher(channel, topology)
         self.topology = topology
         self.wait = wait
 
@@ -432,7 +445,7 @@ class ThreadPublisher(Publishes):
         """
 
         def send() -> None:
-            self.channel.basic_publish(exchange, routing_key, body, properties(headers), mandatory=mandatory)
+            self.on_channel.publish(exchange, routing_key, body, headers, mandatory)
 
         if self.wait:
             run_on_io_thread(self.connection, send)
@@ -666,12 +679,9 @@ class Consumer:
             channel.basic_nack(tag, requeue=True)
             return
         if settlement.settle is Settle.DEAD_LETTER:
-            headers = {
-                DEAD_LETTER_CODE_HEADER: settlement.code,
-                DEAD_LETTER_REASON_HEADER: settlement.reason[:1000],
-                SOURCE_QUEUE_HEADER: delivery.queue,
-            }
-            channel.basic_publish(self.topology.dead_letter_exchange, "", delivery.body, properties(headers))
+            ChannelPublisher(channel, self.topology).publish_dead_letter(
+                delivery.body, settlement.code, settlement.reason, delivery.queue
+            )
         channel.basic_ack(tag)
 
 

@@ -61,6 +61,14 @@ class Storage(Protocol):
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key that starts with ``prefix``, in no particular order (for rebuilding indexes)."""
 
+    def local_path(self, key: str) -> Path | None:
+        """The object's own file when the backend keeps objects as local files (read it in place,
+        never write it); None for a backend that does not, or a missing object."""
+
+    def staging_file(self) -> BinaryIO | None:
+        """A temp file that :meth:`put_stream` stores without copying (removed when closed), or
+        None when the backend has no such thing (write uploads anywhere, then ``put_stream`` them)."""
+
     def presign_put(self, key: str, size_bytes: int, expires_seconds: int) -> str:
         """A URL a client can ``PUT`` exactly ``size_bytes`` bytes to (the length is signed), storing
         them as ``key``; valid for ``expires_seconds``. No request is made.
@@ -355,6 +363,14 @@ class S3Storage:
             for obj in page.get("Contents", []):
                 yield obj["Key"]
 
+    def local_path(self, key: str) -> None:
+        """None: an S3 object is no local file."""
+        return None
+
+    def staging_file(self) -> None:
+        """None: an upload is streamed to S3 from wherever it was written."""
+        return None
+
     def check(self) -> None:
         try:
             self._call(self.bucket, self.client.head_bucket, Bucket=self.bucket)
@@ -379,20 +395,6 @@ class _CountingReader:
         data = self.stream.read(size)
         self.count += len(data)
         return data
-
-
-def local_path(storage: Storage, key: str) -> Path | None:
-    """The object's file when the backend keeps objects as local files (read it in place, never
-    write it); None for other backends or a missing object."""
-    find = getattr(storage, "local_path", None)
-    return find(key) if find is not None else None
-
-
-def staging_file(storage: Storage) -> BinaryIO | None:
-    """A temp file that ``storage.put_stream`` stores without copying, or None if the backend has
-    no such thing (write uploads anywhere, then ``put_stream`` them as usual)."""
-    make = getattr(storage, "staging_file", None)
-    return make() if make is not None else None
 
 
 def make_storage(s: Settings) -> Storage:

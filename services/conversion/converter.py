@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mutagen import MutagenError
@@ -35,6 +35,16 @@ Progress = Callable[[float], None]
 """Receives the fraction of the conversion done, 0.0 to 1.0."""
 
 
+@dataclass(frozen=True)
+class Probed:
+    """What :meth:`Converter.probe_for` learned of an input: the probe ``result``, and the cover
+    picture its child already made (``early_picture``: the forked call's outcome), if it made one.
+    The task passes both on to :meth:`Converter.convert`; nothing is kept on the converter."""
+
+    result: ProbeResult
+    early_picture: Outcome | None = None
+
+
 class Converter:
     """Converts local files with the configured tools and limits.
 
@@ -50,21 +60,17 @@ class Converter:
         self.limits = EncodeLimits(s.max_duration_seconds, s.max_output_bytes, s.conversion_timeout_seconds)
         self._current: FfmpegProcess | None = None
         self._aborted = False
-        self._early_picture: tuple[Path, Outcome] | None = None
 
-    def probe(
-        self, source: Path, options: ConversionOptions | None = None, picture_to: Path | None = None
-    ) -> ProbeResult:
-        """See :func:`~services.conversion.probe.probe_media`. With ``options`` and ``picture_to``,
-        the probe's child also makes the cover picture they call for (at ``picture_to``), which the
-        next :meth:`convert` of ``source`` embeds instead of starting a child of its own."""
-        self._early_picture = None
-        if options is None or picture_to is None:
-            return probe_media(source, self.ffprobe)
+    def probe(self, source: Path) -> ProbeResult:
+        """See :func:`~services.conversion.probe.probe_media`."""
+        return probe_media(source, self.ffprobe)
+
+    def probe_for(self, source: Path, options: ConversionOptions, picture_to: Path) -> Probed:
+        """Probe ``source``; the probe's child also makes the cover picture ``options`` call for,
+        at ``picture_to`` (one fork, one opening of the file). Pass the result to :meth:`convert`,
+        which then embeds that picture instead of starting a child of its own."""
         result, made = probe_media_then(source, PictureFromProbe(options, picture_to), self.ffprobe)
-        if made is not None:
-            self._early_picture = (source, made)
-        return result
+        return Probed(result, made)
 
     def to_mp3(
         self, probe: ProbeResult, source: Path, target: Path, on_progress: Progress = lambda fraction: None
@@ -80,8 +86,10 @@ class Converter:
         options: ConversionOptions,
         on_progress: Progress = lambda fraction: None,
         cancelled: threading.Event | None = None,
+        early_picture: Outcome | None = None,
     ) -> EncodeResult:
-        """Encode ``source`` into ``target`` as ``options`` ask (see ``services.conversion.plan``).
+        """Encode ``source`` into ``target`` as ``options`` ask (see ``services.conversion.plan``);
+        ``early_picture`` is a :class:`Probed`'s, made by the probe's child.
 
         ``on_progress`` gets the fraction done while ffmpeg runs (not at all when the input's
         duration is unknown); with ``normalize``, the measuring pass is the first half.
@@ -96,7 +104,7 @@ class Converter:
         passes = 1 if options.normalize is None else 2
         started = time.monotonic()
         cover = choose_cover(probe, options, options.output_format)
-        picture = None if cover is None else self._picture(cover, source, target.with_suffix(".cover"))
+        picture = None if cover is None else self._picture(cover, source, target.with_suffix(".cover"), early_picture)
         try:
             if options.normalize is not None:
                 plan = self._with_loudnorm(
@@ -135,14 +143,11 @@ class Converter:
             duration_seconds=seconds, size_bytes=size, speed=round(seconds / elapsed, 2) if elapsed > 0 else None
         )
 
-    def _picture(self, cover: Cover, source: Path, path: Path) -> PictureMaker:
+    @staticmethod
+    def _picture(cover: Cover, source: Path, path: Path, early: Outcome | None) -> PictureMaker:
         """The maker of ``cover``: the one the probe's child made, else a child of its own."""
-        early, self._early_picture = self._early_picture, None
-        if early is not None and early[0] == source:
-            made = PictureMaker.from_probe(early[1], cover, path)
-            if made is not None:
-                return made
-        return PictureMaker.start(source, cover, path)
+        made = PictureMaker.from_probe(early, cover, path) if early is not None else None
+        return made if made is not None else PictureMaker.start(source, cover, path)
 
     @staticmethod
     def _embed(picture: PictureMaker, plan: EncodePlan, target: Path) -> None:

@@ -39,7 +39,7 @@ from shared.jobs import JOB_ID_PATTERN, Job, JobErrorInfo, JobStatus, MediaFacts
 from shared.logs import job_context
 from shared.messages import ConversionTask, JobEvent
 from shared.options import ConversionOptions
-from shared.storage import Storage, local_path
+from shared.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ class TaskRunner:
         self.report_progress = report_progress or publish
         self.cancelled = cancelled or threading.Event()
         self.jobs = jobs
-        self.run: int | None = None  # the task's ``retry``: every event of this task carries it
-        self.retrying = Retrying(
+        self.retry: int | None = None  # the task's run (``retry``): every event of this task carries it
+        self.with_storage_retries = Retrying(
             stop=stop_after_attempt(s.storage_retries),
             wait=wait_exponential(multiplier=0.5, max=5),
             retry=retry_if_exception_type(StorageUnavailable),
@@ -122,9 +122,9 @@ class TaskRunner:
         try:
             task = ConversionTask.decode(body)
         except MessageError as exc:
-            self.run = None
+            self.retry = None
             return self._refuse_malformed(body, attempt, exc)
-        self.run = task.retry
+        self.retry = task.retry
         with job_context(task.job_id):
             if self._was_cancelled(task.job_id):
                 log.info("job cancelled before its conversion started; skipping it")
@@ -133,29 +133,32 @@ class TaskRunner:
                 message = f"The conversion was interrupted {attempt - 1} times; giving up."
                 return self._fail(task.job_id, attempt, codes.TOO_MANY_ATTEMPTS, message, dead_letter=True)
             self.publish(
-                JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=self.run, progress=0)
+                JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=self.retry, progress=0)
             )
             self.settings.work_dir.mkdir(parents=True, exist_ok=True)
             _remove_leftovers(self.settings.work_dir, task.job_id)
             with tempfile.TemporaryDirectory(dir=self.settings.work_dir, prefix=f"{task.job_id}-") as tmp:
-                return self._run(task, attempt, Path(tmp))
+                return self._convert(task, attempt, Path(tmp))
 
-    def _run(self, task: ConversionTask, attempt: int, tmp: Path) -> Settlement:
+    def _convert(self, task: ConversionTask, attempt: int, tmp: Path) -> Settlement:
         probe: ProbeResult | None = None
         options = task.options or ConversionOptions()
         try:
             target = tmp / f"output.{options.output_format.extension}"
             source = self._fetch(task.input_key, tmp / "input")
-            probe = self.converter.probe(source, options, picture_to=target.with_suffix(".cover"))
-            progress = ProgressReports(self.report_progress, task.job_id, attempt, self.run)
+            probed = self.converter.probe_for(source, options, picture_to=target.with_suffix(".cover"))
+            probe = probed.result
+            progress = ProgressReports(self.report_progress, task.job_id, attempt, self.retry)
             started = time.monotonic()
-            result = self.converter.convert(probe, source, target, options, progress, self.cancelled)
+            result = self.converter.convert(
+                probe, source, target, options, progress, self.cancelled, early_picture=probed.early_picture
+            )
             converted_in = time.monotonic() - started
             if self.cancelled.is_set():
                 return self._cancelled_midway()
-            self.retrying(self.storage.put_file, task.output_key, target)
+            self.with_storage_retries(self.storage.put_file, task.output_key, target)
             if self.cancelled.is_set():
-                self.retrying(self.storage.delete_prefix, task.output_key)
+                self.with_storage_retries(self.storage.delete_prefix, task.output_key)
                 return self._cancelled_midway()
         except MediaError as exc:
             return self._fail(task.job_id, attempt, exc.code, exc.message, probe)
@@ -202,7 +205,7 @@ class TaskRunner:
                 media=_facts(probe),
                 output_size=result.size_bytes,
                 output_duration_seconds=round(result.duration_seconds, 3),
-                retry=self.run,
+                retry=self.retry,
                 speed=result.speed,
             )
         )
@@ -222,10 +225,10 @@ class TaskRunner:
     def _fetch(self, key: str, copy: Path) -> Path:
         """The input as a local file: the stored file itself when the backend keeps files (read
         in place, no copy), else a download into ``copy``."""
-        stored = local_path(self.storage, key)
+        stored = self.storage.local_path(key)
         if stored is not None:
             return stored
-        self.retrying(self.storage.download, key, copy)
+        self.with_storage_retries(self.storage.download, key, copy)
         return copy
 
     def _was_cancelled(self, job_id: str) -> bool:
@@ -273,7 +276,7 @@ class TaskRunner:
                 attempt=attempt,
                 media=_facts(probe),
                 error=JobErrorInfo(code=code, message=message),
-                retry=self.run,
+                retry=self.retry,
             )
         )
         metrics.count_failure(code)

@@ -21,7 +21,7 @@ from typing import BinaryIO
 from flask import Request
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
-from shared.storage import Storage, staging_file
+from shared.storage import Storage
 
 BODY_READ_BYTES = 256 * 1024
 """Size of each read from the request body while parsing multipart, bytes. werkzeug refuses (413)
@@ -93,7 +93,7 @@ def upload_request_class(storage: Storage) -> type[Request]:
             filename: str | None = None,
             content_length: int | None = None,
         ) -> BinaryIO:
-            staged = staging_file(storage)
+            staged = storage.staging_file()
             if staged is not None:
                 return HashingFile(staged)
             return HashingFile(super()._get_file_stream(total_content_length, content_type, filename, content_length))

@@ -123,8 +123,10 @@ def convert_like_a_task(converter, source: Path, folder: Path, probe_form: dict,
 
     options = options_from_form(probe_form)
     target = folder / f"out.{options.output_format.extension}"
-    probe = converter.probe(source, options, picture_to=target.with_suffix(".cover"))
-    converter.convert(probe, source, target, options_from_form(convert_form or probe_form))
+    probed = converter.probe_for(source, options, picture_to=target.with_suffix(".cover"))
+    converter.convert(
+        probed.result, source, target, options_from_form(convert_form or probe_form), early_picture=probed.early_picture
+    )
     return target
 
 

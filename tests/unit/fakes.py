@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import requests
 
+from services.conversion.converter import Probed
 from services.conversion.encode import EncodeResult
 from services.conversion.probe import AudioStream, ProbeResult
 from shared.broker import Publishes, Topology
@@ -60,6 +61,12 @@ class FakeStorage(_Recorder):
         if key not in self.objects:
             raise ObjectNotFound(f"no object {key!r}")
         return self.objects[key]
+
+    def local_path(self, key: str) -> None:
+        return None  # like S3: no local files
+
+    def staging_file(self) -> None:
+        return None
 
     def put_stream(self, key: str, stream: BinaryIO) -> int:
         self._record("put_stream", key)
@@ -223,13 +230,23 @@ class FakeConverter(_Recorder):
         self.during = lambda: None
         self.aborted_current = 0
 
-    def probe(self, source: Path, options=None, picture_to: Path | None = None) -> ProbeResult:
+    def probe(self, source: Path) -> ProbeResult:
         self.sources.append(source.read_bytes())
         self._record("probe", source)
         return self.probe_result
 
+    def probe_for(self, source: Path, options, picture_to: Path) -> Probed:
+        return Probed(self.probe(source))
+
     def convert(
-        self, probe: ProbeResult, source: Path, target: Path, options, on_progress=lambda fraction: None, cancelled=None
+        self,
+        probe: ProbeResult,
+        source: Path,
+        target: Path,
+        options,
+        on_progress=lambda fraction: None,
+        cancelled=None,
+        early_picture=None,
     ) -> EncodeResult:
         self.options.append(options)
         self._record("convert", target)

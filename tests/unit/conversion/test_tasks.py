@@ -47,7 +47,7 @@ def work_dir(tmp_path):
 def runner(work_dir, storage, converter, events) -> TaskRunner:
     s = load_settings(work_dir=work_dir, max_attempts=MAX_ATTEMPTS, storage_retries=RETRIES)
     runner = TaskRunner(s, storage, converter, events.append)
-    runner.retrying = runner.retrying.copy(sleep=lambda seconds: None)  # keep the policy, skip the waiting
+    runner.with_storage_retries = runner.with_storage_retries.copy(sleep=lambda seconds: None)  # keep the policy, skip the waiting
     return runner
 
 

@@ -37,7 +37,7 @@ class RecordingChannel:
     def basic_nack(self, tag, requeue):
         self.calls.append(("nack", tag, requeue))
 
-    def basic_publish(self, exchange, routing_key, body, properties):
+    def basic_publish(self, exchange, routing_key, body, properties, mandatory=True):
         self.calls.append(("publish", exchange, body, properties.headers, properties.delivery_mode))
 
 

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from shared.storage import LocalStorage, local_path, staging_file
+from shared.config import load_settings
+from shared.storage import LocalStorage, S3Storage
 
 KEY = "jobs/0123456789abcdef0123456789abcdef/input"
 
@@ -18,7 +19,7 @@ def storage(tmp_path) -> LocalStorage:
 
 
 def test_a_staging_file_is_stored_by_hard_link(storage):
-    with staging_file(storage) as staged:
+    with storage.staging_file() as staged:
         staged.write(b"video bytes")
         staged.seek(0)
         assert storage.put_stream(KEY, staged) == len(b"video bytes")
@@ -28,7 +29,7 @@ def test_a_staging_file_is_stored_by_hard_link(storage):
 
 
 def test_a_staging_file_read_part_way_is_copied_from_there(storage):
-    with staging_file(storage) as staged:
+    with storage.staging_file() as staged:
         staged.write(b"headvideo")
         staged.seek(4)
         assert storage.put_stream(KEY, staged) == 5
@@ -41,14 +42,19 @@ def test_other_streams_are_copied(storage):
 
 
 def test_local_path_is_the_stored_file_or_none(storage):
-    assert local_path(storage, KEY) is None
+    assert storage.local_path(KEY) is None
     storage.put_bytes(KEY, b"abc")
-    assert local_path(storage, KEY).read_bytes() == b"abc"
+    assert storage.local_path(KEY).read_bytes() == b"abc"
 
 
-def test_backends_without_the_capabilities_fall_back():
-    class Remote:  # like S3Storage: neither local files nor a staging area
-        pass
-
-    assert local_path(Remote(), KEY) is None
-    assert staging_file(Remote()) is None
+def test_s3_declares_it_has_neither_local_files_nor_a_staging_area():
+    s3 = S3Storage.from_settings(
+        load_settings(
+            storage_backend="s3",
+            s3_endpoint_url="http://127.0.0.1:9",
+            aws_access_key_id="unit",
+            aws_secret_access_key="unit",
+        )
+    )
+    assert s3.local_path(KEY) is None
+    assert s3.staging_file() is None
