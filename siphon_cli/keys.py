@@ -34,12 +34,17 @@ class NewKey:
         return f"{self.name} {digest}{' admin' if self.admin else ''}"
 
 
-def new_key(name: str, admin: bool = False) -> NewKey:
-    """A new random key named ``name``.
+def check_key_name(name: str) -> str:
+    """``name``, if the keys file can hold it.
 
     Raises:
         ValueError: ``name`` is not 1-64 characters of ``A-Z a-z 0-9 _ . -``.
     """
     if not KEY_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a key name: 1-64 characters of A-Z a-z 0-9 _ . -")
-    return NewKey(name, secrets.token_urlsafe(KEY_BYTES), admin)
+    return name
+
+
+def new_key(name: str, admin: bool = False) -> NewKey:
+    """A new random key named ``name`` (ValueError as :func:`check_key_name`)."""
+    return NewKey(check_key_name(name), secrets.token_urlsafe(KEY_BYTES), admin)

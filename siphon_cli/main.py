@@ -19,7 +19,7 @@ import click
 
 from siphon_cli.api import ApiError, CliError, SiphonClient
 from siphon_cli.follow import TERMINAL_STATES, FollowTimeout, follow_job
-from siphon_cli.keys import new_key
+from siphon_cli.keys import check_key_name, new_key
 from siphon_cli.progress import job_bars, show_job, transfer_bars
 
 DEFAULT_URL = "http://localhost:5000"
@@ -261,10 +261,9 @@ def keys() -> None:
 
 def key_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
-        new_key(value)
+        return check_key_name(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    return value
 
 
 @keys.command("new")
