@@ -3,6 +3,9 @@ units, validated when a service starts. A wrong value stops the service with one
 the variable (``load_settings`` raises :class:`~shared.errors.ConfigError`).
 
 The README's configuration table is this class, row by row.
+
+A file in :data:`SECRETS_DIR` named like a setting in lower case (``download_link_secret``) sets it
+too, as compose's ``secrets:`` mount them; a variable of the environment wins over the file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from shared.jobs import JOBS_KEY_PREFIX
 MiB = 1024 * 1024
 QUEUE_NAME = r"^[A-Za-z0-9_.:-]{1,200}$"
 """A RabbitMQ queue name siphon accepts (the broker allows 255 bytes; ``amq.`` is the broker's)."""
+SECRETS_DIR = Path("/run/secrets")
+"""Where Docker and compose mount a service's secrets, one file each (read only when it exists)."""
 KEY_PREFIX = r"^[^/].*/$"
 """A storage key prefix: not absolute, ending in ``/`` (a folder)."""
 
@@ -277,8 +282,9 @@ def load_settings(**overrides: object) -> Settings:
         ConfigError: one line naming the first bad variable, e.g.
             ``MAX_UPLOAD_BYTES: Input should be greater than 0``.
     """
+    secrets_dir = SECRETS_DIR if SECRETS_DIR.is_dir() else None
     try:
-        return Settings(**overrides)
+        return Settings(_secrets_dir=secrets_dir, **overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")

@@ -3,7 +3,11 @@
 CliError                  .exit_code: what the process exits with
 ├── ServerUnreachable     no answer from SIPHON_URL (connection refused, DNS, timeout)   exit 4
 ├── NotSupported          this server has no such endpoint (yet)                          exit 3
+├── Unauthorized          the server wants an API key, or refused the one sent (401)      exit 6
 └── ApiError              the server answered with an error {"error": {"code", "message"}} exit 1
+
+With an API key every request carries ``Authorization: Bearer <key>`` (RFC 6750 §2.1): the API
+calls, the event stream and downloads alike (a signed download link needs none, and ignores it).
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ class NotSupported(CliError):
     exit_code = 3
 
 
+class Unauthorized(CliError):
+    """A 401: no key was sent, or the server does not know it. Ends the whole command: every
+    other request would get the same answer."""
+
+    exit_code = 6
+
+
 class ApiError(CliError):
     """An error answer: ``status`` (HTTP), ``code`` (the JSON ``error.code``) and ``message``."""
 
@@ -57,11 +68,12 @@ class ApiError(CliError):
 
 
 class SiphonClient:
-    """Calls the gateway at ``base_url``."""
+    """Calls the gateway at ``base_url``, with ``api_key`` as a bearer token when it is set."""
 
-    def __init__(self, base_url: str, session: requests.Session | None = None):
+    def __init__(self, base_url: str, session: requests.Session | None = None, api_key: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.session = session or requests.Session()
+        self.api_key = api_key
 
     def submit(self, path: Path, on_bytes: ByteProgress | None = None, fields: dict[str, str] | None = None) -> dict:
         """``POST /convert`` the file at ``path``, streamed, after the form ``fields`` (conversion
@@ -121,15 +133,36 @@ class SiphonClient:
         return self._json_or_raise(response, expected=(200, 202))
 
     # --- plumbing ------------------------------------------------------------------------
-    def _request(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
+    def _request(self, method: str, path_or_url: str, headers: dict[str, str] | None = None, **kwargs):
+        """The server's answer to one request (a URL as given, or a path under ``base_url``).
+
+        Raises:
+            ServerUnreachable: no answer.
+            Unauthorized: the answer is a 401.
+        """
         url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        headers = {**self._auth_header(), **(headers or {})}
         try:
-            return self.session.request(method, url, timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS), **kwargs)
+            response = self.session.request(
+                method, url, headers=headers, timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS), **kwargs
+            )
         except requests.RequestException as exc:
             raise ServerUnreachable(
                 f"Cannot reach the siphon server at {self.base_url} "
                 f"({exc.__class__.__name__}). Is it running? Set SIPHON_URL."
             ) from exc
+        if response.status_code == 401:
+            response.close()
+            raise Unauthorized(self._unauthorized_message())
+        return response
+
+    def _auth_header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def _unauthorized_message(self) -> str:
+        if self.api_key:
+            return f"The server at {self.base_url} refused the API key: check SIPHON_API_KEY or --api-key."
+        return f"The server at {self.base_url} needs an API key: set SIPHON_API_KEY or pass --api-key."
 
     @staticmethod
     def _body(response: requests.Response) -> dict:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 all done; 1 a job failed or the server refused a request (the reason is printed as
 ``<code>: <message>``); 2 wrong usage; 3 the server does not support the command (yet); 4 the
-server cannot be reached; 5 a job did not finish within ``--timeout``.
+server cannot be reached; 5 a job did not finish within ``--timeout``; 6 the server wants an API
+key (``--api-key`` or ``SIPHON_API_KEY``) or refused the one given.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import click
 
 from siphon_cli.api import ApiError, CliError, SiphonClient
 from siphon_cli.follow import TERMINAL_STATES, FollowTimeout, follow_job
+from siphon_cli.keys import check_key_name, new_key
 from siphon_cli.progress import job_bars, show_job, transfer_bars
 
 DEFAULT_URL = "http://localhost:5000"
@@ -59,6 +61,22 @@ def describe(exc: CliError) -> str:
     return f"{code}: {exc.message}" if code else exc.message
 
 
+API_KEY_HELP = "API key, sent as 'Authorization: Bearer <key>' (or set SIPHON_API_KEY)."
+
+
+def use_api_key(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--api-key`` given after a command name: the client sends it instead of the group's."""
+    if value:
+        ctx.find_object(SiphonClient).api_key = value
+
+
+def takes_api_key(command):
+    """``--api-key`` on a command too, so that ``siphon convert --api-key KEY ...`` works."""
+    return click.option("--api-key", metavar="KEY", expose_value=False, callback=use_api_key, help=API_KEY_HELP)(
+        command
+    )
+
+
 @click.group()
 @click.option(
     "--url",
@@ -68,10 +86,11 @@ def describe(exc: CliError) -> str:
     metavar="URL",
     help="The siphon server (or set SIPHON_URL).",
 )
+@click.option("--api-key", envvar="SIPHON_API_KEY", metavar="KEY", help=API_KEY_HELP)
 @click.pass_context
-def cli(ctx: click.Context, url: str) -> None:
+def cli(ctx: click.Context, url: str, api_key: str | None) -> None:
     """Convert videos to MP3 with a siphon server."""
-    ctx.obj = SiphonClient(url)
+    ctx.obj = SiphonClient(url, api_key=api_key or None)
 
 
 @cli.command()
@@ -101,6 +120,7 @@ def cli(ctx: click.Context, url: str) -> None:
     help="A form field sent with each file, e.g. -F bitrate=192 (conversion options). Repeatable.",
 )
 @click.option("--progress/--no-progress", default=True, help="Draw progress bars on stderr.")
+@takes_api_key
 @click.pass_obj
 @reports_errors
 def convert(
@@ -190,6 +210,7 @@ def output_path(source: Path, output_dir: Path | None, extension: str = ".mp3") 
 @cli.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the status body as JSON.")
+@takes_api_key
 @click.pass_obj
 @reports_errors
 def status(client: SiphonClient, job_id: str, as_json: bool) -> None:
@@ -210,6 +231,7 @@ def status(client: SiphonClient, job_id: str, as_json: bool) -> None:
 
 
 @cli.command()
+@takes_api_key
 @click.pass_obj
 @reports_errors
 def jobs(client: SiphonClient) -> None:
@@ -223,9 +245,38 @@ def jobs(client: SiphonClient) -> None:
 
 @cli.command()
 @click.argument("job_id")
+@takes_api_key
 @click.pass_obj
 @reports_errors
 def cancel(client: SiphonClient, job_id: str) -> None:
     """Stop job JOB_ID."""
     body = client.cancel(job_id)
     click.echo(f"{job_id}  {body.get('status', 'cancelled')}  {body.get('message', '')}".rstrip())
+
+
+@cli.group()
+def keys() -> None:
+    """Make API keys for a server's keys file (no server needed)."""
+
+
+def key_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_key_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@keys.command("new")
+@click.argument("name", callback=key_name)
+@click.option("--admin", is_flag=True, help="The key sees and acts on every job, not only its own.")
+def keys_new(name: str, admin: bool) -> None:
+    """Print a new random API key named NAME, and its line for the keys file.
+
+    stdout gets two lines, the key and then the line; the hints go to stderr. The key is shown
+    only this once: siphon keeps nothing but its SHA-256.
+    """
+    made = new_key(name, admin)
+    click.echo(f"New API key for {name} (shown once; give it to its holder as SIPHON_API_KEY):", err=True)
+    click.echo(made.key)
+    click.echo("Add this line to the server's keys file (API_KEYS_FILE); it is read within 10 s:", err=True)
+    click.echo(made.line)

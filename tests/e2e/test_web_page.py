@@ -1,8 +1,10 @@
 """The web page as a person uses it, in headless Chromium (Debian's ``chromium`` driven by Playwright):
 pick or drop videos, watch each upload and job, download the MP3; a file that is no video is
-refused with a message a person can read.
+refused with a message a person can read. On a stack with API keys the page asks for a key, keeps
+it, sends it, and offers the signed download link; "Forget API key" drops it.
 
-``SIPHON_UPDATE_SCREENSHOT=1`` also writes the page's screenshot to docs/web-page.png.
+``SIPHON_UPDATE_SCREENSHOT=1`` also writes the page's screenshots to docs/web-page.png and (asking
+for a key) docs/web-page-key.png.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.support.keys import KeyFile
 from tests.support.media import (
     DURATION_TOLERANCE_FLOOR_SECONDS,
     DURATION_TOLERANCE_RATIO,
@@ -36,15 +39,30 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT = ROOT / "docs" / "web-page.png"
+KEY_SCREENSHOT = ROOT / "docs" / "web-page-key.png"
 VIDEO = "ordinary_h264_aac_stereo_48k_8s.mp4"
 OTHER_VIDEO = "mov_h264_aac_mono_44k.mov"
 JOB_TIMEOUT_MS = 60_000
 NOT_MEDIA_MESSAGE = "Conversion failed. The file is not a video or audio file."
+LINK_SECRET = "web-page-test-download-link-secret-0123"
+KEY_STORAGE = "siphon.apiKey"
 
 
 @pytest.fixture(scope="module")
 def stack(module_stack):
     return module_stack()
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> KeyFile:
+    key_file = KeyFile(tmp_path_factory.mktemp("keys") / "api_keys")
+    key_file.add("alice")
+    return key_file
+
+
+@pytest.fixture(scope="module")
+def keyed_stack(module_stack, keys):
+    return module_stack(workers=1, API_KEYS_FILE=str(keys.path), DOWNLOAD_LINK_SECRET=LINK_SECRET)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +82,24 @@ def page(browser, stack):
     page.goto(stack.url)
     yield page
     context.close()
+
+
+@pytest.fixture
+def keyed_page(browser, keyed_stack):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.goto(keyed_stack.url)
+    yield page
+    context.close()
+
+
+def assert_is_the_mp3_of(mp3: Path, source: Path, work_dir: Path) -> None:
+    facts = probe_audio(mp3)
+    assert facts is not None and facts.codec == "mp3" and facts.frames > 0
+    expected = reference_mp3_seconds(source, work_dir)
+    assert abs(facts.duration_seconds - expected) <= max(
+        expected * DURATION_TOLERANCE_RATIO, DURATION_TOLERANCE_FLOOR_SECONDS
+    )
 
 
 def drop_file(page, name: str, text: str) -> None:
@@ -91,12 +127,7 @@ def test_a_picked_video_converts_and_its_mp3_downloads(page, media_dir, tmp_path
     assert download.suggested_filename == f"{Path(VIDEO).stem}.mp3"
     mp3 = tmp_path / download.suggested_filename
     download.save_as(mp3)
-    facts = probe_audio(mp3)
-    assert facts is not None and facts.codec == "mp3" and facts.frames > 0
-    expected = reference_mp3_seconds(media_dir / VIDEO, tmp_path)
-    assert abs(facts.duration_seconds - expected) <= max(
-        expected * DURATION_TOLERANCE_RATIO, DURATION_TOLERANCE_FLOOR_SECONDS
-    )
+    assert_is_the_mp3_of(mp3, media_dir / VIDEO, tmp_path)
 
 
 def test_a_dropped_text_file_is_refused_with_a_clear_message(page):
@@ -133,3 +164,80 @@ def test_several_files_at_once_each_get_their_own_job(page, media_dir, tmp_path)
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("SIPHON_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, SCREENSHOT)
+
+
+# --- a server with API keys ----------------------------------------------------------------------
+def test_with_keys_the_page_asks_for_a_key_then_converts_and_the_signed_link_downloads(
+    keyed_page, keys, media_dir, tmp_path
+):
+    page, key = keyed_page, keys.keys["alice"][0]
+    form = page.locator("#key-form")
+    expect(form).to_be_visible()  # asked at once: /healthz says "auth":"keys"
+    expect(page.locator("#forget-key")).to_be_hidden()
+    shot = tmp_path / "web-page-key.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("SIPHON_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(shot, KEY_SCREENSHOT)
+
+    page.fill("#key-input", "not-a-key")
+    page.click("#key-form button")
+    expect(page.locator("#key-problem")).to_have_text("The server does not know this key. Check it and try again.")
+    expect(form).to_be_visible()
+    assert page.evaluate(f"localStorage.getItem('{KEY_STORAGE}')") is None
+
+    page.fill("#key-input", key)
+    page.press("#key-input", "Enter")
+    expect(form).to_be_hidden()
+    expect(page.locator("#forget-key")).to_be_visible()
+    assert page.evaluate(f"localStorage.getItem('{KEY_STORAGE}')") == key
+
+    page.set_input_files("#file-input", str(media_dir / VIDEO))
+    card = page.locator(".job")
+    expect(card).to_have_attribute("data-state", "completed", timeout=JOB_TIMEOUT_MS)
+    link = card.locator(".download")
+    assert "signature=" in link.get_attribute("href") and "expires=" in link.get_attribute("href")
+    with page.expect_download() as started:
+        link.click()  # a plain navigation: no header, the signature lets it in
+    download = started.value
+    assert download.suggested_filename == f"{Path(VIDEO).stem}.mp3"
+    mp3 = tmp_path / download.suggested_filename
+    download.save_as(mp3)
+    assert_is_the_mp3_of(mp3, media_dir / VIDEO, tmp_path)
+    assert key not in page.locator("#jobs").inner_html()
+    page.screenshot(path=str(tmp_path / "web-page-keyed-job.png"), full_page=True)
+
+
+def test_the_key_is_kept_across_visits_until_forgotten(keyed_page, keys, keyed_stack):
+    page, key = keyed_page, keys.keys["alice"][0]
+    page.fill("#key-input", key)
+    page.click("#key-form button")
+    expect(page.locator("#key-form")).to_be_hidden()
+
+    page.goto(keyed_stack.url)  # another visit, same browser
+    expect(page.locator("#forget-key")).to_be_visible()
+    expect(page.locator("#key-form")).to_be_hidden()
+
+    page.click("#forget-key")
+    expect(page.locator("#key-form")).to_be_visible()
+    expect(page.locator("#forget-key")).to_be_hidden()
+    assert page.evaluate(f"localStorage.getItem('{KEY_STORAGE}')") is None
+
+
+def test_a_file_picked_before_the_key_waits_for_it_and_a_refused_saved_key_is_asked_again(
+    keyed_page, keys, keyed_stack, media_dir
+):
+    page = keyed_page
+    page.evaluate(f"localStorage.setItem('{KEY_STORAGE}', 'a-key-the-server-dropped')")
+    page.goto(keyed_stack.url)  # a saved key: no question until the server refuses it
+    expect(page.locator("#key-form")).to_be_hidden()
+
+    page.set_input_files("#file-input", str(media_dir / VIDEO))
+    card = page.locator(".job")
+    expect(page.locator("#key-problem")).to_have_text("The server refused the saved key. Enter a valid one.")
+    expect(card).to_have_attribute("data-state", "waiting")
+    expect(card.locator(".message")).to_have_text("Waiting for an API key…")
+
+    page.fill("#key-input", keys.keys["alice"][0])
+    page.click("#key-form button")
+    expect(card).to_have_attribute("data-state", "completed", timeout=JOB_TIMEOUT_MS)
+    expect(card.locator(".download")).to_be_visible()

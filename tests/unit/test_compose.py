@@ -3,7 +3,8 @@
 Every build context, Dockerfile and file a Dockerfile copies exists; every command runs a module
 that exists; a siphon service sets only variables the code reads, with values the config accepts;
 the services reach each other on the ports they listen on; nginx balances over both gateways and
-takes uploads up to the limit.
+takes uploads up to the limit; the services that check API keys or sign download links get them
+from compose secrets, files the operator creates, so the stack never runs open.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from shared import config
 from shared.broker import Topology
 from shared.config import Settings, env_var_names, load_settings
 
@@ -26,6 +28,12 @@ SERVICES = COMPOSE["services"]
 SIPHON = sorted(name for name, service in SERVICES.items() if "build" in service)
 HTTP_SERVICES = ("gateway", "gateway-2", "upload", "metadata")
 MULTIPART_SLACK_BYTES = 64 * 1024
+SECRETS_MOUNT = Path("/run/secrets")
+CHECK_KEYS = ("gateway", "gateway-2", "upload")
+"""Services that read API_KEYS_FILE: the gateway checks every request, upload names the job's owner."""
+SIGN_LINKS = ("gateway", "gateway-2", "metadata-notifier")
+"""Processes that sign download links: the gateway's answers, the notifier's emails and webhooks."""
+A_SECRET_FROM_A_FILE = "a-value-compose-would-read-from-the-file"
 NGINX_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -57,6 +65,24 @@ def environment_of(name: str) -> dict[str, str]:
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
     return {key: str(value) for key, value in env.items()}
+
+
+def secrets_of(name: str) -> dict[str, str]:
+    """The secrets a service mounts: ``{file name under /run/secrets: secret name}``."""
+    mounted = {}
+    for entry in SERVICES[name].get("secrets", []):
+        source = entry if isinstance(entry, str) else entry["source"]
+        target = source if isinstance(entry, str) else entry.get("target", source)
+        mounted[target] = source
+    return mounted
+
+
+def settings_of(name: str) -> dict[str, str]:
+    """The settings a service's container would load: its environment, plus each mounted secret
+    named like a setting (shared/config.py reads /run/secrets), here with a stand-in value."""
+    values = {key.lower(): value for key, value in environment_of(name).items() if key.lower() in Settings.model_fields}
+    values |= {target: A_SECRET_FROM_A_FILE for target in secrets_of(name) if target in Settings.model_fields}
+    return values
 
 
 def runs_gunicorn(name: str) -> bool:
@@ -212,10 +238,7 @@ def test_environment_sets_only_variables_the_code_reads(name):
 
 @pytest.mark.parametrize("name", SIPHON)
 def test_environment_values_pass_the_config_validation(name):
-    settings = {
-        key.lower(): value for key, value in environment_of(name).items() if key.lower() in Settings.model_fields
-    }
-    s = load_settings(**settings)
+    s = load_settings(**settings_of(name))
     assert s.storage_backend == "s3", f"{name} does not use MinIO"
 
 
@@ -307,3 +330,45 @@ def test_the_services_that_count_rate_limits_share_one_redis_and_the_same_limits
     assert {env["REDIS_URL"] for env in counting} == {environment_of("metadata")["REDIS_URL"]}
     for name in ("QUOTA_SUBMISSIONS_PER_MINUTE", "QUOTA_UPLOAD_BYTES_PER_DAY", "QUOTA_EMAILS_PER_HOUR"):
         assert len({env[name] for env in counting}) == 1, name
+
+
+# --- API keys and signed links: from secrets, never open --------------------------------------------
+def test_secrets_are_files_the_operator_creates_and_git_ignores():
+    assert config.SECRETS_DIR == SECRETS_MOUNT, "compose mounts secrets where shared/config.py reads them"
+    for name, secret in COMPOSE["secrets"].items():
+        path = Path(secret["file"])
+        assert path.parent == Path("deploy/secrets"), f"secret {name}: {path} is not under deploy/secrets/"
+    ignore = (ROOT / "deploy" / "secrets" / ".gitignore").read_text().split()
+    assert ignore == ["*", "!.gitignore", "!README.md"], "the operator's secret files must never be committed"
+    assert (ROOT / "deploy" / "secrets" / "README.md").is_file()
+
+
+@pytest.mark.parametrize("name", SIPHON)
+def test_every_mounted_secret_is_declared_and_read(name):
+    env = environment_of(name)
+    for target, source in secrets_of(name).items():
+        assert source in COMPOSE["secrets"], f"{name} mounts undeclared secret {source}"
+        read_by = target in Settings.model_fields or str(SECRETS_MOUNT / target) in env.values()
+        assert read_by, f"{name} mounts {target}, which no setting reads"
+
+
+@pytest.mark.parametrize("name", CHECK_KEYS)
+def test_services_that_check_keys_read_the_keys_file_from_a_secret(name):
+    keys_file = Path(environment_of(name)["API_KEYS_FILE"])
+    assert keys_file.parent == SECRETS_MOUNT and keys_file.name in secrets_of(name)
+    s = load_settings(**settings_of(name))
+    assert s.api_keys_file == keys_file and s.download_link_secret is not None
+
+
+@pytest.mark.parametrize("name", sorted(set(SIGN_LINKS) | set(CHECK_KEYS)))
+def test_link_signers_get_the_download_link_secret_from_a_secret(name):
+    assert "download_link_secret" in secrets_of(name) and "download_link_secret" in Settings.model_fields
+    s = load_settings(**settings_of(name))
+    assert s.download_link_secret.get_secret_value() == A_SECRET_FROM_A_FILE
+
+
+def test_no_secret_value_is_written_in_compose():
+    for name in SIPHON:
+        assert "DOWNLOAD_LINK_SECRET" not in environment_of(name), f"{name}: the secret belongs in a secret file"
+    public = [name for name in SIPHON if dockerfile_of(name) == dockerfile_of("gateway")]
+    assert public and set(public) <= set(CHECK_KEYS), "every gateway checks keys: compose never runs open"

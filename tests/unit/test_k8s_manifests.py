@@ -1,5 +1,6 @@
 """deploy/k8s checked offline: against the Kubernetes JSON schemas (kubernetes-validate ships them),
 against KEDA's CRD (the fields it requires), and against the code (ports, probes, settings, queue).
+The services that check API keys or sign download links get them from the Secret siphon-auth.
 
 The kustomization is rendered here by hand (its resources, namespace and images), so no kustomize
 binary is needed; where ``kubectl`` is installed, its own rendering must name the same objects.
@@ -28,6 +29,13 @@ KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
 HTTP_SERVICES = ("gateway", "upload", "metadata")
 GUNICORN_ENV_VARS = {"WEB_WORKERS", "WEB_THREADS", "WEB_CONNECTIONS"}
 SECRET_KEYS = {"AMQP_URL", "REDIS_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+AUTH_SECRET = "siphon-auth"
+"""The Secret of the keys file (key ``api_keys``) and the link secret (``download_link_secret``), README.md."""
+CHECK_KEYS = ("gateway", "upload")
+"""Deployments that read API_KEYS_FILE: the gateway checks every request, upload names the job's owner."""
+SIGN_LINKS = ("gateway", "metadata-notifier")
+"""Deployments that sign download links: the gateway's answers, the notifier's emails and webhooks."""
+A_SECRET_VALUE = "a-value-kubernetes-would-read-from-the-secret"
 
 # The parts of KEDA's CRDs (keda.sh/v1alpha1, KEDA 2.x) that the manifests use: required fields and types.
 KEDA_SCHEMAS = {
@@ -270,3 +278,61 @@ def test_processes_without_an_http_api_expose_metrics_port_for_prometheus(name):
     [port] = [p for p in container["ports"] if p["name"] == "metrics"]
     assert port["containerPort"] == int(CONFIG["METRICS_PORT"])
     assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == CONFIG["METRICS_PORT"]
+
+
+# --- API keys and signed links: from the Secret siphon-auth, never open --------------------------------
+def env_of(container: dict) -> dict[str, dict]:
+    """A container's ``env``, by name: each entry as written (``value`` or ``valueFrom``)."""
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+def settings_of(container: dict):
+    """The settings the container would load: the ConfigMap, then its own env (a value from a Secret
+    stands in as A_SECRET_VALUE)."""
+    values = {k.lower(): v for k, v in CONFIG.items() if k not in GUNICORN_ENV_VARS}
+    for name, entry in env_of(container).items():
+        values[name.lower()] = entry.get("value", A_SECRET_VALUE)
+    return load_settings(**values)
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=ids(DEPLOYMENTS))
+def test_every_container_starts_with_its_settings(deployment):
+    for container in containers(deployment):
+        settings_of(container)  # e.g. API_KEYS_FILE without DOWNLOAD_LINK_SECRET stops a service
+
+
+def test_the_configmap_holds_neither_the_keys_file_nor_the_link_secret():
+    assert not {"API_KEYS_FILE", "DOWNLOAD_LINK_SECRET"} & set(CONFIG), "only where the keys are mounted"
+
+
+@pytest.mark.parametrize("name", CHECK_KEYS)
+def test_services_that_check_keys_read_the_keys_file_from_the_secret(name):
+    pod = the("Deployment", name)["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    keys_file = Path(env_of(container)["API_KEYS_FILE"]["value"])
+    [mount] = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == keys_file.parent]
+    assert mount.get("readOnly") and "subPath" not in mount, "a subPath mount never sees the Secret change"
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == AUTH_SECRET
+    assert {"key": "api_keys", "path": keys_file.name} in volume["secret"]["items"]
+    # Readable by the container's user: the file's group is the pod's fsGroup, or the mode lets anyone read.
+    mode = volume["secret"].get("defaultMode", 0o644)
+    assert mode & 0o004 or (
+        mode & 0o040 and pod["securityContext"].get("fsGroup") == pod["securityContext"]["runAsUser"]
+    )
+    assert settings_of(container).api_keys_file == keys_file
+
+
+@pytest.mark.parametrize("name", sorted(set(CHECK_KEYS) | set(SIGN_LINKS)))
+def test_link_signers_get_the_download_link_secret_from_the_secret(name):
+    [container] = containers(the("Deployment", name))
+    reference = env_of(container)["DOWNLOAD_LINK_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": AUTH_SECRET, "key": "download_link_secret"}
+    assert settings_of(container).download_link_secret.get_secret_value() == A_SECRET_VALUE
+
+
+def test_the_readme_says_how_to_create_the_auth_secret():
+    readme = (K8S / "README.md").read_text()
+    assert f"create secret generic {AUTH_SECRET}" in readme
+    assert "--from-file=api_keys=" in readme and "--from-literal=download_link_secret=" in readme
+    assert "siphon keys new" in readme

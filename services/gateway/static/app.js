@@ -1,5 +1,10 @@
 // The web page: drop or pick videos, upload each with a progress bar, follow its job, offer the MP3.
 // Talks only to the public API (POST /convert, GET /status/<id>, the job's download_url).
+//
+// API keys: when the server wants one (/healthz says "auth":"keys", or any call answers 401), the page
+// asks for it, keeps it in localStorage and sends it as "Authorization: Bearer <key>" on every call.
+// Work that met a 401 waits for the key and then goes on. Jobs are followed by polling /status, which
+// can carry the header (an EventSource could not); download links come signed, so they need none.
 "use strict";
 
 const POLL_INTERVAL_MS = 1000;   // how often a running job's status is asked for
@@ -10,8 +15,12 @@ const BADGES = {
   completed: "Done", failed: "Failed", refused: "Refused", cancelled: "Cancelled", expired: "Expired",
 };
 
+const KEY_STORAGE = "siphon.apiKey";  // localStorage item holding the API key
+
 const pending = [];      // files waiting for their upload; one uploads at a time
 let uploading = false;
+let apiKey = storedKey();  // null: none (open mode, or not entered yet)
+const waitingForKey = [];  // what to run again once a key is entered
 
 document.addEventListener("DOMContentLoaded", () => {
   const zone = document.getElementById("drop-zone");
@@ -30,7 +39,94 @@ document.addEventListener("DOMContentLoaded", () => {
   // A file dropped beside the zone must not make the browser leave the page to open it.
   window.addEventListener("dragover", (e) => e.preventDefault());
   window.addEventListener("drop", (e) => e.preventDefault());
+
+  document.getElementById("key-form").addEventListener("submit", (e) => { e.preventDefault(); useKey(); });
+  document.getElementById("forget-key").addEventListener("click", forgetKey);
+  showForgetKey();
+  askForKeyIfTheServerWantsOne();
 });
+
+// --- the API key --------------------------------------------------------------------------------
+function storedKey() {
+  try { return localStorage.getItem(KEY_STORAGE); } catch (err) { return null; }  // storage blocked
+}
+
+function authHeaders() {
+  return apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+}
+
+// At load: ask at once when the server runs with keys and this browser has none.
+async function askForKeyIfTheServerWantsOne() {
+  if (apiKey) return;
+  try {
+    const health = await (await fetch("/healthz", { cache: "no-store" })).json();
+    if (health.auth === "keys") askForKey("");
+  } catch (err) { /* a 401 later asks as well */ }
+}
+
+// Show the key form; `problem` says why (empty: the first time).
+function askForKey(problem) {
+  const form = document.getElementById("key-form");
+  setFormProblem(problem);
+  if (form.hidden) {
+    form.hidden = false;
+    document.getElementById("key-input").focus();
+  }
+}
+
+function setFormProblem(problem) {
+  const line = document.getElementById("key-problem");
+  line.textContent = problem;
+  line.hidden = !problem;
+}
+
+// A call answered 401: the key is missing or no longer valid; `retry` runs again with the next key.
+function unauthorized(retry) {
+  if (apiKey) {
+    rememberKey(null);
+    askForKey("The server refused the saved key. Enter a valid one.");
+  } else if (document.getElementById("key-form").hidden) {
+    askForKey("");
+  }
+  waitingForKey.push(retry);
+}
+
+// The form's key: tried once (GET /jobs?limit=1), kept if the server takes it, then the waiting work goes on.
+async function useKey() {
+  const input = document.getElementById("key-input");
+  const key = input.value.trim();
+  if (!key) return;
+  try {
+    const response = await fetch("/jobs?limit=1", { cache: "no-store", headers: { Authorization: `Bearer ${key}` } });
+    if (response.status === 401) {
+      setFormProblem("The server does not know this key. Check it and try again.");
+      input.select();
+      return;
+    }
+  } catch (err) { /* unreachable just now: keep the key, the calls below retry */ }
+  rememberKey(key);
+  input.value = "";
+  setFormProblem("");
+  document.getElementById("key-form").hidden = true;
+  for (const retry of waitingForKey.splice(0)) retry();
+}
+
+function rememberKey(key) {
+  apiKey = key;
+  try {
+    if (key) localStorage.setItem(KEY_STORAGE, key); else localStorage.removeItem(KEY_STORAGE);
+  } catch (err) { /* storage blocked: the key lasts as long as the page */ }
+  showForgetKey();
+}
+
+function forgetKey() {
+  rememberKey(null);
+  askForKeyIfTheServerWantsOne();
+}
+
+function showForgetKey() {
+  document.getElementById("forget-key").hidden = !apiKey;
+}
 
 function addFiles(files) {
   for (const file of files) pending.push({ file, card: newCard(file) });
@@ -41,19 +137,30 @@ async function uploadPending() {
   if (uploading) return;
   uploading = true;
   while (pending.length) {
-    const { file, card } = pending.shift();
-    const job = await upload(file, card);
-    if (job) follow(job.job_id, card);
+    const item = pending.shift();
+    const job = await upload(item.file, item.card);
+    if (job === UNAUTHORIZED) {  // this file first once there is a key; the others wait behind it
+      pending.unshift(item);
+      setState(item.card, "waiting");
+      setText(item.card, ".message", "Waiting for an API key…");
+      unauthorized(uploadPending);
+      break;
+    }
+    if (job) follow(job.job_id, item.card);
   }
   uploading = false;
 }
 
-// POST /convert with a byte progress bar; resolves to the job, or null when the file was refused.
+const UNAUTHORIZED = "unauthorized";
+
+// POST /convert with a byte progress bar; resolves to the job, to null when the file was refused,
+// or to UNAUTHORIZED when the server wants a (valid) API key.
 function upload(file, card) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/convert");
     xhr.responseType = "json";
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => {
       if (!e.lengthComputable) return;
       const percent = Math.floor((e.loaded / e.total) * 100);
@@ -64,7 +171,9 @@ function upload(file, card) {
     };
     xhr.onload = () => {
       const body = xhr.response;
-      if (xhr.status === 202 && body && body.job_id) {
+      if (xhr.status === 401) {
+        resolve(UNAUTHORIZED);
+      } else if (xhr.status === 202 && body && body.job_id) {
         setText(card, ".uploaded", `100% of ${humanSize(file.size)}, at ${new Date().toLocaleTimeString()}`);
         showJob(card, body);
         resolve(body);
@@ -84,11 +193,16 @@ function upload(file, card) {
   });
 }
 
-// Poll GET /status/<id> until the job ends.
+// Poll GET /status/<id> until the job ends (after a 401, again once there is a key).
 async function follow(jobId, card) {
   let delay = POLL_INTERVAL_MS;
   try {
-    const response = await fetch(`/status/${encodeURIComponent(jobId)}`, { cache: "no-store" });
+    const response = await fetch(`/status/${encodeURIComponent(jobId)}`, { cache: "no-store", headers: authHeaders() });
+    if (response.status === 401) {
+      setText(card, ".message", "Waiting for an API key…");
+      unauthorized(() => follow(jobId, card));
+      return;
+    }
     const body = await response.json();
     showJob(card, body);
     if (response.status === 404 || TERMINAL_STATES.has(body.status)) return;
@@ -110,6 +224,7 @@ function showJob(card, body) {
   const link = card.querySelector(".status-link");
   link.href = `/status/${encodeURIComponent(body.job_id)}`;
   link.textContent = link.href;
+  if (apiKey) link.removeAttribute("href");  // a new tab would not send the key: shown, not linked
 
   const bar = card.querySelector("progress");
   if (state === "completed") {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,24 @@ def test_env_var_names_are_the_upper_cased_fields():
     names = env_var_names()
     assert {"MAX_UPLOAD_BYTES", "AMQP_URL", "REDIS_PREFIX", "CONVERSION_TIMEOUT_SECONDS"} <= names
     assert all(name == name.upper() for name in names)
+
+
+def test_a_secret_file_sets_its_setting_and_the_environment_wins(monkeypatch, tmp_path):
+    # compose mounts secrets as files in /run/secrets: download_link_secret reaches the gateway and metadata so
+    monkeypatch.setattr("shared.config.SECRETS_DIR", tmp_path)
+    (tmp_path / "download_link_secret").write_text("a-secret-from-a-file-0123456789\n")
+    monkeypatch.setenv("API_KEYS_FILE", "/run/secrets/api_keys")
+    s = load_settings()
+    assert s.download_link_secret.get_secret_value() == "a-secret-from-a-file-0123456789"  # without its newline
+    monkeypatch.setenv("DOWNLOAD_LINK_SECRET", "a-secret-from-the-environment")
+    assert load_settings().download_link_secret.get_secret_value() == "a-secret-from-the-environment"
+
+
+def test_secrets_are_read_from_docker_s_mount_point_only_when_it_exists(monkeypatch, tmp_path):
+    from shared import config
+
+    assert config.SECRETS_DIR == Path("/run/secrets")
+    monkeypatch.setattr("shared.config.SECRETS_DIR", tmp_path / "absent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic-settings warns of a missing directory it is given
+        assert load_settings().download_link_secret is None
