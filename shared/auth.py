@@ -157,6 +157,11 @@ class KeyRing:
                 found = line
         return found
 
+    def names(self) -> tuple[str, ...]:
+        """Every key's name, as the file last read holds them."""
+        self._reload_if_due()
+        return tuple(line.name for line in self._lines)
+
     def reload(self) -> None:
         """Read the file again now (SIGHUP)."""
         with self._lock:
@@ -220,6 +225,10 @@ class Authenticator:
     def principal(self, authorization: str | None) -> Principal:
         """The caller; see :meth:`KeyRing.authenticate` for the errors."""
         return OPEN if self.keys is None else self.keys.authenticate(authorization)
+
+    def key_names(self) -> tuple[str, ...]:
+        """Every key's name (none in open mode)."""
+        return self.keys.names() if self.keys is not None else ()
 
     def reload(self) -> None:
         """Re-read the keys file now (does nothing in open mode)."""

@@ -90,7 +90,13 @@ def create_app(
     install_job_log_context(app)
     install_metrics(app)
     quotas = quotas or Quotas.from_settings(s)
-    direct = DirectUploads(intake, s.presigned_url_expiry_seconds, quotas)
+    direct = DirectUploads(
+        intake,
+        s.presigned_url_expiry_seconds,
+        quotas,
+        secret=s.download_link_secret.get_secret_value().encode() if s.download_link_secret else b"",
+        key_names=auth.key_names,
+    )
 
     @app.before_request
     def _authenticate():
@@ -99,12 +105,12 @@ def create_app(
 
     @app.post("/uploads")
     def begin_upload():
-        return jsonify(direct.begin(json_body(), quota_subject())), 201
+        return jsonify(direct.begin(json_body(), quota_subject(), g.principal)), 201
 
     @app.post("/convert")
     def convert():
         if request.mimetype == "application/json":  # a direct upload's file, already in storage
-            job = direct.start(json_body(), quota_subject())
+            job = direct.start(json_body(), quota_subject(), g.principal)
             return jsonify(job_id=job.job_id, status=job.status.value, message=SUBMITTED_MESSAGE), 202
         upload = request.files.get("file")
         if upload is None:

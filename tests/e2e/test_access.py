@@ -140,6 +140,29 @@ def test_bobs_own_jobs_are_listed_for_him_and_not_for_alice(stack, keys, media_d
     assert {bobs, alices_job["job_id"]} <= set(listed_for_admin)
 
 
+def test_a_direct_upload_is_started_by_its_key_or_an_admin_only(module_stack, keys, media_dir):
+    stack = module_stack(
+        "s3",
+        workers=1,
+        API_KEYS_FILE=str(keys.path),
+        DOWNLOAD_LINK_SECRET=LINK_SECRET,
+        PRESIGNED_URL_EXPIRY_SECONDS="60",
+    )
+    data = (media_dir / VIDEO).read_bytes()
+    upload = requests.post(f"{stack.url}/uploads", json={"size": len(data)}, headers=keys.auth("alice"), timeout=10)
+    assert upload.status_code == 201, upload.text
+    upload = upload.json()
+    assert requests.put(upload["upload_url"], data=data, headers=upload["headers"], timeout=30).status_code == 200
+    start = {"upload_id": upload["upload_id"]}
+    refused = requests.post(f"{stack.url}/convert", json=start, headers=keys.auth("bob"), timeout=10)
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "upload_not_found"
+    started = requests.post(f"{stack.url}/convert", json=start, headers=keys.auth("ops"), timeout=10)
+    assert started.status_code == 202, started.text
+    assert stack.job_record(upload["upload_id"])["owner"] == "alice"
+    assert _get(stack, f"/status/{upload['upload_id']}", keys.auth("bob")).status_code == 404
+    assert _get(stack, f"/status/{upload['upload_id']}", keys.auth("alice")).status_code == 200
+
+
 # --- signed download links ---------------------------------------------------------------------------
 def test_a_signed_link_downloads_with_no_header(stack, keys, alices_job):
     link = alices_job["download_url"]

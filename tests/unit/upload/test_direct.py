@@ -17,6 +17,7 @@ from shared.jobs import JobStatus, input_key, is_valid_job_id
 from shared.messages import ConversionTask
 from shared.options import ConversionOptions
 from shared.storage import LocalStorage
+from tests.support.keys import KeyFile
 from tests.unit.fakes import FakeMetadata, FakePublisher, FakeStorage
 
 LIMIT = 1000
@@ -187,3 +188,52 @@ def test_a_job_started_in_time_is_still_answered_after_the_expiry(client, intake
     response = client.post("/convert", json={"upload_id": upload_id})
     assert response.status_code == 202 and response.get_json()["job_id"] == upload_id
     assert input_key(upload_id) in intake.storage.objects
+
+
+# --- owners: only the key that asked for the upload, or an admin, starts it -------------------------
+@pytest.fixture
+def keyed(intake, tmp_path):
+    """A client of an upload service with keys alice, bob and the admin ops: ``(client, keys)``."""
+    keys = KeyFile(tmp_path / "keys")
+    for name in ("alice", "bob"):
+        keys.add(name)
+    keys.add("ops", admin=True)
+    settings = load_settings(
+        max_upload_bytes=LIMIT,
+        presigned_url_expiry_seconds=EXPIRY,
+        api_keys_file=keys.path,
+        download_link_secret="unit-download-link-secret",
+    )
+    return create_app(settings, intake=intake).test_client(), keys
+
+
+def begun_and_put(client, intake, headers) -> str:
+    upload_id = client.post("/uploads", json={"size": 11}, headers=headers).get_json()["upload_id"]
+    intake.storage.objects[input_key(upload_id)] = b"video bytes"
+    return upload_id
+
+
+def test_another_key_is_told_the_upload_does_not_exist(keyed, intake):
+    client, keys = keyed
+    upload_id = begun_and_put(client, intake, keys.auth("alice"))
+    response = client.post("/convert", json={"upload_id": upload_id}, headers=keys.auth("bob"))
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "upload_not_found"
+    assert intake.metadata.jobs == {} and input_key(upload_id) in intake.storage.objects
+
+
+@pytest.mark.parametrize("starter", ["alice", "ops"])
+def test_the_owner_or_an_admin_starts_it_and_the_job_is_the_owners(keyed, intake, starter):
+    client, keys = keyed
+    upload_id = begun_and_put(client, intake, keys.auth("alice"))
+    response = client.post("/convert", json={"upload_id": upload_id}, headers=keys.auth(starter))
+    assert response.status_code == 202
+    assert intake.metadata.jobs[upload_id].owner == "alice"
+
+
+def test_an_upload_id_tampered_with_is_unknown(keyed, intake):
+    client, keys = keyed
+    upload_id = begun_and_put(client, intake, keys.auth("alice"))
+    forged = upload_id[:16] + ("0" if upload_id[16] != "0" else "1") + upload_id[17:]
+    intake.storage.objects[input_key(forged)] = b"video bytes"
+    response = client.post("/convert", json={"upload_id": forged}, headers=keys.auth("alice"))
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "upload_not_found"
