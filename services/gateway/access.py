@@ -15,7 +15,7 @@ from shared.errors import JobNotFound
 from shared.jobs import Job, is_valid_job_id
 from shared.metadata_client import MetadataClient
 
-PUBLIC_ENDPOINTS = frozenset({"healthz", "readyz", "metrics", "static"})
+PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "metrics", "static"})
 """Flask endpoints any caller reaches (the ``pages`` blueprint's too: ``/``, ``/docs``, ``/openapi.json``)."""
 
 
@@ -34,7 +34,7 @@ def is_public(req: Request) -> bool:
     endpoint = req.endpoint or ""
     if endpoint in PUBLIC_ENDPOINTS or endpoint.startswith("pages."):
         return True
-    return endpoint == "download" and "signature" in req.args
+    return endpoint == "downloads.download" and "signature" in req.args
 
 
 def caller() -> Principal:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.app import create_app, last_event_id, render_change
+from services.gateway.app import create_app
 from services.gateway.events import ChangeRelay, StreamsExhausted, Subscription, is_after
+from services.gateway.live import last_event_id, render_change
 from shared.changes import Change
 from shared.config import load_settings
 from shared.errors import RequestRejected

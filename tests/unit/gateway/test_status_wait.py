@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.app import MAX_STATUS_WAIT_SECONDS, create_app
+from services.gateway.app import create_app
+from services.gateway.jobs import MAX_STATUS_WAIT_SECONDS
 from shared.config import load_settings
 from shared.jobs import Job, JobStatus
 from tests.unit.fakes import FakeMetadata, FakeStorage, FakeUpload
