@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
-RETRYABLE_ERROR_CODES = frozenset({"storage_unavailable", "disk_full"})
+RETRYABLE_ERROR_CODES = frozenset({"storage_unavailable", "disk_full", "sandbox_failed"})
 """Failure codes another run may cure (the worker's surroundings failed, not the file)."""
 
 

@@ -24,3 +24,4 @@ STORAGE_UNAVAILABLE = "storage_unavailable"  # object storage kept failing after
 INPUT_MISSING = "input_missing"  # the task names an object that does not exist
 TOO_MANY_ATTEMPTS = "too_many_attempts"  # the task was delivered MAX_ATTEMPTS times without finishing
 INVALID_TASK = "invalid_task"  # the task message does not match its schema
+SANDBOX_FAILED = "sandbox_failed"  # ffmpeg, ffprobe or the forked child could not be confined (SANDBOX)
