@@ -259,6 +259,10 @@ def build_mp3_command(
 SIGNAL_EXIT_BASE = 128
 """bwrap exits with 128 + the signal's number when the signal ended the process it ran."""
 
+FFMPEG_SIGNALLED_EXIT = 255
+"""ffmpeg's exit status after a signal it catches (SIGINT, SIGTERM, SIGXCPU...): siphon sends none
+of those (it kills with SIGKILL), so in a jail it is RLIMIT_CPU's SIGXCPU."""
+
 
 class FfmpegProcess:
     """One ffmpeg run (``command``, in ``jail`` when given) that can be aborted from another
@@ -319,7 +323,7 @@ class FfmpegProcess:
         if self._aborted.is_set():
             raise ConversionInterrupted("aborted")
         signum = self._signal(returncode)
-        if signum == signal.SIGXCPU:
+        if signum == signal.SIGXCPU or (self.jail is not None and returncode == FFMPEG_SIGNALLED_EXIT):
             raise MediaError("The conversion used more CPU time than its limit.", code=codes.TIMEOUT)
         if signum == signal.SIGXFSZ:
             raise MediaError("The output would exceed the file size limit.", code=codes.OUTPUT_TOO_LARGE)

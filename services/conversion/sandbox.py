@@ -12,7 +12,7 @@ What a confined process may do (``SANDBOX=bwrap``, the default):
   the forked child also Python's prefix and siphon's own code, for imports) and the job's input,
   and reads and writes only the job's temp dir. It cannot read ``STORAGE_DIR`` (the local backend's
   input file is bound alone, read-only) nor another job's temp dir: under bwrap they are not in its
-  mount namespace at all (its ``/`` and ``/tmp`` are empty tmpfs); in the forked child Landlock
+  mount namespace at all (its ``/`` is an empty, read-only tmpfs); in the forked child Landlock
   (kernel 5.13+) refuses every path outside those rules;
 * **rlimits** (``setrlimit(2)``): CPU seconds (``SANDBOX_CPU_SECONDS``), memory
   (``SANDBOX_MEMORY_BYTES`` as ``RLIMIT_DATA`` for ffmpeg and ffprobe; the forked child keeps its
@@ -52,6 +52,10 @@ Mechanism = Literal["bwrap", "off"]
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc")
 """Read-only in every sandbox: the tools, their shared libraries and their configuration."""
 
+CPU_GRACE_SECONDS = 10
+"""Hard RLIMIT_CPU above the soft one, seconds: at the soft limit the kernel sends SIGXCPU, which
+ffmpeg catches to stop and exit 255; at the hard one it sends SIGKILL."""
+
 FILE_SIZE_SLACK_BYTES = 16 * 1024 * 1024
 """RLIMIT_FSIZE above ``MAX_OUTPUT_BYTES``, bytes: ffmpeg's own ``-fs`` stops it first, with a
 clean file; the kernel's limit (SIGXFSZ) is the backstop."""
@@ -77,19 +81,21 @@ class Limits:
     def apply(self, memory: int | None = resource.RLIMIT_DATA) -> None:
         """Lower this process's limits (run in the child, before exec or before the function);
         ``memory`` is the rlimit that holds :attr:`memory_bytes`, None to leave memory alone."""
-        _lower(resource.RLIMIT_CPU, self.cpu_seconds)
+        _lower(resource.RLIMIT_CPU, self.cpu_seconds, self.cpu_seconds + CPU_GRACE_SECONDS)
         _lower(resource.RLIMIT_FSIZE, self.file_bytes)
         _lower(resource.RLIMIT_NPROC, self.processes)
         if memory is not None:
             _lower(memory, self.memory_bytes)
 
 
-def _lower(which: int, value: int) -> None:
-    """Set soft and hard limit to ``value``, or leave a lower hard limit as it is (only root may raise one)."""
+def _lower(which: int, value: int, hard_value: int | None = None) -> None:
+    """Set the soft limit to ``value`` and the hard one to ``hard_value`` (default: the same),
+    never above a hard limit already there (only root may raise one)."""
     _, hard = resource.getrlimit(which)
+    new_hard = value if hard_value is None else hard_value
     if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(which, (value, value))
+        value, new_hard = min(value, hard), min(new_hard, hard)
+    resource.setrlimit(which, (value, new_hard))
 
 
 @dataclass(frozen=True)
@@ -187,9 +193,9 @@ class Jail:
     inputs: tuple[Path, ...] = field(default_factory=tuple)
 
     def command(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` under bwrap: its own namespaces, an empty root with the system's directories
-        read-only, the inputs read-only and the work dir read-write at their own paths, and the
-        worker's current directory (empty) as its own, so relative paths mean the same inside."""
+        """``argv`` under bwrap: its own namespaces, an empty read-only root with the system's
+        directories read-only, the inputs read-only and the work dir read-write at their own paths,
+        and the worker's current directory (empty) as its own, so relative paths mean the same inside."""
         if not self.sandbox.enabled:
             return list(argv)
         here = os.getcwd()
@@ -198,14 +204,14 @@ class Jail:
             args += ["--ro-bind-try", directory, directory]
         for directory in _tool_dirs(self.sandbox.tools):
             args += ["--ro-bind", directory, directory]
-        args += ["--dev", "/dev", "--tmpfs", "/tmp", "--dir", here]
+        args += ["--dev", "/dev", "--dir", here]
         for path in self.inputs:
             absolute = str(path.absolute())
             args += ["--ro-bind", absolute, absolute]
         if self.work_dir is not None:
             absolute = str(self.work_dir.absolute())
             args += ["--bind", absolute, absolute]
-        return [*args, "--chdir", here, "--", *argv]
+        return [*args, "--remount-ro", "/", "--chdir", here, "--", *argv]
 
     def preexec(self) -> None:
         """The rlimits of :meth:`command`'s process (a ``preexec_fn``: runs in the child before exec)."""
