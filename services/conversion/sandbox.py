@@ -206,10 +206,10 @@ class Jail:
             args += ["--ro-bind", directory, directory]
         args += ["--dev", "/dev", "--dir", here]
         for path in self.inputs:
-            absolute = str(path.absolute())
+            absolute = os.path.abspath(path)
             args += ["--ro-bind", absolute, absolute]
         if self.work_dir is not None:
-            absolute = str(self.work_dir.absolute())
+            absolute = os.path.abspath(self.work_dir)
             args += ["--bind", absolute, absolute]
         return [*args, "--remount-ro", "/", "--chdir", here, "--", *argv]
 
