@@ -40,7 +40,11 @@ from pathlib import Path
 from typing import Literal
 
 import landlock
-import pyseccomp
+
+try:  # imported once in the worker: it looks libseccomp up with ldconfig, too slow for each child
+    import pyseccomp
+except RuntimeError:  # no libseccomp2: SANDBOX=bwrap refuses to start (Sandbox.check); off needs none
+    pyseccomp = None
 
 import services
 import shared
@@ -135,7 +139,7 @@ class Sandbox:
         if not self.enabled:
             return
         if shutil.which(self.bwrap) is None:
-            raise self._refusal(f"{self.bwrap} not found (apt-get install bubblewrap)")
+            raise self.refusal(f"{self.bwrap} not found (apt-get install bubblewrap)")
         _check_landlock_and_seccomp(self)
         tool = self.tools[0]
         try:
@@ -147,12 +151,13 @@ class Sandbox:
                 preexec_fn=self.jail(None).preexec,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise self._refusal(f"{self.bwrap} could not run {tool}: {exc}") from None
+            raise self.refusal(f"{self.bwrap} could not run {tool}: {exc}") from None
         if done.returncode != 0:
             said = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
-            raise self._refusal(f"{self.bwrap} could not run {tool}: {said} (bwrap needs user namespaces)")
+            raise self.refusal(f"{self.bwrap} could not run {tool}: {said} (bwrap needs user namespaces)")
 
-    def _refusal(self, what: str) -> ConfigError:
+    def refusal(self, what: str) -> ConfigError:
+        """The one-line start-up error saying ``what`` is missing."""
         return ConfigError(f"SANDBOX={self.mechanism}: {what}, or set SANDBOX=off")
 
 
@@ -165,9 +170,9 @@ def _check_landlock_and_seccomp(sandbox: Sandbox) -> None:
     try:
         outcome = ForkedCall(_socket_refused, timeout_seconds=CHECK_TIMEOUT_SECONDS, confine=jail.enter).result()
     except SandboxFailed as exc:
-        raise sandbox._refusal(f"the forked child cannot be confined: {exc.message}") from None
+        raise sandbox.refusal(exc.message) from None
     if not (outcome.ok and outcome.value):
-        raise sandbox._refusal("the forked child's seccomp filter did not refuse a TCP socket")
+        raise sandbox.refusal("the forked child's seccomp filter did not refuse a TCP socket")
 
 
 def _socket_refused() -> bool:
@@ -232,8 +237,9 @@ class Jail:
         try:
             self._landlock()
             _refuse_sockets()
-        except (OSError, landlock.LandlockError, RuntimeError) as exc:
-            raise SandboxFailed(f"could not confine the forked child: {exc}") from exc
+        except (OSError, landlock.LandlockError) as exc:
+            said = " ".join(str(exc).split())  # landlock's errors add a "Note:" line; keep it one line
+            raise SandboxFailed(f"could not confine the forked child: {said}") from exc
 
     def _landlock(self) -> None:
         rules = landlock.Ruleset()
@@ -272,7 +278,13 @@ def _refuse_sockets() -> None:
     """Load the seccomp filter: every ``socket(2)`` family but AF_UNIX refused (EAFNOSUPPORT), and
     ``io_uring_setup`` (its IORING_OP_SOCKET opens sockets without socket(2)), ``ptrace`` and
     ``process_vm_writev`` refused (EPERM); all else allowed. Syscalls of another architecture
-    (the i386 ABI) kill the process (libseccomp's default for a foreign architecture)."""
+    (the i386 ABI) kill the process (libseccomp's default for a foreign architecture).
+
+    Raises:
+        OSError: libseccomp2 is not installed, or the kernel refused the filter.
+    """
+    if pyseccomp is None:
+        raise OSError(errno.ENOENT, "libseccomp2 not found (apt-get install libseccomp2)")
     rules = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
     rules.add_rule(pyseccomp.ERRNO(errno.EAFNOSUPPORT), "socket", pyseccomp.Arg(0, pyseccomp.NE, socket.AF_UNIX))
     for name in ("io_uring_setup", "ptrace", "process_vm_writev"):

@@ -22,6 +22,9 @@ import pytest
 
 from services.conversion.encode import FfmpegProcess
 from services.conversion.forked import ForkedCall
+from services.conversion.picture import make_picture
+from services.conversion.plan import Cover
+from services.conversion.probe import _parse, libav_probe
 from services.conversion.sandbox import Sandbox
 from shared.config import load_settings
 from shared.errors import MediaError, SandboxFailed
@@ -165,6 +168,36 @@ def test_a_child_that_cannot_confine_itself_raises_sandbox_failed_and_runs_nothi
     with pytest.raises(SandboxFailed, match="Landlock"):
         ForkedCall(_write, str(layout["own"]), timeout_seconds=30, confine=refuse).result()
     assert not layout["own"].exists()
+
+
+def test_the_confined_child_probes_and_pictures_the_corpus_as_the_unconfined_one(media_dir, tmp_path):
+    # The probe falls back to ffprobe when its child fails, so a child the sandbox broke would not
+    # fail the corpus test: compare the child's own answers, confined and not, file by file.
+    confined, unconfined, pictures = sandbox(), sandbox("off"), 0
+    for path in sorted(p for p in media_dir.iterdir() if p.name != "MANIFEST.tsv" and p.stat().st_size):
+        answers = [
+            ForkedCall(libav_probe, str(path), timeout_seconds=60, confine=box.jail(tmp_path, path).enter).result()
+            for box in (confined, unconfined)
+        ]
+        assert answers[0] == answers[1], path.name
+        if not answers[0].ok:
+            continue
+        video = _parse(answers[0].value).moving_picture()
+        if video is not None:
+            made = [
+                ForkedCall(
+                    make_picture,
+                    path,
+                    Cover(video.index, 1.0),
+                    tmp_path / f"{i}.jpg",
+                    timeout_seconds=60,
+                    confine=box.jail(tmp_path, path).enter,
+                ).result()
+                for i, box in enumerate((confined, unconfined))
+            ]
+            assert (made[0].ok, made[0].value) == (made[1].ok, made[1].value), path.name
+            pictures += made[0].ok
+    assert pictures > 0
 
 
 def fake_bwrap(tmp_path: Path) -> Path:
