@@ -48,6 +48,7 @@ except RuntimeError:  # no libseccomp2: SANDBOX=bwrap refuses to start (Sandbox.
 
 import services
 import shared
+from services.conversion.forked import ForkedCall
 from shared.config import Settings
 from shared.errors import ConfigError, SandboxFailed
 
@@ -154,7 +155,7 @@ class Sandbox:
             raise self.refusal(f"{self.bwrap} could not run {tool}: {exc}") from None
         if done.returncode != 0:
             said = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
-            raise self.refusal(f"{self.bwrap} could not run {tool}: {said} (bwrap needs user namespaces)")
+            raise self.refusal(f"{self.bwrap} could not run {tool}: {said}")
 
     def refusal(self, what: str) -> ConfigError:
         """The one-line start-up error saying ``what`` is missing."""
@@ -162,10 +163,7 @@ class Sandbox:
 
 
 def _check_landlock_and_seccomp(sandbox: Sandbox) -> None:
-    """Confine a forked child as a job's would be and see that it works (imported late: forked
-    imports PyAV, which the check needs anyway)."""
-    from services.conversion.forked import ForkedCall
-
+    """Confine a forked child as a job's would be and see that it works."""
     jail = sandbox.jail(None)
     try:
         outcome = ForkedCall(_socket_refused, timeout_seconds=CHECK_TIMEOUT_SECONDS, confine=jail.enter).result()
