@@ -20,6 +20,7 @@ from bench.inputs import FULL, QUICK, Inputs, ensure_inputs
 from bench.machine import describe, load_average, reference_loop
 from bench.phases import Bench, measure_latency, measure_memory, measure_status, measure_throughput
 from bench.report import BackendResults, details, render_markdown, render_text, table, write_markdown
+from bench.sandbox import measure_sandbox_cost
 from tests.support.moto import moto_server
 from tests.support.stack import ROOT, Stack
 
@@ -61,6 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--section", default="main", help="which generated block of the markdown file to replace (default: main)"
     )
     parser.add_argument("--ffmpeg", default="ffmpeg")
+    parser.add_argument("--ffprobe", default="ffprobe", help="timed bare and under the sandbox")
     args = parser.parse_args(argv)
     quick = args.quick
     args.backends = (args.backends or ("local" if quick else "local,s3")).split(",")
@@ -135,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     machine["load average at end"] = load_average()
     machine["Python loop of 10⁶ additions at end"] = reference_loop()
     rows, notes = table(results), details(results)
+    runs = 5 if args.quick else 20
+    say(f"sandbox cost: {runs} spawns of each kind, bare and confined")
+    notes.append(measure_sandbox_cost(args.ffprobe, inputs.clip.path, args.cache_dir, runs).line())
     print(render_text(machine, rows, notes))
     if args.output:
         command = "./scripts/bench " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -39,6 +39,8 @@ apt_install() {  # packages...: install with apt-get, quietly
 ensure_system_packages() {  # what siphon itself runs on
   local missing=()
   command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
+  command -v bwrap >/dev/null || missing+=(bubblewrap)  # SANDBOX=bwrap, the conversion workers' default
+  ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing+=(libseccomp2)  # the forked child's seccomp filter
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

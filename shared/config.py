@@ -125,6 +125,22 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long a worker lets its current conversion finish before requeueing it, seconds.",
     )
     mp3_vbr_quality: int = Field(2, ge=0, le=9, description="Default LAME VBR quality (-V scale, 0 best).")
+    sandbox: Literal["bwrap", "off"] = Field(
+        "bwrap",
+        description="How a worker confines ffmpeg, ffprobe and its forked libav children: `bwrap` (bubblewrap, plus seccomp and Landlock in the children; the worker refuses to start if it cannot apply them) or `off` (unconfined, logged as a warning). docs/security-sandbox.md.",
+    )
+    bwrap_path: str = Field("bwrap", description="bubblewrap executable (with `SANDBOX=bwrap`).")
+    sandbox_cpu_seconds: int = Field(
+        3600, gt=0, description="CPU time one confined ffmpeg, ffprobe or forked child may use (RLIMIT_CPU), seconds."
+    )
+    sandbox_memory_bytes: int = Field(
+        2048 * MiB, gt=0, description="Memory one confined ffmpeg or ffprobe may allocate (RLIMIT_DATA), bytes."
+    )
+    sandbox_max_processes: int = Field(
+        256,
+        gt=0,
+        description="Processes and threads the worker's user may have while a confined process runs (RLIMIT_NPROC; not counted for root).",
+    )
 
     # --- other ways in: the job queue, S3 events, direct uploads ---------------------------
     transcoding_jobs_queue: str = Field(

@@ -18,6 +18,7 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     ├── NotSupported                  501: this deployment cannot do that (presigned uploads on local storage)
     ├── MessageError                  a queue message does not match its schema (poison)
     ├── NotificationFailed            an email or webhook did not get through (.transient: try again)
+    ├── SandboxFailed                 the conversion sandbox (bwrap, seccomp, Landlock) could not be applied
     └── MediaError                    the file cannot become audio (.code e.g. ``no_audio_stream``)
 
 Each class carries its HTTP status and JSON code, so this tree is also the table that maps errors
@@ -189,6 +190,14 @@ class NotificationFailed(SiphonError):
         super().__init__(message)
         self.transient = transient
         self.status_code = status_code
+
+
+class SandboxFailed(SiphonError):
+    """A process that parses an upload could not be confined (``services/conversion/sandbox.py``):
+    bwrap could not build its namespaces, or the kernel refused the forked child's seccomp filter or
+    Landlock rules. Not the file's fault; the job fails with ``sandbox_failed`` and can be retried."""
+
+    code = "sandbox_failed"
 
 
 class MediaError(SiphonError):

@@ -44,7 +44,10 @@ DISK_FULL = "disk_full"
 STORAGE_UNAVAILABLE = "storage_unavailable"
 """Object storage kept failing after the worker's retries (a conversion error code)."""
 
-RETRYABLE_ERROR_CODES = frozenset({STORAGE_UNAVAILABLE, DISK_FULL})
+SANDBOX_FAILED = "sandbox_failed"
+"""ffmpeg, ffprobe or the forked child could not be confined (``SANDBOX``; a conversion error code)."""
+
+RETRYABLE_ERROR_CODES = frozenset({STORAGE_UNAVAILABLE, DISK_FULL, SANDBOX_FAILED})
 """Failure codes another run may cure (the worker's surroundings failed, not the file)."""
 
 

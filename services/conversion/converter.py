@@ -22,6 +22,7 @@ from services.conversion.forked import Outcome
 from services.conversion.picture import PictureFromProbe, PictureMaker, embed_picture
 from services.conversion.plan import Cover, choose_cover, plan_encode
 from services.conversion.probe import ProbeResult, measure_audio_seconds, probe_media, probe_media_then
+from services.conversion.sandbox import Jail, Sandbox
 from shared.config import Settings
 from shared.errors import MediaError
 from shared.options import ConversionOptions
@@ -51,25 +52,32 @@ class Converter:
     :meth:`abort` stops the conversion in progress from another thread and refuses any further one
     (graceful shutdown); a ``cancelled`` event passed to :meth:`convert`, set from another thread
     followed by :meth:`abort_current`, stops just that conversion (a client's cancel).
+
+    Every process that parses the input (the probe's child, ffprobe, ffmpeg, the picture's child)
+    runs in ``sandbox`` (by default the one the settings configure), confined to the input and
+    the output's directory (the job's temp dir).
     """
 
-    def __init__(self, s: Settings):
+    def __init__(self, s: Settings, sandbox: Sandbox | None = None):
         self.ffmpeg = s.ffmpeg_path
         self.ffprobe = s.ffprobe_path
         self.vbr_quality = s.mp3_vbr_quality
+        self.sandbox = sandbox or Sandbox.from_settings(s)
         self.limits = EncodeLimits(s.max_duration_seconds, s.max_output_bytes, s.conversion_timeout_seconds)
         self._current: FfmpegProcess | None = None
         self._aborted = False
 
     def probe(self, source: Path) -> ProbeResult:
-        """See :func:`~services.conversion.probe.probe_media`."""
-        return probe_media(source, self.ffprobe)
+        """See :func:`~services.conversion.probe.probe_media` (in the sandbox, which may read ``source``)."""
+        return probe_media(source, self.ffprobe, self.sandbox.jail(None, source))
 
     def probe_for(self, source: Path, options: ConversionOptions, picture_to: Path) -> Probed:
         """Probe ``source``; the probe's child also makes the cover picture ``options`` call for,
-        at ``picture_to`` (one fork, one opening of the file). Pass the result to :meth:`convert`,
-        which then embeds that picture instead of starting a child of its own."""
-        result, made = probe_media_then(source, PictureFromProbe(options, picture_to), self.ffprobe)
+        at ``picture_to`` (one fork, one opening of the file, confined to ``picture_to``'s folder).
+        Pass the result to :meth:`convert`, which then embeds that picture instead of starting a
+        child of its own."""
+        jail = self.sandbox.jail(picture_to.parent, source)
+        result, made = probe_media_then(source, PictureFromProbe(options, picture_to), self.ffprobe, jail)
         return Probed(result, made)
 
     def to_mp3(
@@ -99,12 +107,15 @@ class Converter:
                 exceeded, or no audio frames in the output (``no_audio_frames``: never an empty file).
             ConversionInterrupted: :meth:`abort` was called, ``cancelled`` was set, or ffmpeg crashed.
             OSError: the work directory is full (``errno.ENOSPC``).
+            SandboxFailed: a process could not be confined.
         """
         plan = plan_encode(probe, options, self.vbr_quality, self.limits.max_duration_seconds)
+        jail = self.sandbox.jail(target.parent, source)
         passes = 1 if options.normalize is None else 2
         started = time.monotonic()
         cover = choose_cover(probe, options, options.output_format)
-        picture = None if cover is None else self._picture(cover, source, target.with_suffix(".cover"), early_picture)
+        cover_path = target.with_suffix(".cover")
+        picture = None if cover is None else self._picture(cover, source, cover_path, early_picture, jail)
         try:
             if options.normalize is not None:
                 plan = self._with_loudnorm(
@@ -114,6 +125,7 @@ class Converter:
                     target,
                     _share(on_progress, plan.expected_seconds, 0, passes),
                     cancelled,
+                    jail,
                 )
             share = _share(on_progress, plan.expected_seconds, passes - 1, passes)
             self._run(
@@ -121,6 +133,7 @@ class Converter:
                 target.with_suffix(".ffmpeg.log"),
                 share,
                 cancelled,
+                jail,
             )
             if picture is not None:
                 self._embed(picture, plan, target)
@@ -131,7 +144,7 @@ class Converter:
         size = target.stat().st_size if target.exists() else 0
         # ffmpeg's progress clock follows the input's timestamps, not the samples written (FFmpeg 5.1
         # reports 1.6 s for the 0.31 s it decodes of an E-AC-3 file), so the output itself is measured.
-        seconds = measure_audio_seconds(target, self.ffprobe) if size else 0.0
+        seconds = measure_audio_seconds(target, self.ffprobe, jail) if size else 0.0
         if seconds < MIN_AUDIO_SECONDS:
             raise MediaError("The audio stream holds no decodable audio.", code=codes.NO_AUDIO_FRAMES)
         if size >= self.limits.max_output_bytes:
@@ -144,10 +157,10 @@ class Converter:
         )
 
     @staticmethod
-    def _picture(cover: Cover, source: Path, path: Path, early: Outcome | None) -> PictureMaker:
-        """The maker of ``cover``: the one the probe's child made, else a child of its own."""
+    def _picture(cover: Cover, source: Path, path: Path, early: Outcome | None, jail: Jail) -> PictureMaker:
+        """The maker of ``cover``: the one the probe's child made, else a confined child of its own."""
         made = PictureMaker.from_probe(early, cover, path) if early is not None else None
-        return made if made is not None else PictureMaker.start(source, cover, path)
+        return made if made is not None else PictureMaker.start(source, cover, path, confine=jail.enter)
 
     @staticmethod
     def _embed(picture: PictureMaker, plan: EncodePlan, target: Path) -> None:
@@ -169,19 +182,25 @@ class Converter:
         target: Path,
         on_progress: Callable[[float], None],
         cancelled: threading.Event | None,
+        jail: Jail,
     ) -> EncodePlan:
         """The plan with pass 2's loudnorm filter, after running pass 1; unchanged for silence."""
         log = target.with_suffix(".loudnorm.log")
         command = loudnorm.measure_command(self.ffmpeg, plan, source, self.limits, target_lufs)
-        measured = loudnorm.parse_measurement(self._run(command, log, on_progress, cancelled).stderr_tail())
+        measured = loudnorm.parse_measurement(self._run(command, log, on_progress, cancelled, jail).stderr_tail())
         if measured is None:
             return plan
         return replace(plan, audio_filter=loudnorm.normalize_filter(target_lufs, measured))
 
     def _run(
-        self, command: list[str], log: Path, on_progress: Callable[[float], None], cancelled: threading.Event | None
+        self,
+        command: list[str],
+        log: Path,
+        on_progress: Callable[[float], None],
+        cancelled: threading.Event | None,
+        jail: Jail,
     ) -> FfmpegProcess:
-        process = self._current = FfmpegProcess(command, log)
+        process = self._current = FfmpegProcess(command, log, jail)
         # Checked after _current is set: a cancel landing before this line is seen here, one after it
         # finds the process in _current (abort_current), so none is lost.
         if self._aborted or (cancelled is not None and cancelled.is_set()):

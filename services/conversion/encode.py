@@ -22,7 +22,8 @@ Tags are not copied wholesale
 through); the ones siphon carries are set one by one. Chapters are copied by FFmpeg's default
 (``-map_chapters``): the mp3 muxer writes them as ID3 CHAP/CTOC frames.
 
-ffmpeg runs in its own process group, so a timeout or an abort kills it and anything it spawned.
+ffmpeg runs in its own process group, so a timeout or an abort kills it and anything it spawned;
+given a ``jail`` (``services.conversion.sandbox``), under bwrap and rlimits.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from pathlib import Path
 from services.conversion import media_codes as codes
 from services.conversion.forked import die_with
 from services.conversion.probe import AudioStream, ProbeResult, confinement_options, explain_unreadable
-from shared.errors import MediaError
+from services.conversion.sandbox import Jail, bwrap_failure
+from shared.errors import MediaError, SandboxFailed
 from shared.options import FORMATS, ConversionOptions, OutputFormat
 from shared.options import MP3_SAMPLE_RATES_HZ as MP3_SAMPLE_RATES_HZ  # re-exported (imported from here)
 
@@ -254,12 +256,22 @@ def build_mp3_command(
     return build_command(ffmpeg, plan, source, target, limits)
 
 
-class FfmpegProcess:
-    """One ffmpeg run that can be aborted from another thread (:meth:`abort`)."""
+SIGNAL_EXIT_BASE = 128
+"""bwrap exits with 128 + the signal's number when the signal ended the process it ran."""
 
-    def __init__(self, command: list[str], stderr_path: Path):
+FFMPEG_SIGNALLED_EXIT = 255
+"""ffmpeg's exit status after a signal it catches (SIGINT, SIGTERM, SIGXCPU...): siphon sends none
+of those (it kills with SIGKILL), so in a jail it is RLIMIT_CPU's SIGXCPU."""
+
+
+class FfmpegProcess:
+    """One ffmpeg run (``command``, in ``jail`` when given) that can be aborted from another
+    thread (:meth:`abort`)."""
+
+    def __init__(self, command: list[str], stderr_path: Path, jail: Jail | None = None):
         self.command = command
         self.stderr_path = stderr_path
+        self.jail = jail
         self._process: subprocess.Popen | None = None
         self._aborted = threading.Event()
         self._timed_out = threading.Event()
@@ -268,19 +280,21 @@ class FfmpegProcess:
         """Run to the end; return the seconds of audio written (ffmpeg's ``out_time_us``).
 
         Raises:
-            MediaError: ``timeout`` past ``timeout_seconds``, or a decoding failure.
+            MediaError: ``timeout`` past ``timeout_seconds`` (or past the jail's CPU seconds),
+                ``output_too_large`` past the jail's file size, or a decoding failure.
             ConversionInterrupted: aborted, or killed by a signal siphon did not send.
+            SandboxFailed: bwrap could not build the jail.
         """
         if self._aborted.is_set():
             raise ConversionInterrupted("aborted before start")
         with open(self.stderr_path, "wb") as stderr:
             self._process = subprocess.Popen(
-                self.command,
+                self.jail.command(self.command) if self.jail else self.command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 start_new_session=True,
-                preexec_fn=functools.partial(die_with, os.getpid()),
+                preexec_fn=functools.partial(_in_child, os.getpid(), self.jail),
             )
             if self._aborted.is_set():  # abort() ran after the check above, before there was a process to kill
                 self.kill()
@@ -308,10 +322,18 @@ class FfmpegProcess:
             raise MediaError("The conversion took longer than the time limit.", code=codes.TIMEOUT)
         if self._aborted.is_set():
             raise ConversionInterrupted("aborted")
-        if returncode < 0:
-            raise ConversionInterrupted(f"ffmpeg killed by signal {-returncode}")
+        signum = self._signal(returncode)
+        if signum == signal.SIGXCPU or (self.jail is not None and returncode == FFMPEG_SIGNALLED_EXIT):
+            raise MediaError("The conversion used more CPU time than its limit.", code=codes.TIMEOUT)
+        if signum == signal.SIGXFSZ:
+            raise MediaError("The output would exceed the file size limit.", code=codes.OUTPUT_TOO_LARGE)
+        if signum is not None:
+            raise ConversionInterrupted(f"ffmpeg killed by signal {signum}")
         if returncode != 0:
             tail = self.stderr_tail()
+            failure = bwrap_failure(tail) if self.jail is not None else None
+            if failure is not None:
+                raise SandboxFailed(f"ffmpeg could not be confined: {failure}")
             if "No space left on device" in tail or _nearly_full(self.stderr_path.parent):
                 raise OSError(errno.ENOSPC, "No space left on device (ffmpeg)")
             raise self._decode_error(tail)
@@ -320,6 +342,15 @@ class FfmpegProcess:
                 "The file is cut short: its media ends before the length it declares.", code=codes.TRUNCATED
             )
         return out_seconds
+
+    def _signal(self, returncode: int) -> int | None:
+        """The signal that ended ffmpeg, if one did (under bwrap, told by its exit status)."""
+        if returncode < 0:
+            return -returncode
+        sandboxed = self.jail is not None and self.jail.sandbox.enabled
+        if sandboxed and SIGNAL_EXIT_BASE < returncode <= SIGNAL_EXIT_BASE + signal.SIGRTMAX:
+            return returncode - SIGNAL_EXIT_BASE
+        return None
 
     def _decode_error(self, tail: str) -> MediaError:
         if "Decoder (codec" in tail and "not found" in tail:
@@ -355,3 +386,10 @@ class FfmpegProcess:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _in_child(parent_pid: int, jail: Jail | None) -> None:
+    """ffmpeg's ``preexec_fn``: die with the worker, then the jail's rlimits."""
+    die_with(parent_pid)
+    if jail is not None:
+        jail.preexec()

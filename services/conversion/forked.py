@@ -7,7 +7,8 @@ hang or a runaway allocation there ends the child, not the worker: the parent se
 
 The child resets the worker's signal handlers, sends its stderr to /dev/null (libav's messages
 would land in the worker's JSON logs), limits its address space to what it inherited plus
-:data:`MEMORY_HEADROOM_BYTES`, runs one function, writes its
+:data:`MEMORY_HEADROOM_BYTES`, confines itself when given a ``confine`` (the job's sandbox,
+``services.conversion.sandbox``: seccomp, Landlock, rlimits), runs one function, writes its
 JSON answer to a pipe and leaves with ``os._exit`` (no atexit handlers, no flushing of the
 worker's buffers, nothing of the worker's connections touched).
 
@@ -29,12 +30,14 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import av  # loaded in the worker once, so each child finds libav mapped already
 import av.logging
+
+from shared.errors import SandboxFailed
 
 PR_SET_PDEATHSIG = 1
 """prctl(2) option (<linux/prctl.h>): the signal a process gets when the thread that forked it exits."""
@@ -59,27 +62,39 @@ class Outcome:
     timed_out: bool = False
 
 
+Confine = Callable[[Sequence[int]], None]
+"""Confines the child before it runs the function; gets the descriptors it must keep open, and
+raises :class:`~shared.errors.SandboxFailed` when it cannot (``sandbox.Jail.enter``)."""
+
+
 class ForkedCall:
     """``function(*args)`` running in a forked child from construction; :meth:`result` waits for it.
 
     ``function`` must return something :func:`json.dumps` takes. Start it, do other work, then call
     :meth:`result` (or :meth:`cancel`). Constructing it raises only ``OSError`` (no fork possible).
+    With ``confine``, the child confines itself first.
     """
 
-    def __init__(self, function: Callable[..., Any], *args: Any, timeout_seconds: float):
+    def __init__(
+        self, function: Callable[..., Any], *args: Any, timeout_seconds: float, confine: Confine | None = None
+    ):
         self._deadline = time.monotonic() + timeout_seconds
         reader, writer = os.pipe()
         parent_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: no return from this branch
             os.close(reader)
-            _child(function, args, writer, parent_pid)
+            _child(function, args, writer, parent_pid, confine)
         os.close(writer)
         self._pid: int | None = pid
         self._reader: int | None = reader
 
     def result(self) -> Outcome:
-        """Wait for the answer until the deadline; the child is reaped either way."""
+        """Wait for the answer until the deadline; the child is reaped either way.
+
+        Raises:
+            SandboxFailed: the child could not confine itself (it ran nothing).
+        """
         try:
             data, complete = self._read()
         finally:
@@ -89,6 +104,8 @@ class ForkedCall:
         if not data:
             return Outcome(ok=False)  # died without answering
         answer = json.loads(data)
+        if "sandbox_error" in answer:
+            raise SandboxFailed(answer["sandbox_error"])
         if "error" in answer:
             return Outcome(ok=False, error=answer["error"], log=answer.get("log", ""))
         return Outcome(ok=True, value=answer["value"])
@@ -119,7 +136,7 @@ class ForkedCall:
             self._reader = None
 
 
-def _child(function: Callable[..., Any], args: tuple, writer: int, parent_pid: int) -> None:
+def _child(function: Callable[..., Any], args: tuple, writer: int, parent_pid: int, confine: Confine | None) -> None:
     code = 1
     try:
         die_with(parent_pid)
@@ -130,6 +147,12 @@ def _child(function: Callable[..., Any], args: tuple, writer: int, parent_pid: i
         limit = _mapped_bytes() + MEMORY_HEADROOM_BYTES
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         av.logging.set_level(av.logging.ERROR)
+        if confine is not None:
+            try:
+                confine((writer,))
+            except SandboxFailed as exc:
+                _write_all(writer, json.dumps({"sandbox_error": exc.message}).encode())
+                return
         with av.logging.Capture() as logs:
             try:
                 answer = {"value": function(*args)}

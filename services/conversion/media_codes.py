@@ -18,9 +18,10 @@ TIMEOUT = "timeout"  # FFmpeg ran longer than CONVERSION_TIMEOUT_SECONDS
 AUDIO_TRACK_NOT_FOUND = "audio_track_not_found"  # the audio_track option names a stream the file lacks
 TRIM_OUT_OF_RANGE = "trim_out_of_range"  # the start option lies at or past the end of the media
 
-# Operational codes (not the file's fault). The two a retry may cure are the job model's (shared/jobs.py):
-# DISK_FULL, the worker's WORK_DIR ran out of space; STORAGE_UNAVAILABLE, object storage kept failing after retries.
-from shared.jobs import DISK_FULL, STORAGE_UNAVAILABLE  # noqa: E402, F401 (part of this list)
+# Operational codes (not the file's fault). The three a retry may cure are the job model's (shared/jobs.py):
+# DISK_FULL, the worker's WORK_DIR ran out of space; STORAGE_UNAVAILABLE, object storage kept failing after
+# retries; SANDBOX_FAILED, ffmpeg, ffprobe or the forked child could not be confined (SANDBOX).
+from shared.jobs import DISK_FULL, SANDBOX_FAILED, STORAGE_UNAVAILABLE  # noqa: E402, F401 (part of this list)
 
 INPUT_MISSING = "input_missing"  # the task names an object that does not exist
 TOO_MANY_ATTEMPTS = "too_many_attempts"  # the task was delivered MAX_ATTEMPTS times without finishing

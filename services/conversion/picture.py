@@ -33,7 +33,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from services.conversion.forked import ForkedCall, Outcome
+from services.conversion.forked import Confine, ForkedCall, Outcome
 from services.conversion.plan import Cover, choose_cover
 from services.conversion.probe import ProbeResult, open_confined
 from shared.options import ConversionOptions
@@ -83,8 +83,8 @@ class PictureMaker:
     """One picture being made in a forked child (:class:`~services.conversion.forked.ForkedCall`)
     while the encode runs; :meth:`result` collects it.
 
-    Never raises: a picture that cannot be made (libav refuses the stream, crashes or hangs) is
-    logged and the job goes on without one.
+    A picture that cannot be made (libav refuses the stream, crashes or hangs) is logged and the
+    job goes on without one; only a child that could not be confined raises (``SandboxFailed``).
     """
 
     def __init__(self, target: Path, call: ForkedCall | None = None, made: Outcome | None = None):
@@ -95,11 +95,20 @@ class PictureMaker:
         self._made = made
 
     @classmethod
-    def start(cls, source: Path, cover: Cover, target: Path, timeout_seconds: float | None = None) -> PictureMaker:
-        """Fork a child that makes the picture ``cover`` names from ``source`` into ``target``."""
+    def start(
+        cls,
+        source: Path,
+        cover: Cover,
+        target: Path,
+        timeout_seconds: float | None = None,
+        confine: Confine | None = None,
+    ) -> PictureMaker:
+        """Fork a child (confined by ``confine``, if given) that makes the picture ``cover`` names
+        from ``source`` into ``target``."""
         timeout = PICTURE_TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
         try:
-            return cls(target, call=ForkedCall(make_picture, source, cover, target, timeout_seconds=timeout))
+            call = ForkedCall(make_picture, source, cover, target, timeout_seconds=timeout, confine=confine)
+            return cls(target, call=call)
         except OSError:
             logger.warning("could not fork the cover picture's child", exc_info=True)
             return cls(target)
@@ -115,7 +124,11 @@ class PictureMaker:
         return cls(target, made=Outcome(ok=True, value=made.value["mime"]))
 
     def result(self) -> Picture | None:
-        """Wait for the child (until its deadline); the picture, or None when there is none."""
+        """Wait for the child (until its deadline); the picture, or None when there is none.
+
+        Raises:
+            SandboxFailed: the child could not confine itself.
+        """
         if self._call is None and self._made is None:
             return None
         outcome = self._made if self._made is not None else self._call.result()

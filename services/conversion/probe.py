@@ -15,6 +15,9 @@ named ``.mp4`` has been used to read server files and reach internal hosts (CVE-
 HackerOne #242831). So every input opened here gets ``protocol_whitelist=file`` and
 ``format_whitelist`` with :data:`ALLOWED_DEMUXERS` (FFmpeg's formats documentation, "format_whitelist"),
 in the child's ``avformat_open_input`` options as on every ffmpeg command line.
+
+Given a ``jail`` (``services.conversion.sandbox``), the child and every ffprobe run are confined to
+the job's files, without network, under rlimits.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from typing import Any
 from services.conversion import media_codes as codes
 from services.conversion.forked import ForkedCall, Outcome
 from services.conversion.mp3info import xing_seconds
+from services.conversion.sandbox import Jail, bwrap_failure
 from services.conversion.sniff import has_encryption_boxes, walk_top_level_boxes
-from shared.errors import MediaError
+from shared.errors import MediaError, SandboxFailed
 from shared.jobs import MediaFacts
 
 ALLOWED_DEMUXERS = (
@@ -192,30 +196,47 @@ class ProbeResult:
         )
 
 
-def run_ffprobe(ffprobe: str, path: Path, *options: str) -> subprocess.CompletedProcess | None:
-    """Run ffprobe confined (:func:`confinement_options`) on ``path`` with ``options``, JSON out;
-    None when it ran past :data:`PROBE_TIMEOUT_SECONDS` (it is killed)."""
+def run_ffprobe(
+    ffprobe: str, path: Path, *options: str, jail: Jail | None = None
+) -> subprocess.CompletedProcess | None:
+    """Run ffprobe confined (:func:`confinement_options`, and ``jail`` when given) on ``path`` with
+    ``options``, JSON out; None when it ran past :data:`PROBE_TIMEOUT_SECONDS` (it is killed).
+
+    Raises:
+        SandboxFailed: bwrap could not build the jail.
+    """
     command = [ffprobe, "-v", "error", *confinement_options(), *options, "-of", "json", f"file:{path}"]
     try:
-        return subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            jail.command(command) if jail else command,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=jail.preexec if jail else None,
+        )
     except subprocess.TimeoutExpired:
         return None
+    failure = bwrap_failure(done.stderr.decode(errors="replace")) if jail and done.returncode else None
+    if failure is not None:
+        raise SandboxFailed(f"ffprobe could not be confined: {failure}")
+    return done
 
 
-def probe_media(path: Path, ffprobe: str = "ffprobe") -> ProbeResult:
+def probe_media(path: Path, ffprobe: str = "ffprobe", jail: Jail | None = None) -> ProbeResult:
     """Probe ``path`` with libav in a forked child (:func:`libav_probe`); a file that child cannot
     read (refused, crashed on, too slow) is left to ffprobe, whose verdict stands: what siphon says
-    about a bad file is what the ffmpeg that converts it says.
+    about a bad file is what the ffmpeg that converts it says. Both run in ``jail``, if given.
 
     Raises:
         MediaError: the file is empty, not media, in a refused format, encrypted, truncated,
             corrupt, or the probe did not finish within :data:`PROBE_TIMEOUT_SECONDS`.
+        SandboxFailed: the child or ffprobe could not be confined in ``jail``.
     """
-    return probe_media_then(path, None, ffprobe)[0]
+    return probe_media_then(path, None, ffprobe, jail)[0]
 
 
 def probe_media_then(
-    path: Path, then: Callable[[Path, ProbeResult], Any] | None, ffprobe: str = "ffprobe"
+    path: Path, then: Callable[[Path, ProbeResult], Any] | None, ffprobe: str = "ffprobe", jail: Jail | None = None
 ) -> tuple[ProbeResult, Outcome | None]:
     """:func:`probe_media`, and ``then(path, result)`` in the same child right after the probe (one
     fork and one opening of the file for both): how ``then`` ended (its JSON-able value, or the
@@ -223,17 +244,18 @@ def probe_media_then(
     was not used and ffprobe probed the file).
 
     Raises:
-        MediaError: as :func:`probe_media`.
+        MediaError, SandboxFailed: as :func:`probe_media`.
     """
     if path.stat().st_size == 0:
         raise MediaError("The file is empty.", code=codes.EMPTY_FILE)
-    outcome = ForkedCall(_probe_then, str(path), then, timeout_seconds=PROBE_TIMEOUT_SECONDS).result()
+    confine = jail.enter if jail else None
+    outcome = ForkedCall(_probe_then, str(path), then, timeout_seconds=PROBE_TIMEOUT_SECONDS, confine=confine).result()
     if outcome.ok:
         result = _parse(outcome.value["probe"])
         after = outcome.value["then"]
         then_outcome = Outcome(ok=after["ok"], value=after.get("value"), error=after.get("error")) if then else None
     else:
-        result, then_outcome = _ffprobe(path, ffprobe), None
+        result, then_outcome = _ffprobe(path, ffprobe, jail), None
     if result.format_name.startswith("mov") and has_encryption_boxes(path):
         raise MediaError("The file is encrypted (DRM); it cannot be converted.", code=codes.ENCRYPTED)
     if not result.audio_streams and walk_top_level_boxes(path).truncated:
@@ -254,8 +276,8 @@ def _probe_then(path: str, then: Callable[[Path, ProbeResult], Any] | None) -> d
     return {"probe": probe, "then": after}
 
 
-def _ffprobe(path: Path, ffprobe: str) -> ProbeResult:
-    done = run_ffprobe(ffprobe, path, "-show_entries", PROBE_ENTRIES)
+def _ffprobe(path: Path, ffprobe: str, jail: Jail | None) -> ProbeResult:
+    done = run_ffprobe(ffprobe, path, "-show_entries", PROBE_ENTRIES, jail=jail)
     if done is None:
         raise MediaError("Reading the file's structure took too long.", code=codes.TIMEOUT)
     if done.returncode != 0:
@@ -338,18 +360,19 @@ def _tags(entry: dict) -> dict[str, str]:
     return {str(key).lower(): str(value) for key, value in (entry.get("tags") or {}).items()}
 
 
-def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe") -> float:
+def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe", jail: Jail | None = None) -> float:
     """Seconds of audio in a file siphon wrote, as ffprobe reads it back; 0.0 when it holds none.
 
     For an MP3 the duration comes from the Xing/Info header LAME writes (its frame count), so it
     is the audio actually encoded, whatever timestamps the input carried; that header is read
     in-process (:func:`~services.conversion.mp3info.xing_seconds`, the same figure), other formats
-    and MP3s without one are asked of ffprobe.
+    and MP3s without one are asked of ffprobe (in ``jail``, if given).
     """
     counted = xing_seconds(path)
     if counted is not None:
         return counted
-    done = run_ffprobe(ffprobe, path, "-select_streams", "a:0", "-show_entries", "format=duration:stream=index")
+    entries = ("-select_streams", "a:0", "-show_entries", "format=duration:stream=index")
+    done = run_ffprobe(ffprobe, path, *entries, jail=jail)
     if done is None:
         return 0.0
     data = json.loads(done.stdout or b"{}")

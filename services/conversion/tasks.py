@@ -34,7 +34,7 @@ from services.conversion.probe import ProbeResult
 from shared.broker import ACK, Settle, Settlement, retry_later
 from shared.broker import dead_letter as dead_letter_with
 from shared.config import Settings
-from shared.errors import MediaError, MessageError, ObjectNotFound, SiphonError, StorageUnavailable
+from shared.errors import MediaError, MessageError, ObjectNotFound, SandboxFailed, SiphonError, StorageUnavailable
 from shared.jobs import JOB_ID_PATTERN, Job, JobErrorInfo, JobStatus, MediaFacts
 from shared.logs import job_context
 from shared.messages import ConversionTask, JobEvent
@@ -162,6 +162,15 @@ class TaskRunner:
                 return self._cancelled_midway()
         except MediaError as exc:
             return self._fail(task.job_id, attempt, exc.code, exc.message, probe)
+        except SandboxFailed as exc:
+            log.error("the sandbox failed: %s", exc.message)  # the worker's host, not the file: an operator's problem
+            return self._fail(
+                task.job_id,
+                attempt,
+                codes.SANDBOX_FAILED,
+                "The conversion sandbox could not be applied; the job can be retried later.",
+                probe,
+            )
         except StorageUnavailable as exc:
             log.warning("storage unavailable after %d tries: %s", self.settings.storage_retries, exc)
             return self._fail(

@@ -37,4 +37,5 @@ def test_quick_benchmark_prints_its_table(tmp_path):
     assert "Python loop of 10⁶ additions at start" in done.stdout
     for row in ROWS:
         assert row in done.stdout, f"no {row!r} row in:\n{done.stdout}"
+    assert "sandbox (SANDBOX=bwrap" in done.stdout and "under bwrap" in done.stdout  # bench/sandbox.py
     assert "<!-- bench:begin -->" in report.read_text()

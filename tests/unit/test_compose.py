@@ -176,6 +176,16 @@ def test_conversion_image_installs_ffmpeg():
     assert re.search(r"apt-get install .*\bffmpeg\b", runs)
 
 
+def test_conversion_image_installs_the_sandbox():
+    runs = " ".join(args for op, args in instructions(dockerfile_of("conversion")) if op.upper() == "RUN")
+    assert re.search(r"apt-get install .*\bbubblewrap\b", runs) and re.search(r"\blibseccomp2\b", runs)
+
+
+def test_conversion_may_create_the_namespaces_its_sandbox_needs():
+    options = set(SERVICES["conversion"].get("security_opt", []))
+    assert {"seccomp=unconfined", "apparmor=unconfined"} <= options
+
+
 @pytest.mark.parametrize("name", SIPHON)
 def test_command_runs_code_that_exists(name):
     command = command_of(name)

@@ -264,6 +264,13 @@ def test_workers_get_longer_to_stop_than_their_shutdown_grace_and_a_work_dir_vol
     assert CONFIG["WORK_DIR"] in mounts
 
 
+def test_conversion_may_create_the_namespaces_its_sandbox_needs():
+    [container] = the("Deployment", "conversion")["spec"]["template"]["spec"]["containers"]
+    context = container["securityContext"]
+    assert context["seccompProfile"]["type"] == "Unconfined" and context["appArmorProfile"]["type"] == "Unconfined"
+    assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"]
+
+
 def dockerfile_listen_port(service: str) -> int:
     dockerfile = (ROOT / "services" / service / "Dockerfile").read_text()
     [cmd] = re.findall(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)

@@ -11,7 +11,7 @@ from services.conversion.encode import ConversionInterrupted
 from services.conversion.tasks import TaskRunner
 from shared.broker import Settle
 from shared.config import load_settings
-from shared.errors import BrokerUnavailable, MediaError, StorageUnavailable
+from shared.errors import BrokerUnavailable, MediaError, SandboxFailed, StorageUnavailable
 from shared.jobs import JobStatus, input_key, output_key
 from shared.messages import ConversionTask, JobEvent
 from tests.unit.fakes import FakeConverter, FakeStorage
@@ -151,6 +151,13 @@ def test_a_full_work_disk_fails_the_job_disk_full(runner, converter, events):
     converter.fail("convert", OSError(errno.ENOSPC, "No space left on device"))
     outcome = runner.handle(TASK, attempt=1)
     assert (outcome.settle, outcome.code) == (Settle.ACK, "disk_full")
+
+
+def test_a_sandbox_that_fails_at_run_time_fails_the_job_sandbox_failed(runner, converter, events):
+    converter.fail("convert", SandboxFailed("ffmpeg could not be confined: bwrap: Creating new namespace failed"))
+    outcome = runner.handle(TASK, attempt=1)
+    assert (outcome.settle, outcome.code) == (Settle.ACK, "sandbox_failed")
+    assert statuses(events)[-1] is JobStatus.FAILED and failure(events) == "sandbox_failed"
 
 
 def test_other_os_errors_are_bugs_and_propagate(runner, converter, work_dir):
