@@ -84,9 +84,13 @@ def submit(stack, path: Path) -> str:
 
 
 def worker_running(stack, ffmpeg_pid: int) -> str:
-    """The name of the worker process whose ffmpeg has pid ``ffmpeg_pid``."""
-    parent = int(Path(f"/proc/{ffmpeg_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    return next(name for name, p in stack.processes.items() if p.pid == parent)
+    """The name of the worker process whose ffmpeg has pid ``ffmpeg_pid`` (its parent, or with the
+    sandbox on an ancestor: bubblewrap stands between them)."""
+    workers = {p.pid: name for name, p in stack.processes.items()}
+    pid = ffmpeg_pid
+    while pid > 1 and pid not in workers:
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return workers[pid]
 
 
 def settled_tasks(stack, worker: str) -> list[dict]:
