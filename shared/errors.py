@@ -15,6 +15,7 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     ├── NotSupported                  501: this deployment cannot do that (presigned uploads on local storage)
     ├── MessageError                  a queue message does not match its schema (poison)
     ├── NotificationFailed            an email or webhook did not get through (.transient: try again)
+    ├── CallbackRefused               a webhook URL's host is, or resolves to, an address siphon never calls
     └── MediaError                    the file cannot become audio (.code e.g. ``no_audio_stream``)
 
 Each class carries its HTTP status and JSON code, so this tree is also the table that maps errors
@@ -140,6 +141,15 @@ class NotificationFailed(SiphonError):
         super().__init__(message)
         self.transient = transient
         self.status_code = status_code
+
+
+class CallbackRefused(SiphonError):
+    """A callback URL this server will not call (``shared/callbacks.py``); ``.message`` says why:
+    no address, or the address's class and its source. The upload service answers it as 400
+    ``invalid_field``; the notifier records it as ``rejected``."""
+
+    code = "callback_refused"
+    status = 400
 
 
 class MediaError(SiphonError):

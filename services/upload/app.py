@@ -19,6 +19,7 @@ from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
 from services.upload.receive import content_digest, upload_request_class
 from shared.broker import ConfirmingPublisher, Topology, connect
+from shared.callbacks import CallbackGuard
 from shared.config import Settings, settings
 from shared.errors import JobNotFound, RequestRejected
 from shared.http import install_job_log_context, install_json_errors
@@ -82,6 +83,7 @@ def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask
     install_job_log_context(app)
     install_metrics(app)
     direct = DirectUploads(intake, s.presigned_url_expiry_seconds)
+    callbacks = CallbackGuard(s.callback_allowed_hosts)  # the notifier checks again before each POST
 
     @app.post("/uploads")
     def begin_upload():
@@ -96,7 +98,7 @@ def create_app(s: Settings | None = None, intake: Intake | None = None) -> Flask
         if upload is None:
             raise RequestRejected("Send the video as a multipart/form-data part named 'file'.", code="missing_file")
         options = options_from_form(request.form)  # before anything is stored: a bad option keeps nothing
-        targets = targets_from_form(request.form)  # CALLBACK_ALLOWED_HOSTS is the notifier's to apply
+        targets = targets_from_form(request.form, callbacks)
         job = intake.submit(
             upload.stream, upload.filename, options, targets=targets, content_sha256=content_digest(upload.stream)
         )
