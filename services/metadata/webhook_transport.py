@@ -24,9 +24,12 @@ PoolFactory = Callable[[str, IPAddress, int, str, float], urllib3.HTTPConnection
 """``open_pool(scheme, address, port, hostname, timeout)``: a connection pool to ``address``."""
 
 
-def open_pool(scheme: str, address: IPAddress, port: int, hostname: str, timeout: float) -> urllib3.HTTPConnectionPool:
+def open_pool(
+    scheme: str, address: IPAddress, port: int, hostname: str, timeout: float, ca_certs: str | None = None
+) -> urllib3.HTTPConnectionPool:
     """A one-connection pool to ``address``:``port`` that, over https, sends ``hostname`` as SNI and
-    checks the certificate against it. ``timeout`` (seconds) bounds the connect and each read."""
+    checks the certificate against it and against ``ca_certs`` (a PEM file; None: the system's
+    CAs). ``timeout`` (seconds) bounds the connect and each read."""
     limits = urllib3.Timeout(connect=timeout, read=timeout)
     if scheme == "https":
         return urllib3.HTTPSConnectionPool(
@@ -36,6 +39,7 @@ def open_pool(scheme: str, address: IPAddress, port: int, hostname: str, timeout
             maxsize=1,
             retries=False,
             cert_reqs="CERT_REQUIRED",
+            ca_certs=ca_certs,
             server_hostname=hostname,
             assert_hostname=hostname,
         )
