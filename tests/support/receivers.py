@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.net import free_port, wait_until
 
@@ -34,14 +35,34 @@ class _Collect:
 
 
 class SmtpSink:
-    """An SMTP server on 127.0.0.1 that keeps every message it is sent."""
+    """An SMTP server on 127.0.0.1 that keeps every message it is sent.
 
-    def __init__(self):
+    ``smtp_options`` go to aiosmtpd's ``SMTP``: e.g. ``tls_context`` (offer STARTTLS),
+    ``require_starttls``, ``auth_require_tls``. With ``logins`` (login to password) it offers AUTH
+    and records every login tried in ``auth_tries``, right or wrong.
+    """
+
+    def __init__(self, logins: dict[str, str] | None = None, **smtp_options):
         self.port = free_port()
         self.messages: list[email.message.EmailMessage] = []
         self.recipients: list[list[str]] = []
+        self.auth_tries: list[str] = []
         self.lock = threading.Lock()
-        self.controller = Controller(_Collect(self), hostname="127.0.0.1", port=self.port)
+        if logins is not None:
+            smtp_options["authenticator"] = self._authenticator(logins)
+        self.controller = Controller(_Collect(self), hostname="127.0.0.1", port=self.port, **smtp_options)
+
+    def _authenticator(self, logins: dict[str, str]):
+        def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+            if not isinstance(auth_data, LoginPassword):
+                return AuthResult(success=False, handled=False)
+            login, password = auth_data.login.decode(), auth_data.password.decode()
+            with self.lock:
+                self.auth_tries.append(login)
+            success = logins.get(login) == password
+            return AuthResult(success=success, handled=False)  # aiosmtpd answers 235 or 535 itself
+
+        return authenticate
 
     def __enter__(self) -> SmtpSink:
         self.controller.start()
