@@ -18,12 +18,15 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from shared.addresses import IPAddress, ip_literal, refusal, refusal_for_allowed_host
-from shared.errors import CallbackRefused
+from shared.errors import CallbackRefused, ResolverUnavailable
 
 Resolver = Callable[[str, int], Sequence[IPAddress]]
 """``resolve(host, port)``: the addresses of ``host``, in the order to try them.
 
-Raises CallbackRefused when the name does not resolve."""
+Raises CallbackRefused when the name does not resolve, ResolverUnavailable when it cannot tell now."""
+
+_TEMPORARY = {socket.EAI_AGAIN, socket.EAI_FAIL}
+"""getaddrinfo errors that say nothing about the name (glibc's EAI_FAIL is SERVFAIL, EAI_AGAIN a timeout)."""
 
 
 def resolve_with_system(host: str, port: int) -> list[IPAddress]:
@@ -31,11 +34,16 @@ def resolve_with_system(host: str, port: int) -> list[IPAddress]:
 
     Raises:
         CallbackRefused: the name does not resolve.
+        ResolverUnavailable: the resolver could not answer for now; the name may resolve later.
     """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise CallbackRefused(f"its host {host!r} does not resolve ({exc.__class__.__name__})") from None
+    except socket.gaierror as exc:
+        if exc.errno in _TEMPORARY:
+            raise ResolverUnavailable(f"could not look up {host!r} for now ({exc.strerror})") from None
+        raise CallbackRefused(f"its host {host!r} does not resolve ({exc.strerror})") from None
+    except UnicodeError:  # a label the IDNA codec refuses
+        raise CallbackRefused(f"its host {host!r} is not a valid name") from None
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
@@ -86,6 +94,7 @@ class CallbackGuard:
 
         Raises:
             CallbackRefused: the host does not resolve, or one of its addresses may not be called.
+            ResolverUnavailable: the resolver could not answer for now.
         """
         parts = urlsplit(url)
         host = parts.hostname or ""

@@ -6,7 +6,8 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     ├── Unavailable                   503: a dependency cannot be reached right now; retry later
     │   ├── StorageUnavailable        object storage (S3 endpoint or local directory)
     │   ├── BrokerUnavailable         RabbitMQ
-    │   └── JobStoreUnavailable       Redis, or the metadata service in front of it
+    │   ├── JobStoreUnavailable       Redis, or the metadata service in front of it
+    │   └── ResolverUnavailable       DNS failed for now (a callback host could not be looked up)
     ├── ObjectNotFound                404: no object under that storage key
     ├── JobNotFound                   404: no job with that id
     ├── JobNotRetryable               409: the job did not fail, or failed for a reason a retry cannot cure
@@ -78,6 +79,13 @@ class JobStoreUnavailable(Unavailable):
     """Redis, or the metadata service that owns it, cannot be reached."""
 
     code = "metadata_unavailable"
+
+
+class ResolverUnavailable(Unavailable):
+    """The resolver could not answer for now (``EAI_AGAIN``, ``EAI_FAIL``): a callback host's
+    addresses are unknown, so it is neither refused nor called."""
+
+    code = "resolver_unavailable"
 
 
 class ObjectNotFound(SiphonError):

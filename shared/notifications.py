@@ -75,6 +75,7 @@ def check_callback_url(value: str, guard: CallbackGuard) -> str:
 
     Raises:
         InvalidField: malformed, or its host is (or resolves to) an address this server never calls.
+        ResolverUnavailable: its host could not be looked up for now (503: the client may try again).
     """
     problem = _url_problem(value)
     if problem:

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from services.metadata.webhook_transport import PoolFactory, open_pool, post_pinned
 from shared.callbacks import CallbackGuard
-from shared.errors import CallbackRefused, NotificationFailed
+from shared.errors import CallbackRefused, NotificationFailed, ResolverUnavailable
 from shared.job_views import download_url, job_summary
 from shared.jobs import Job, JobStatus, NotificationRecord
 
@@ -82,13 +82,15 @@ class WebhookSender:
         """POST ``body`` to ``url``; return the 2xx status.
 
         Raises:
-            NotificationFailed: no 2xx answer (``transient`` for a timeout, connection error or 5xx);
-                not transient when the guard refuses the URL's host or its addresses.
+            NotificationFailed: no 2xx answer (``transient`` for a DNS failure for now, a timeout, a
+                connection error or a 5xx); not transient when the guard refuses the URL's host or its addresses.
         """
         try:
             addresses = self.guard.addresses(url)  # the one lookup: the POST goes to one of these
         except CallbackRefused as exc:
             raise NotificationFailed(f"refused: {exc.message}", transient=False) from None
+        except ResolverUnavailable as exc:
+            raise NotificationFailed(exc.message, transient=True) from None
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,

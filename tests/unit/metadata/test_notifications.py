@@ -13,7 +13,7 @@ from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from services.metadata.notifications import Notifier, WebhookSender, email_message, sign, webhook_body
 from shared.callbacks import CallbackGuard
-from shared.errors import NotificationFailed
+from shared.errors import NotificationFailed, ResolverUnavailable
 from shared.jobs import Job, JobErrorInfo, JobStatus, MediaFacts
 from tests.unit.fakes import FakePools, FakeResolver
 
@@ -149,6 +149,17 @@ def test_a_private_address_is_never_called_and_the_refusal_is_not_transient(url)
     with pytest.raises(NotificationFailed) as failed:
         sender(pools).send(url, b"{}", "e", "d")
     assert not failed.value.transient and failed.value.message.startswith("refused: ") and pools.opened == []
+
+
+def test_a_resolver_that_cannot_answer_now_fails_the_try_for_a_later_one():
+    class DnsDown:
+        def __call__(self, host, port):
+            raise ResolverUnavailable(f"could not look up {host!r} for now (planned)")
+
+    pools = FakePools()
+    with pytest.raises(NotificationFailed) as failed:
+        sender(pools, DnsDown()).send("http://hooks.example.org/", b"{}", "e", "d")
+    assert failed.value.transient and pools.opened == []
 
 
 def test_a_host_the_operator_allows_may_be_private():

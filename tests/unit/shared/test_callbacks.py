@@ -4,12 +4,13 @@ allowlist of private hosts, and CALLBACK_ALLOWED_HOSTS refusing ``*``."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import pytest
 
 from shared.callbacks import AllowedHosts, CallbackGuard, resolve_with_system
 from shared.config import load_settings
-from shared.errors import CallbackRefused, ConfigError
+from shared.errors import CallbackRefused, ConfigError, ResolverUnavailable
 from tests.unit.fakes import FakeResolver
 
 DNS = FakeResolver(
@@ -93,3 +94,22 @@ def test_the_default_allows_no_private_host():
 def test_the_system_resolver_reads_the_hosts_file():
     # localhost only: a name /etc/hosts does not hold would be a query to a DNS server off this machine.
     assert ipaddress.ip_address("127.0.0.1") in resolve_with_system("localhost", 80)
+
+
+@pytest.mark.parametrize(
+    ("errno", "raised"),
+    [
+        (socket.EAI_NONAME, CallbackRefused),
+        (socket.EAI_AGAIN, ResolverUnavailable),
+        (socket.EAI_FAIL, ResolverUnavailable),
+    ],
+)
+def test_a_name_that_does_not_exist_is_refused_but_a_resolver_that_cannot_answer_is_unavailable(
+    monkeypatch, errno, raised
+):
+    def failing(*args, **kwargs):
+        raise socket.gaierror(errno, "planned")
+
+    monkeypatch.setattr(socket, "getaddrinfo", failing)
+    with pytest.raises(raised):
+        resolve_with_system("hooks.example.org", 443)
