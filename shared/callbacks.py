@@ -72,13 +72,10 @@ def invalid_allowed_hosts(spec: str) -> str | None:
     """Why ``spec`` is not a valid CALLBACK_ALLOWED_HOSTS, or None: ``*`` is refused, because it
     would let every client reach every private address of the server's network."""
     for entry in (e.strip() for e in spec.split(",")):
-        if entry == "*" or entry.startswith("*") and not entry.startswith("*."):
-            return (
-                f"{entry!r} is no longer accepted: list the private hosts webhooks may reach; "
-                "public hosts need no entry"
-            )
-        if entry.startswith("*.") and "*" in entry[2:]:
-            return f"{entry!r}: a '*.' prefix is the only wildcard"
+        if entry == "*":
+            return "'*' is no longer accepted: list the private hosts webhooks may reach; public hosts need no entry"
+        if "*" in entry.removeprefix("*."):
+            return f"{entry!r}: the only wildcard is a leading '*.' (a domain's subdomains)"
     return None
 
 
