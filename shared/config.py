@@ -190,6 +190,13 @@ class Settings(BaseSettings):
         description="Port of the Prometheus `/metrics` endpoint of a conversion worker or the metadata event consumer, on every interface (0: none). The HTTP services serve `/metrics` on their own port.",
     )
 
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _readable_ca_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
+
     @field_validator("callback_allowed_hosts")
     @classmethod
     def _no_wildcard_for_every_host(cls, spec: str) -> str:
