@@ -113,10 +113,3 @@ def test_a_name_that_does_not_exist_is_refused_but_a_resolver_that_cannot_answer
     monkeypatch.setattr(socket, "getaddrinfo", failing)
     with pytest.raises(raised):
         resolve_with_system("hooks.example.org", 443)
-
-
-def test_an_smtp_ca_file_that_is_not_there_stops_the_service_naming_the_variable(tmp_path):
-    with pytest.raises(ConfigError, match="^SMTP_CA_FILE: "):
-        load_settings(smtp_ca_file=tmp_path / "missing.pem")
-    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
-    assert load_settings(smtp_ca_file=tmp_path / "ca.pem").smtp_ca_file == tmp_path / "ca.pem"

@@ -81,3 +81,10 @@ def test_env_var_names_are_the_upper_cased_fields():
     names = env_var_names()
     assert {"MAX_UPLOAD_BYTES", "AMQP_URL", "REDIS_PREFIX", "CONVERSION_TIMEOUT_SECONDS"} <= names
     assert all(name == name.upper() for name in names)
+
+
+def test_an_smtp_ca_file_that_is_not_there_stops_the_service_naming_the_variable(tmp_path):
+    with pytest.raises(ConfigError, match="^SMTP_CA_FILE: "):
+        load_settings(smtp_ca_file=tmp_path / "missing.pem")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert load_settings(smtp_ca_file=tmp_path / "ca.pem").smtp_ca_file == tmp_path / "ca.pem"
