@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.callbacks import invalid_allowed_hosts
 from shared.errors import ConfigError
 from shared.jobs import JOBS_KEY_PREFIX
 
@@ -187,13 +188,17 @@ class Settings(BaseSettings):
     )
     smtp_username: str | None = Field(None, description="SMTP login; unset: no AUTH.")
     smtp_password: str | None = Field(None, description="SMTP password, with SMTP_USERNAME.")
+    smtp_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CAs that may sign the SMTP server's certificate (STARTTLS); unset: the system's CAs.",
+    )
     webhook_secret: str | None = Field(
         None,
         description="Key of the webhooks' HMAC-SHA256 signature (`X-Siphon-Signature`); unset: webhooks go unsigned.",
     )
     callback_allowed_hosts: str = Field(
-        "*",
-        description="Hosts the notifier POSTs webhooks to, comma-separated, `*.domain` for subdomains (`*`: any host); others are recorded `rejected`.",
+        "",
+        description="Private hosts webhooks may reach, comma-separated names or addresses, `*.domain` for subdomains (`*` is refused). Any other callback host must resolve only to globally routable addresses; a refused one is 400 at submit, `rejected` at send.",
     )
     notify_timeout_seconds: float = Field(
         10, gt=0, description="Timeout of one webhook POST or one SMTP conversation, seconds."
@@ -268,6 +273,21 @@ class Settings(BaseSettings):
                 "DOWNLOAD_LINK_SECRET must be set when API_KEYS_FILE is (download links are signed with it)"
             )
         return self
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _readable_ca_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
+
+    @field_validator("callback_allowed_hosts")
+    @classmethod
+    def _no_wildcard_for_every_host(cls, spec: str) -> str:
+        problem = invalid_allowed_hosts(spec)
+        if problem:
+            raise ValueError(problem)
+        return spec
 
     @field_validator("s3_incoming_prefix", "s3_output_prefix")
     @classmethod

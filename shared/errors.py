@@ -6,7 +6,8 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     ├── Unavailable                   503: a dependency cannot be reached right now; retry later
     │   ├── StorageUnavailable        object storage (S3 endpoint or local directory)
     │   ├── BrokerUnavailable         RabbitMQ
-    │   └── JobStoreUnavailable       Redis, or the metadata service in front of it
+    │   ├── JobStoreUnavailable       Redis, or the metadata service in front of it
+    │   └── ResolverUnavailable       DNS failed for now (a callback host could not be looked up)
     ├── ObjectNotFound                404: no object under that storage key
     ├── JobNotFound                   404: no job with that id
     ├── JobNotRetryable               409: the job did not fail, or failed for a reason a retry cannot cure
@@ -19,6 +20,7 @@ adapter that met them and come out as one of these, chained with ``raise ... fro
     ├── MessageError                  a queue message does not match its schema (poison)
     ├── NotificationFailed            an email or webhook did not get through (.transient: try again)
     ├── SandboxFailed                 the conversion sandbox (bwrap, seccomp, Landlock) could not be applied
+    ├── CallbackRefused               a webhook URL's host is, or resolves to, an address siphon never calls
     └── MediaError                    the file cannot become audio (.code e.g. ``no_audio_stream``)
 
 Each class carries its HTTP status and JSON code, so this tree is also the table that maps errors
@@ -85,6 +87,13 @@ class JobStoreUnavailable(Unavailable):
     """Redis, or the metadata service that owns it, cannot be reached."""
 
     code = "metadata_unavailable"
+
+
+class ResolverUnavailable(Unavailable):
+    """The resolver could not answer for now (``EAI_AGAIN``, ``EAI_FAIL``): a callback host's
+    addresses are unknown, so it is neither refused nor called."""
+
+    code = "resolver_unavailable"
 
 
 class ObjectNotFound(SiphonError):
@@ -198,6 +207,15 @@ class SandboxFailed(SiphonError):
     Landlock rules. Not the file's fault; the job fails with ``sandbox_failed`` and can be retried."""
 
     code = "sandbox_failed"
+
+
+class CallbackRefused(SiphonError):
+    """A callback URL this server will not call (``shared/callbacks.py``); ``.message`` says why:
+    no address, or the address's class and its source. The upload service answers it as 400
+    ``invalid_field``; the notifier records it as ``rejected``."""
+
+    code = "callback_refused"
+    status = 400
 
 
 class MediaError(SiphonError):

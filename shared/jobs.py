@@ -123,8 +123,10 @@ class NotificationRecord(BaseModel):
     """One attempt at telling the client a job ended (``Job.notifications``).
 
     ``outcome``: ``delivered``; ``failed`` (a timeout, a refused connection, a 5xx: tried again
-    later); ``gave_up`` (failed on the last allowed try); ``rejected`` (a 4xx or an SMTP 5xx: never
-    tried again); ``abandoned`` (the notifier died during the attempt: tried again).
+    later); ``gave_up`` (failed on the last allowed try); ``rejected`` (a 4xx or 3xx, an SMTP 5xx,
+    a callback host or address the guard refuses, an SMTP server without STARTTLS when it is
+    required: never tried again; ``detail`` says why); ``abandoned`` (the notifier died during the
+    attempt: tried again).
     """
 
     kind: str  # "email" or "webhook"

@@ -2,9 +2,9 @@
 
 They are fields of the job, not conversion options (``shared/options.py``): they change nothing in
 the output, so they are no part of the output cache's key either. The upload service checks them
-before it stores anything (syntax only: any http/https URL is a valid field); the metadata
-service's notifier applies ``CALLBACK_ALLOWED_HOSTS`` before every POST, recording a host it does
-not allow as ``rejected``.
+before it stores anything: a callback URL must be http/https to a host that resolves only to
+globally routable addresses, or one CALLBACK_ALLOWED_HOSTS lists (``shared/callbacks.py``). The
+metadata service's notifier checks it again before every POST, recording a refusal as ``rejected``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.errors import RequestRejected
+from shared.callbacks import CallbackGuard
+from shared.errors import CallbackRefused, RequestRejected
 
 MAX_EMAIL_CHARS = 254
 """Longest address SMTP carries (RFC 5321 §4.5.3.1.3 path limit, less the angle brackets)."""
@@ -47,17 +48,18 @@ class NotificationTargets:
     callback_url: str | None = None
 
 
-def targets_from_form(form: Mapping[str, str], allowed_hosts: str = "*") -> NotificationTargets:
+def targets_from_form(form: Mapping[str, str], guard: CallbackGuard | None = None) -> NotificationTargets:
     """The ``email`` and ``callback_url`` form fields, checked; an empty field counts as absent.
+    ``guard`` resolves the URL's host (default: the system resolver, no private host allowed).
 
     Raises:
-        InvalidField: the address is not one, or the URL is not ``http``/``https`` to an allowed host.
+        InvalidField: the address is not one, or the URL is not ``http``/``https`` to a host ``guard`` lets through.
     """
     email = (form.get("email") or "").strip() or None
     callback_url = (form.get("callback_url") or "").strip() or None
     return NotificationTargets(
         email=check_email(email) if email else None,
-        callback_url=check_callback_url(callback_url, allowed_hosts) if callback_url else None,
+        callback_url=check_callback_url(callback_url, guard or CallbackGuard()) if callback_url else None,
     )
 
 
@@ -68,24 +70,21 @@ def check_email(value: str) -> str:
     return value
 
 
-def check_callback_url(value: str, allowed_hosts: str = "*") -> str:
-    """``value`` if it is an absolute ``http``/``https`` URL to a host ``allowed_hosts`` permits."""
+def check_callback_url(value: str, guard: CallbackGuard) -> str:
+    """``value`` if it is an absolute ``http``/``https`` URL whose host ``guard`` lets through.
+
+    Raises:
+        InvalidField: malformed, or its host is (or resolves to) an address this server never calls.
+        ResolverUnavailable: its host could not be looked up for now (503: the client may try again).
+    """
     problem = _url_problem(value)
     if problem:
         raise InvalidField("callback_url", f"Invalid 'callback_url': {problem}.")
-    if not host_allowed(value, allowed_hosts):
-        raise InvalidField("callback_url", "Invalid 'callback_url': this server does not call that host.")
+    try:
+        guard.addresses(value)
+    except CallbackRefused as exc:
+        raise InvalidField("callback_url", f"Invalid 'callback_url': {exc.message}.") from None
     return value
-
-
-def host_allowed(url: str, allowed_hosts: str) -> bool:
-    """Whether ``url``'s host is one of ``allowed_hosts`` (comma-separated names or addresses, a
-    leading ``*.`` for a domain's subdomains, ``*`` for any host)."""
-    host = (urlsplit(url).hostname or "").lower()
-    for allowed in (h.strip().lower() for h in allowed_hosts.split(",")):
-        if allowed == "*" or host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])):
-            return True
-    return False
 
 
 def _url_problem(value: str) -> str | None:

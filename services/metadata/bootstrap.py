@@ -18,6 +18,7 @@ from services.metadata.outputs import OutputCache
 from services.metadata.rqueues import RqQueues
 from services.metadata.store import JobStore
 from services.metadata.unfinished import UnfinishedJobs
+from shared.callbacks import CallbackGuard
 from shared.config import Settings
 from shared.links import link_signer
 from shared.storage import Storage, make_storage
@@ -65,8 +66,9 @@ def make_notifier(s: Settings, store: JobStore) -> Notifier:
         s.smtp_username,
         s.smtp_password,
         s.notify_timeout_seconds,
+        str(s.smtp_ca_file) if s.smtp_ca_file else None,
     )
-    webhooks = WebhookSender(s.webhook_secret, s.notify_timeout_seconds, s.callback_allowed_hosts)
+    webhooks = WebhookSender(s.webhook_secret, s.notify_timeout_seconds, CallbackGuard(s.callback_allowed_hosts))
     return Notifier(
         store,
         Mailer(smtp),

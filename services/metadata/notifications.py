@@ -12,11 +12,17 @@ A webhook is one request::
 
     <the job's public JSON: shared/job_views.py>
 
+Before each try the URL's host is resolved once and every address checked (``shared/callbacks.py``:
+globally routable only, unless CALLBACK_ALLOWED_HOSTS lists the host); the POST then goes to a
+checked address, with the original Host header and TLS name (``webhook_transport.py``).
+
 Per try: a 2xx answer is ``delivered``; a timeout, a refused connection or a 5xx is ``failed``
-and tried again later (``gave_up`` on the last try); any other answer, or a host that
-``CALLBACK_ALLOWED_HOSTS`` does not allow, is ``rejected`` and never tried again. Redirects are not
-followed. Emails go the same way: SMTP 4xx replies and connection errors are tried again, 5xx
-replies are ``rejected``. Every try is recorded on the job (``Job.notifications``); none of it
+and tried again later (``gave_up`` on the last try); any other answer (a redirect too: they are
+never followed), or a refused host or address, is ``rejected`` and never tried again. Emails go
+the same way: SMTP 4xx replies and connection errors are tried again, 5xx replies are
+``rejected``; STARTTLS checks the server's certificate against SMTP_CA_FILE (or the system's CAs),
+and a server that offers no STARTTLS when SMTP_STARTTLS is set is ``rejected`` before any
+credential is sent. Every try is recorded on the job (``Job.notifications``); none of it
 changes the job's own outcome.
 """
 
@@ -31,14 +37,14 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from urllib.parse import urlsplit
 
-import requests
-
-from shared.errors import NotificationFailed
+from services.metadata.webhook_transport import PoolFactory, open_pool, post_pinned
+from shared.callbacks import CallbackGuard
+from shared.errors import CallbackRefused, NotificationFailed, ResolverUnavailable
 from shared.job_views import download_url, job_summary
 from shared.jobs import Job, JobStatus, NotificationRecord
 from shared.links import LinkSigner
-from shared.notifications import host_allowed
 
 SIGNATURE_HEADER = "X-Siphon-Signature"
 TIMESTAMP_HEADER = "X-Siphon-Timestamp"
@@ -58,24 +64,34 @@ def webhook_body(job: Job, public_url: str, links: LinkSigner | None = None) -> 
 
 
 class WebhookSender:
-    """POSTs webhooks with ``requests``; its exceptions stop here as :class:`NotificationFailed`."""
+    """POSTs webhooks to the addresses the callback guard returns (``shared/callbacks.py``), through
+    ``webhook_transport.py``; a refused callback is :class:`NotificationFailed`, not transient."""
 
     def __init__(
-        self, secret: str | None, timeout: float, allowed_hosts: str = "*", session: requests.Session | None = None
+        self,
+        secret: str | None,
+        timeout: float,
+        guard: CallbackGuard | None = None,
+        open_pool: PoolFactory = open_pool,
     ):
         self.secret = secret
         self.timeout = timeout
-        self.allowed_hosts = allowed_hosts
-        self.session = session or requests.Session()
+        self.guard = guard or CallbackGuard()
+        self.open_pool = open_pool
 
     def send(self, url: str, body: bytes, event: str, delivery_id: str) -> int:
         """POST ``body`` to ``url``; return the 2xx status.
 
         Raises:
-            NotificationFailed: no 2xx answer (``transient`` for a timeout, connection error or 5xx).
+            NotificationFailed: no 2xx answer (``transient`` for a DNS failure for now, a timeout, a
+                connection error or a 5xx); not transient when the guard refuses the URL's host or its addresses.
         """
-        if not host_allowed(url, self.allowed_hosts):
-            raise NotificationFailed("CALLBACK_ALLOWED_HOSTS does not allow this host", transient=False)
+        try:
+            addresses = self.guard.addresses(url)  # the one lookup: the POST goes to one of these
+        except CallbackRefused as exc:
+            raise NotificationFailed(f"refused: {exc.message}", transient=False) from None
+        except ResolverUnavailable as exc:
+            raise NotificationFailed(exc.message, transient=True) from None
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
@@ -85,19 +101,10 @@ class WebhookSender:
         }
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(body, self.secret)
-        try:
-            response = self.session.post(url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
-        except requests.Timeout:
-            raise NotificationFailed(f"no answer within {self.timeout:g} s", transient=True) from None
-        except requests.RequestException as exc:
-            raise NotificationFailed(f"could not connect ({exc.__class__.__name__})", transient=True) from None
-        if 200 <= response.status_code < 300:
-            return response.status_code
-        raise NotificationFailed(
-            f"answered HTTP {response.status_code}",
-            transient=response.status_code >= 500,
-            status_code=response.status_code,
-        )
+        status = post_pinned(urlsplit(url), addresses, body, headers, self.timeout, self.open_pool)
+        if 200 <= status < 300:
+            return status
+        raise NotificationFailed(f"answered HTTP {status}", transient=status >= 500, status_code=status)
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = None
     timeout: float = 10.0
+    ca_file: str | None = None
+    """PEM file of the CAs the server's certificate must chain to; None: the system's CAs."""
 
 
 class Mailer:
@@ -127,10 +136,18 @@ class Mailer:
         try:
             with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as client:
                 if smtp.starttls:
-                    client.starttls(context=ssl.create_default_context())
+                    # smtplib raises SMTPNotSupportedError when the server offers no STARTTLS, so
+                    # nothing, credentials included, goes out in clear; the certificate must match SMTP_HOST.
+                    client.starttls(context=ssl.create_default_context(cafile=smtp.ca_file))
                 if smtp.username:
                     client.login(smtp.username, smtp.password or "")
                 client.send_message(message)
+        except smtplib.SMTPNotSupportedError as exc:
+            raise NotificationFailed(f"the server does not offer {_extension(exc)}", transient=False) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise NotificationFailed(
+                f"the server's certificate is not trusted ({exc.verify_message})", transient=True
+            ) from None
         except smtplib.SMTPRecipientsRefused as exc:
             code = min(code for code, _ in exc.recipients.values())
             raise NotificationFailed(
@@ -144,6 +161,11 @@ class Mailer:
             raise NotificationFailed(
                 f"could not talk to {smtp.host}:{smtp.port} ({exc.__class__.__name__})", transient=True
             ) from None
+
+
+def _extension(exc: smtplib.SMTPNotSupportedError) -> str:
+    """``STARTTLS`` or ``AUTH``: the extension smtplib missed (its message names it)."""
+    return "STARTTLS" if "STARTTLS" in str(exc) else "AUTH" if "AUTH" in str(exc) else "a needed extension"
 
 
 def email_message(

@@ -21,6 +21,7 @@ from services.upload.intake import Intake
 from services.upload.receive import content_digest, upload_request_class
 from shared.auth import Authenticator, warn_if_open
 from shared.broker import connect
+from shared.callbacks import CallbackGuard
 from shared.config import Settings, settings
 from shared.errors import JobNotFound, RequestRejected
 from shared.http import install_job_log_context, install_json_errors
@@ -97,6 +98,7 @@ def create_app(
         secret=s.download_link_secret.get_secret_value().encode() if s.download_link_secret else b"",
         key_names=auth.key_names,
     )
+    callbacks = CallbackGuard(s.callback_allowed_hosts)  # the notifier checks again before each POST
 
     @app.before_request
     def _authenticate():
@@ -116,7 +118,7 @@ def create_app(
         if upload is None:
             raise RequestRejected("Send the video as a multipart/form-data part named 'file'.", code="missing_file")
         options = options_from_form(request.form)  # before anything is stored: a bad option keeps nothing
-        targets = targets_from_form(request.form)  # CALLBACK_ALLOWED_HOSTS is the notifier's to apply
+        targets = targets_from_form(request.form, callbacks)
         if targets.email and quota_subject():  # before the file is stored: a refusal keeps nothing
             quotas.charge("emails", quota_subject())
         job = intake.submit(

@@ -18,6 +18,9 @@ from tests.support.stack import Stack
 pytestmark = pytest.mark.e2e
 
 VIDEO = "opus_in_mp4_stereo_audio_only.mp4"
+RECEIVER_HOST = "127.0.0.2"
+"""Where the test receivers listen: a loopback address the stack lists in CALLBACK_ALLOWED_HOSTS,
+so that 127.0.0.1, in every spelling, stays one the guard refuses."""
 SECRET = "test-webhook-secret"
 TRIES = 3
 BACKOFF = 2
@@ -41,6 +44,7 @@ def stack(module_stack, smtp) -> Stack:
         NOTIFY_BACKOFF_SECONDS=str(BACKOFF),
         PUBLIC_URL="https://siphon.example.org",
         OUTPUT_CACHE="false",
+        CALLBACK_ALLOWED_HOSTS=RECEIVER_HOST,
     )
 
 
@@ -61,7 +65,7 @@ def notifications(stack: Stack, job_id: str, kind: str, count: int, timeout: flo
 
 
 def test_completed_job_sends_an_email_and_a_signed_webhook(stack, smtp, media_dir):
-    with WebhookReceiver() as receiver:
+    with WebhookReceiver(host=RECEIVER_HOST) as receiver:
         job_id = submit(stack, media_dir / VIDEO, email="me@example.com", callback_url=receiver.url)
         assert stack.wait_for_job(job_id, timeout=30)["status"] == "completed"
         [request] = receiver.wait_for(1)
@@ -101,7 +105,7 @@ def test_failed_job_emails_the_reason(stack, smtp, tmp_path):
 
 
 def test_webhook_answered_500_twice_is_retried_with_backoff_until_delivered(stack, media_dir):
-    with WebhookReceiver(plan=[500, 500]) as receiver:
+    with WebhookReceiver(plan=[500, 500], host=RECEIVER_HOST) as receiver:
         job_id = submit(stack, media_dir / VIDEO, callback_url=receiver.url)
         tries = notifications(stack, job_id, "webhook", 3)
         received = receiver.requests
@@ -119,7 +123,7 @@ def test_webhook_answered_500_twice_is_retried_with_backoff_until_delivered(stac
 
 
 def test_webhook_that_always_fails_is_given_up_after_the_bounded_tries(stack, media_dir):
-    with WebhookReceiver(default=503) as receiver:
+    with WebhookReceiver(default=503, host=RECEIVER_HOST) as receiver:
         job_id = submit(stack, media_dir / VIDEO, callback_url=receiver.url)
         tries = notifications(stack, job_id, "webhook", TRIES)
         assert [t["outcome"] for t in tries] == ["failed"] * (TRIES - 1) + ["gave_up"]
@@ -129,17 +133,27 @@ def test_webhook_that_always_fails_is_given_up_after_the_bounded_tries(stack, me
 
 
 def test_webhook_answered_4xx_is_not_retried(stack, media_dir):
-    with WebhookReceiver(default=410) as receiver:
+    with WebhookReceiver(default=410, host=RECEIVER_HOST) as receiver:
         job_id = submit(stack, media_dir / VIDEO, callback_url=receiver.url)
         [only] = notifications(stack, job_id, "webhook", 1)
         assert (only["outcome"], only["status_code"]) == ("rejected", 410)
         assert len(receiver.requests) == 1
 
 
+def test_a_redirect_from_a_listed_host_is_not_followed(stack, media_dir):
+    with WebhookReceiver(host="127.0.0.1") as target, WebhookReceiver(host=RECEIVER_HOST, default=302) as listed:
+        listed.location = target.url
+        job_id = submit(stack, media_dir / VIDEO, callback_url=listed.url)
+        [only] = notifications(stack, job_id, "webhook", 1)
+        assert len(listed.requests) == 1
+        assert (target.connections, target.requests) == (0, [])
+    assert (only["outcome"], only["status_code"], only["detail"]) == ("rejected", 302, "answered HTTP 302")
+
+
 def test_notifier_killed_mid_webhook_is_taken_back_and_delivered(stack, media_dir):
     """rq leaves a job whose worker was SIGKILLed in its started registry; the watchdog of the
     restarted notifier sees its worker is dead, records the try, and queues it again."""
-    with WebhookReceiver(hold_first=60) as receiver:
+    with WebhookReceiver(hold_first=60, host=RECEIVER_HOST) as receiver:
         job_id = submit(stack, media_dir / VIDEO, callback_url=receiver.url)
         assert receiver.first_arrived.wait(30), "the webhook never came"
         stack.signal("metadata-notifier", signal.SIGKILL)
@@ -167,6 +181,42 @@ def test_malformed_notification_field_is_400_naming_it_and_keeps_nothing(stack, 
     error = response.json()["error"]
     assert (error["code"], error["field"]) == ("invalid_field", field)
     assert stack.stored_keys() == before
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "2130706433",
+        "0x7f000001",
+        "0177.0.0.1",
+        "127.1",
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.0.1",
+        "100.64.0.1",
+        "169.254.169.254",
+        "[fe80::1]",
+        "[fc00::1]",
+        "224.0.0.1",
+        "0.0.0.0",
+        "240.0.0.1",
+        "[64:ff9b::7f00:1]",
+    ],
+)
+def test_a_callback_to_an_address_that_is_not_global_is_refused_at_submit(stack, media_dir, host):
+    with WebhookReceiver(host="127.0.0.1") as listener:
+        before = stack.stored_keys()
+        response = stack.convert(media_dir / VIDEO, callback_url=f"http://{host}:{listener.port}/hook")
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["field"]) == ("invalid_field", "callback_url")
+        assert "this server does not call it" in error["message"]
+        assert stack.stored_keys() == before
+    assert listener.connections == 0
 
 
 def test_smtp_down_is_recorded_and_the_job_still_completes(module_stack, media_dir):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.net import free_port, wait_until
 
@@ -33,14 +35,34 @@ class _Collect:
 
 
 class SmtpSink:
-    """An SMTP server on 127.0.0.1 that keeps every message it is sent."""
+    """An SMTP server on 127.0.0.1 that keeps every message it is sent.
 
-    def __init__(self):
+    ``smtp_options`` go to aiosmtpd's ``SMTP``: e.g. ``tls_context`` (offer STARTTLS),
+    ``require_starttls``, ``auth_require_tls``. With ``logins`` (login to password) it offers AUTH
+    and records every login tried in ``auth_tries``, right or wrong.
+    """
+
+    def __init__(self, logins: dict[str, str] | None = None, **smtp_options):
         self.port = free_port()
         self.messages: list[email.message.EmailMessage] = []
         self.recipients: list[list[str]] = []
+        self.auth_tries: list[str] = []
         self.lock = threading.Lock()
-        self.controller = Controller(_Collect(self), hostname="127.0.0.1", port=self.port)
+        if logins is not None:
+            smtp_options["authenticator"] = self._authenticator(logins)
+        self.controller = Controller(_Collect(self), hostname="127.0.0.1", port=self.port, **smtp_options)
+
+    def _authenticator(self, logins: dict[str, str]):
+        def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+            if not isinstance(auth_data, LoginPassword):
+                return AuthResult(success=False, handled=False)
+            login, password = auth_data.login.decode(), auth_data.password.decode()
+            with self.lock:
+                self.auth_tries.append(login)
+            success = logins.get(login) == password
+            return AuthResult(success=success, handled=False)  # aiosmtpd answers 235 or 535 itself
+
+        return authenticate
 
     def __enter__(self) -> SmtpSink:
         self.controller.start()
@@ -67,16 +89,25 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """An HTTP server on 127.0.0.1 answering its ``plan`` of statuses in turn (then ``default``).
+    """An HTTP server on ``host`` (a loopback address) answering its ``plan`` of statuses in turn
+    (then ``default``).
 
     ``hold_first`` seconds: the first request is answered only that late (or when :meth:`release`
-    is called), to catch a notifier in the middle of a try.
+    is called), to catch a notifier in the middle of a try. ``location``: the ``Location`` header
+    of every answer (a redirect's target). ``tls``: serve https with this server context; ``name``:
+    the host its ``url`` names (default ``host``). ``connections`` counts accepted TCP connections,
+    requests or not.
     """
 
     plan: Iterable[int] = ()
     default: int = 200
     hold_first: float = 0.0
+    host: str = "127.0.0.1"
+    location: str | None = None
+    tls: ssl.SSLContext | None = None
+    name: str | None = None
     requests: list[Received] = field(default_factory=list)
+    connections: int = 0
 
     def __post_init__(self):
         self._plan = list(self.plan)
@@ -97,6 +128,8 @@ class WebhookReceiver:
                     receiver._released.wait(receiver.hold_first)
                 try:
                     self.send_response(status)
+                    if receiver.location:
+                        self.send_header("Location", receiver.location)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:  # the notifier hung up (killed while waiting)
@@ -105,9 +138,19 @@ class WebhookReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def get_request(self):
+                sock, address = super().get_request()
+                receiver.connections += 1
+                if receiver.tls is not None:
+                    sock = receiver.tls.wrap_socket(sock, server_side=True)
+                return sock, address
+
+        self.server = Server((self.host, 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.port = self.server.server_address[1]
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://{self.name or self.host}:{self.port}/hook"
 
     def __enter__(self) -> WebhookReceiver:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()

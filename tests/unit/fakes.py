@@ -7,7 +7,9 @@ Each fake keeps a ``calls`` list of ``(operation, argument)`` pairs and can be t
 from __future__ import annotations
 
 import io
+import ipaddress
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,7 +19,7 @@ from services.conversion.converter import Probed
 from services.conversion.encode import EncodeResult
 from services.conversion.probe import AudioStream, ProbeResult
 from shared.broker import Publishes, Topology
-from shared.errors import JobNotFound, ObjectNotFound
+from shared.errors import CallbackRefused, JobNotFound, ObjectNotFound
 from shared.jobs import Job, JobStatus
 from shared.storage import CHUNK_BYTES
 
@@ -263,3 +265,55 @@ class FakeConverter(_Recorder):
 
     def abort_current(self) -> None:
         self.aborted_current += 1
+
+
+class FakeResolver:
+    """A DNS that answers from ``table`` (name to addresses); ``answers`` gives later lookups of a
+    name other answers in turn (a rebinding DNS). ``lookups`` records every name asked."""
+
+    def __init__(self, table: dict[str, list[str]], answers: dict[str, list[list[str]]] | None = None):
+        self.table = table
+        self.answers = {name: list(turns) for name, turns in (answers or {}).items()}
+        self.lookups: list[str] = []
+
+    def __call__(self, host: str, port: int) -> list:
+        self.lookups.append(host)
+        if self.answers.get(host):
+            return [ipaddress.ip_address(a) for a in self.answers[host].pop(0)]
+        if host not in self.table:
+            raise CallbackRefused(f"its host {host!r} does not resolve (gaierror)")
+        return [ipaddress.ip_address(a) for a in self.table[host]]
+
+
+@dataclass
+class FakeResponse:
+    status: int
+
+
+class FakePools:
+    """Stands in for ``webhook_transport.open_pool``: records each pool asked for and each POST,
+    and answers the next planned status, or raises the planned exception."""
+
+    def __init__(self, *plan):
+        self.plan = list(plan)
+        self.opened: list[dict] = []
+        self.posts: list[dict] = []
+
+    def __call__(self, scheme, address, port, hostname, timeout):
+        self.opened.append({"scheme": scheme, "address": str(address), "port": port, "hostname": hostname})
+        return _FakePool(self, str(address))
+
+
+class _FakePool:
+    def __init__(self, pools: FakePools, address: str):
+        self.pools, self.address = pools, address
+
+    def urlopen(self, method, url, body, headers, **options):
+        self.pools.posts.append({"address": self.address, "url": url, "body": body, "headers": headers, **options})
+        answer = self.pools.plan.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return FakeResponse(answer)
+
+    def close(self):
+        pass

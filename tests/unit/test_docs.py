@@ -43,6 +43,8 @@ def default_of(name: str, field: FieldInfo) -> str:
     value = field.default
     if value is None:
         return "*(unset)*"
+    if value == "":
+        return "*(empty)*"
     text = f"{value:g}" if isinstance(value, float) else str(value)
     if name.endswith("_bytes") and value >= MiB:
         return f"`{text}` ({value / GiB:g} GiB)" if value >= GiB else f"`{text}` ({value / MiB:g} MiB)"

@@ -103,3 +103,10 @@ def test_secrets_are_read_from_docker_s_mount_point_only_when_it_exists(monkeypa
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pydantic-settings warns of a missing directory it is given
         assert load_settings().download_link_secret is None
+
+
+def test_an_smtp_ca_file_that_is_not_there_stops_the_service_naming_the_variable(tmp_path):
+    with pytest.raises(ConfigError, match="^SMTP_CA_FILE: "):
+        load_settings(smtp_ca_file=tmp_path / "missing.pem")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert load_settings(smtp_ca_file=tmp_path / "ca.pem").smtp_ca_file == tmp_path / "ca.pem"

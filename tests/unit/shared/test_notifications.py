@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared.notifications import InvalidField, NotificationTargets, host_allowed, targets_from_form
+from shared.callbacks import CallbackGuard
+from shared.notifications import InvalidField, NotificationTargets, targets_from_form
+from tests.unit.fakes import FakeResolver
+
+PUBLIC = CallbackGuard(resolve=FakeResolver({"hooks.example.org": ["93.184.215.14"], "example.org": ["93.184.215.14"]}))
 
 
 def test_absent_or_empty_fields_ask_for_nothing():
@@ -14,7 +18,7 @@ def test_absent_or_empty_fields_ask_for_nothing():
 
 def test_valid_fields_are_kept():
     targets = targets_from_form(
-        {"email": "ana.b+mp3@mail.example.org", "callback_url": "https://hooks.example.org/x?a=1"}
+        {"email": "ana.b+mp3@mail.example.org", "callback_url": "https://hooks.example.org/x?a=1"}, PUBLIC
     )
     assert targets == NotificationTargets("ana.b+mp3@mail.example.org", "https://hooks.example.org/x?a=1")
 
@@ -56,13 +60,18 @@ def test_a_malformed_email_is_refused_naming_the_field(email):
 )
 def test_a_callback_url_that_is_not_http_to_a_host_is_refused(url):
     with pytest.raises(InvalidField) as refused:
-        targets_from_form({"callback_url": url})
+        targets_from_form({"callback_url": url}, PUBLIC)
     assert refused.value.field == "callback_url"
 
 
-def test_callback_hosts_can_be_limited():
-    assert host_allowed("http://127.0.0.1:9/x", "127.0.0.1,localhost")
-    assert host_allowed("https://a.hooks.example.org/", "*.hooks.example.org")
-    assert not host_allowed("https://evil.example.net/", "*.hooks.example.org")
-    with pytest.raises(InvalidField):
-        targets_from_form({"callback_url": "http://10.0.0.1/"}, allowed_hosts="hooks.example.org")
+def test_a_callback_to_a_private_address_is_refused_naming_the_field_and_the_reason():
+    with pytest.raises(InvalidField) as refused:
+        targets_from_form({"callback_url": "http://10.0.0.1/"}, PUBLIC)
+    assert (refused.value.field, refused.value.code) == ("callback_url", "invalid_field")
+    assert "private (RFC 1918)" in refused.value.message
+
+
+def test_a_callback_host_that_does_not_resolve_is_refused():
+    with pytest.raises(InvalidField) as refused:
+        targets_from_form({"callback_url": "https://nowhere.example.net/"}, PUBLIC)
+    assert "does not resolve" in refused.value.message
