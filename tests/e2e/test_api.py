@@ -23,6 +23,7 @@ from tests.support.http import (
     post_multipart,
 )
 from tests.support.media import make_tone_wav, probe_audio
+from tests.support.moto import s3_client
 from tests.support.net import free_port
 from tests.support.stack import REDIS_URL, Stack
 
@@ -67,8 +68,8 @@ def converted(request, module_stack, media_dir) -> tuple[Stack, str, bytes]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def submit(stack: Stack, path, filename: str) -> str:
-    response = stack.convert(path, filename)
+def submit(stack: Stack, path, filename: str, **fields: str) -> str:
+    response = stack.convert(path, filename, **fields)
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
 
@@ -367,6 +368,47 @@ def test_head_gives_the_headers_without_the_body(converted):
     assert response.headers["Content-Length"] == str(len(mp3))
     assert response.headers["Accept-Ranges"] == "bytes"
     assert response.content == b""
+
+
+# --- a repeated upload (the output cache) ------------------------------------------------------
+def delete_behind_siphons_back(stack: Stack, key: str) -> None:
+    """Remove an object as a bucket lifecycle rule or an operator would, telling siphon nothing."""
+    if stack.backend == "s3":
+        s3_client(stack.s3_endpoint).delete_object(Bucket=stack.bucket, Key=key)
+    else:
+        (stack.storage_dir / key).unlink()
+
+
+def test_a_cache_hit_answers_as_the_contract_shows_and_is_completed_at_its_first_status(converted, media_dir):
+    stack, job_id, mp3 = converted
+    response = stack.convert(media_dir / VIDEO, "Holiday clip.mp4")
+    assert response.status_code == 202
+    body = response.json()
+    assert body == {"job_id": body["job_id"], "status": "queued", "message": SUBMITTED, "cached": True}
+    assert body["job_id"] != job_id
+    status = stack.status(body["job_id"]).json()
+    assert status["status"] == "completed" and status["cached"] is True
+    assert stack.download(body["job_id"]).content == mp3
+
+
+def test_a_cache_hit_whose_output_is_gone_is_converted_afresh(converted, media_dir, tmp_path):
+    stack, _, _ = converted
+    first = submit(stack, media_dir / VIDEO, "gone.mp4", title="Output deleted behind siphon's back")
+    assert stack.wait_for_job(first, timeout=30)["status"] == "completed"
+    delete_behind_siphons_back(stack, stack.job_record(first)["output_key"])
+
+    again = submit(stack, media_dir / VIDEO, "gone.mp4", title="Output deleted behind siphon's back")
+    assert stack.wait_for_job(again, timeout=30)["status"] == "completed"
+    record = stack.job_record(again)
+    assert not record["cached"] and record["output_key"] == f"jobs/{again}/output.mp3", "converted, not cached"
+    download = stack.download(again)
+    assert download.status_code == 200
+    (tmp_path / "again.mp3").write_bytes(download.content)
+    assert probe_audio(tmp_path / "again.mp3").frames > 0
+
+    third = stack.convert(media_dir / VIDEO, "gone.mp4", title="Output deleted behind siphon's back").json()
+    assert third["cached"] is True and stack.job_record(third["job_id"])["output_key"] == record["output_key"]
+    assert stack.download(third["job_id"]).status_code == 200
 
 
 # --- every other error -------------------------------------------------------------------------
