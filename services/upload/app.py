@@ -17,7 +17,7 @@ from flask import Flask, g, jsonify, request
 from services.upload import metrics
 from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
-from services.upload.receive import content_digest, upload_request_class
+from services.upload.receive import content_digest, received_head, upload_request_class
 from shared.auth import Authenticator, warn_if_open
 from shared.broker import ConfirmingPublisher, Topology, connect
 from shared.config import Settings, settings
@@ -119,6 +119,7 @@ def create_app(s: Settings | None = None, intake: Intake | None = None, auth: Au
             targets=targets,
             content_sha256=content_digest(upload.stream),
             owner=g.principal.name,
+            head=received_head(upload.stream),
         )
         metrics.UPLOAD_BYTES.inc(job.input_size)
         return jsonify(submitted_body(job)), 202
