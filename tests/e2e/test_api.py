@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 
 import pytest
 import redis
@@ -143,6 +144,36 @@ def test_empty_file_is_400_empty_file(limited_stack):
         post_multipart(f"{limited_stack.url}/convert", multipart_body([file_part(b"", "a.mp4")])), 400, "empty_file"
     )
     assert_nothing_held(limited_stack)
+
+
+NOT_MEDIA = {
+    # what: (file bytes, what the 415's message says it looks like)
+    "text": (b"Shopping list: milk, eggs, a video converter.\n" * 20, "text"),
+    "html": (b"<!DOCTYPE html>\n<html><head><title>Holiday</title></head><body>clip</body></html>\n", "an HTML page"),
+    "zip": (b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(20_000), "a ZIP archive"),
+    "png": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(500), "a PNG image"),
+    "elf": (Path("/bin/true").read_bytes()[:50_000], "an executable"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(NOT_MEDIA))
+def test_a_file_that_is_clearly_not_media_is_415_not_media_and_leaves_nothing(limited_stack, what):
+    data, kind = NOT_MEDIA[what]
+    response = post_multipart(f"{limited_stack.url}/convert", multipart_body([file_part(data, "clip.mp4")]))
+    assert_json_error(response, 415, "not_media")
+    assert response.json()["error"]["message"] == f"The file is not a video or audio file. It looks like {kind}."
+    assert_nothing_held(limited_stack)
+
+
+def test_uploads_right_after_a_not_media_refusal_mid_body_succeed(queued_stack, media_dir):
+    """A large ZIP is refused once its first bytes are in, its body unread: the next upload on the
+    gateway's connections still goes through."""
+    archive = multipart_body([file_part(b"PK\x03\x04" + bytes(UPLOAD_LIMIT_BYTES - 4), "a.mp4")])
+    video = multipart_body([file_part((media_dir / VIDEO).read_bytes(), "a.mp4")])
+    answers = []
+    for _ in range(5):
+        answers += [post_multipart(f"{queued_stack.url}/convert", body).status_code for body in (archive, video)]
+    assert answers == [415, 202] * 5
 
 
 @pytest.mark.parametrize("size", [UPLOAD_LIMIT_BYTES + 1, 150_000, 3_000_000])
