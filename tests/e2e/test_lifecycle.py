@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.http import assert_json_error
 from tests.support.net import wait_until
+from tests.support.not_media import write_unreadable
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +39,7 @@ def wait_expired(stack: Stack, job_id: str, timeout: float = 30) -> dict:
 
 
 def test_input_is_deleted_when_the_job_ends(stack, media_dir, tmp_path):
-    notes = tmp_path / "notes.mp4"
-    notes.write_text("not a video\n" * 50)
+    notes = write_unreadable(tmp_path / "notes.mp4")  # fails in the worker (text is refused at upload)
     completed = submit(stack, media_dir / VIDEO, title="input test")["job_id"]
     failed = submit(stack, notes)["job_id"]
     stack.wait_for_jobs([completed, failed], timeout=30)
