@@ -148,7 +148,7 @@ def secret(tmp_path) -> tuple[Path, bytes]:
 POINTER_FILES = {
     # kind: (contents(secret, url), expected outcome)
     "hls_playlist": (hls_playlist, "unsupported_format"),
-    "ffconcat_script": (ffconcat_script, "unsupported_format"),
+    "ffconcat_script": (ffconcat_script, "refused_at_upload"),  # text: POST /convert answers 415 not_media
     # A genuine AVI (an allowed container) whose only stream is the GAB2 text holding the playlist:
     # FFmpeg opens only SRT/ASS inside GAB2, so the playlist stays inert and the file has no audio.
     "avi_gab2_playlist": (lambda secret, url: avi_carrying_playlist(hls_playlist(secret, url)), "no_audio_stream"),
@@ -166,6 +166,9 @@ def test_file_pointing_elsewhere_opens_nothing_but_itself(kind, clean_stack, sec
     with LoopbackListener() as listener:
         source = tmp_path / "clip.mp4"
         source.write_bytes(build(secret[0], listener.url()))
+        if outcome == "refused_at_upload":
+            assert_json_error(clean_stack.convert(source, filename="clip.mp4"), 415, "not_media")
+            return
         job_id, final, record = run_job(clean_stack, source)
         time.sleep(0.3)  # a connection would be accepted within the listener's 0.2 s tick
         assert listener.connections == [], f"FFmpeg called the listener: {listener.connections}"
