@@ -55,7 +55,11 @@ class Settings(BaseSettings):
     )
     amqp_heartbeat_seconds: int = Field(30, ge=0, description="AMQP heartbeat interval, seconds (0 disables).")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (job-state cache).")
-    redis_prefix: str = Field("siphon:", description="Prefix of every Redis key.")
+    redis_prefix: str = Field(
+        "siphon:",
+        description="Prefix of every Redis key. Deployments that share one Redis need distinct prefixes: "
+        "each one's job records and output cache name objects in its own storage.",
+    )
 
     # --- service addresses ---------------------------------------------------------------
     upload_url: str = Field("http://127.0.0.1:5001", description="Upload service base URL, as the gateway reaches it.")

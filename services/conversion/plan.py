@@ -117,19 +117,29 @@ def choose_cover(probe: ProbeResult, options: ConversionOptions, output: OutputF
 
     ``cover=source`` keeps the source's cover picture; ``cover=frame`` takes one video frame at
     ``cover_at`` seconds or at :data:`COVER_AT_RATIO` of the duration; ``cover=none`` embeds
-    nothing. Without ``cover``: the source's cover if it has one, else a frame if it has video,
-    else nothing. A mode the source cannot serve (no picture, no video) embeds nothing.
+    nothing. Without ``cover``: the source's cover if it has one, else nothing (a frame only on
+    request, or when ``cover_at`` names its time). A mode the source cannot serve (no picture, no
+    video) embeds nothing.
     """
     if not output.cover_art:
         return None
     picture, video = probe.attached_picture(), probe.moving_picture()
-    mode = options.cover or ("source" if picture else "frame" if video else "none")
+    mode = options.cover or default_cover_mode(options, has_picture=picture is not None)
     if mode == "source" and picture is not None:
         return Cover(index=picture.index)
     if mode == "frame" and video is not None:
         at = cover_time(probe.duration_seconds, options.cover_at)
         return Cover(index=video.index, at_seconds=at, exact=options.cover_at is not None)
     return None
+
+
+def default_cover_mode(options: ConversionOptions, has_picture: bool) -> str:
+    """The cover mode when the client named none: ``frame`` if it named a ``cover_at``, else
+    ``source`` if the source has a picture, else ``none``. A frame is never added unasked: it made
+    a short clip's MP3 mostly picture, and players and ffprobe then list a video stream in it."""
+    if options.cover_at is not None:
+        return "frame"
+    return "source" if has_picture else "none"
 
 
 def cover_time(duration: float | None, requested: float | None) -> float:

@@ -36,6 +36,7 @@ from services.conversion.sandbox import Jail, bwrap_failure
 from services.conversion.sniff import has_encryption_boxes, walk_top_level_boxes
 from shared.errors import MediaError, SandboxFailed
 from shared.jobs import MediaFacts
+from shared.sniff import SNIFF_BYTES, not_media_kind
 
 ALLOWED_DEMUXERS = (
     # video containers
@@ -395,4 +396,12 @@ def explain_unreadable(path: Path, stderr: str) -> MediaError:
         return MediaError(
             "The file looks like MP4 but its structure is broken (no usable moov box).", code=codes.CORRUPT
         )
-    return MediaError("The file is not a video or audio file.", code=codes.NOT_MEDIA)
+    return MediaError(f"The file is not a video or audio file.{looks_like(path)}", code=codes.NOT_MEDIA)
+
+
+def looks_like(path: Path) -> str:
+    """ " It looks like <kind>." when the head of ``path`` shows what it is instead of media (an
+    S3 event's or a queue message's PNG, say: ``POST /convert`` refuses those itself), else ""."""
+    with open(path, "rb") as f:
+        kind = not_media_kind(f.read(SNIFF_BYTES))
+    return f" It looks like {kind}." if kind else ""

@@ -12,6 +12,12 @@ Each job holds its output until it expires; :meth:`OutputCache.release` drops th
 last one out deletes the object and the cache entry in the same transaction that saw the holders
 run out, so no new job can claim an output that is being deleted. Outputs outside ``jobs/``
 (S3-event and queue jobs write where their producer said) are never held, cached or deleted.
+
+Redis is not the truth about storage: a bucket lifecycle rule, a restored Redis, an operator
+deleting objects, or two deployments sharing one Redis under one ``REDIS_PREFIX`` while storing
+files in different places can leave an entry naming an object that is not there. So a hit is
+served only after one HEAD (``Storage.size``) finds the output; an entry whose output is gone is
+dropped, and the upload is converted afresh (its output then becomes the entry).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 
 import redis
 
-from shared.errors import JobStoreUnavailable
+from shared.errors import JobStoreUnavailable, ObjectNotFound, StorageUnavailable
 from shared.jobs import JOBS_KEY_PREFIX, Job, JobStatus, MediaFacts
 from shared.storage import Storage
 
@@ -47,12 +53,13 @@ class OutputCache:
     # --- a new upload ---------------------------------------------------------------------------
     def reuse(self, job: Job) -> Job:
         """``job`` completed from the cache (``cached: true``, the earlier job's output) when an
-        identical upload's output is still there, else ``job`` unchanged. A hit already holds the
-        output; if the job is then not stored, :meth:`release` it."""
+        identical upload's output is still there (in storage, not just in Redis), else ``job``
+        unchanged, to be converted. A hit already holds the output; if the job is then not stored,
+        :meth:`release` it."""
         if not (self.enabled and job.cache_key and job.status is JobStatus.QUEUED):
             return job
         origin = self.claim(job.cache_key, job.job_id)
-        if origin is None:
+        if origin is None or not self._output_present(job, origin["output_key"]):
             return job
         now = time.time()
         log.info(
@@ -88,6 +95,50 @@ class OutputCache:
                         pipe.sadd(self.holders_key(origin["output_key"]), job_id)
                         pipe.execute()
                         return origin
+                    except redis.WatchError:
+                        continue
+        except redis.RedisError as exc:
+            raise JobStoreUnavailable(f"redis: {exc}") from exc
+
+    def _output_present(self, job: Job, output_key: str) -> bool:
+        """Whether the claimed ``output_key`` is in storage. When it is not, ``job``'s hold is
+        dropped, and so is the cache entry (if it still names that output); when storage cannot
+        say, only the hold: this upload is converted, and the entry is left for the next one."""
+        try:
+            self.storage.size(output_key)
+            return True
+        except ObjectNotFound:
+            log.warning(
+                "cached output %s is gone from storage: converting afresh", output_key, extra={"job_id": job.job_id}
+            )
+            self._forget(job.cache_key, output_key, job.job_id)
+        except StorageUnavailable as exc:
+            log.warning(
+                "cannot check cached output %s (%s): converting afresh", output_key, exc, extra={"job_id": job.job_id}
+            )
+            self._forget(None, output_key, job.job_id)
+        return False
+
+    def _forget(self, cache_key: str | None, output_key: str, job_id: str) -> None:
+        """Drop ``job_id``'s hold on ``output_key`` and, with a ``cache_key``, its entry while it
+        still names ``output_key`` (another upload may have replaced it meanwhile)."""
+        holders = self.holders_key(output_key)
+        try:
+            if cache_key is None:
+                self.redis.srem(holders, job_id)
+                return
+            entry = self.entry_key(cache_key)
+            with self.redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(entry)
+                        cached = json.loads(pipe.get(entry) or "null")
+                        pipe.multi()
+                        pipe.srem(holders, job_id)
+                        if cached and cached.get("output_key") == output_key:
+                            pipe.delete(entry)
+                        pipe.execute()
+                        return
                     except redis.WatchError:
                         continue
         except redis.RedisError as exc:

@@ -2,7 +2,7 @@
 
 POST /convert             multipart/form-data with a ``file`` part and optional option fields
                           (``shared/options.py``) and notification fields (``email``, ``callback_url``:
-                          ``shared/notifications.py``) → 202 {"job_id", "status", "message", "cached"?}
+                          ``shared/notifications.py``) → 202 {"job_id", "status": "queued", "message", "cached"?}
                           | 400 invalid_option, invalid_field
                           or JSON {"upload_id", "filename"?, <options>} for a direct upload (direct.py)
 POST /uploads             JSON {"size"} → 201 {"upload_id", "upload_url", ...} | 413 | 501 not_supported
@@ -18,14 +18,14 @@ from services.upload import metrics
 from services.upload.bootstrap import make_intake
 from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
-from services.upload.receive import content_digest, upload_request_class
+from services.upload.receive import content_digest, received_head, upload_request_class
 from shared.auth import Authenticator, warn_if_open
 from shared.broker import connect
 from shared.callbacks import CallbackGuard
 from shared.config import Settings, settings
 from shared.errors import JobNotFound, RequestRejected
 from shared.http import install_job_log_context, install_json_errors
-from shared.jobs import Job, is_valid_job_id
+from shared.jobs import Job, JobStatus, is_valid_job_id
 from shared.metrics import install_metrics
 from shared.notifications import targets_from_form
 from shared.options import options_from_form
@@ -42,9 +42,10 @@ RESUBMITTED_MESSAGE = "Conversion job submitted again."
 
 
 def submitted_body(job: Job) -> dict:
-    """The 202 body: ``{"job_id", "status", "message"}``; an upload identical to an earlier one
-    comes back ``completed`` at once, with ``"cached": true``."""
-    body = {"job_id": job.job_id, "status": job.status.value, "message": SUBMITTED_MESSAGE}
+    """The 202 body: ``{"job_id", "status": "queued", "message"}``, as the contract shows it. An
+    upload identical to an earlier one adds ``"cached": true``; its job is already ``completed``,
+    which its first /status says: clients written against the contract look for ``queued`` here."""
+    body = {"job_id": job.job_id, "status": JobStatus.QUEUED.value, "message": SUBMITTED_MESSAGE}
     if job.cached:
         body["cached"] = True
     return body
@@ -129,6 +130,7 @@ def create_app(
             content_sha256=content_digest(upload.stream),
             owner=g.principal.name,
             quota_subject=quota_subject(),
+            head=received_head(upload.stream),
         )
         metrics.UPLOAD_BYTES.inc(job.input_size)
         return jsonify(submitted_body(job)), 202

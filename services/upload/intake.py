@@ -13,6 +13,7 @@ import logging
 import time
 from typing import BinaryIO
 
+from services.upload.screen import refuse_unless_media
 from shared.broker import Publishes, Topology
 from shared.errors import JobNotFound, JobNotRetryable, RequestRejected, SiphonError
 from shared.filenames import clean_filename
@@ -55,20 +56,25 @@ class Intake:
         content_sha256: str | None = None,
         owner: str | None = None,
         quota_subject: str | None = None,
+        head: bytes | None = None,
     ) -> Job:
         """Store ``stream`` and queue its conversion with ``options`` (default: the plain MP3);
         return the ``queued`` job, owned by ``owner`` (a key name; None in open mode). ``targets``
         are told when it ends; it counts in ``quota_subject``'s unfinished jobs. With the upload's
         ``content_sha256``, an identical earlier upload's output may serve it: the job then comes
-        back ``completed`` and ``cached``, and no conversion is queued.
+        back ``completed`` and ``cached``, and no conversion is queued. With the file's ``head``
+        (its first bytes, as the receiver kept them), an empty file or one that is clearly not
+        media is refused before anything is stored.
 
         Raises:
-            RequestRejected: the file is empty (400 ``empty_file``) or larger than
-                ``MAX_UPLOAD_BYTES`` (413 ``file_too_large``).
+            RequestRejected: the file is empty (400 ``empty_file``), not media by its head (415
+                ``not_media``) or larger than ``MAX_UPLOAD_BYTES`` (413 ``file_too_large``).
             Unavailable: storage, the metadata service or RabbitMQ is down (503); nothing is kept.
         """
         job_id = new_job_id()
         with job_context(job_id):
+            if head is not None:
+                refuse_unless_media(head)
             try:
                 size = self.storage.put_stream(input_key(job_id), stream)
                 self._check_size(size)

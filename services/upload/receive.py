@@ -10,7 +10,10 @@ Two costs of werkzeug's defaults, measured on a 113 MB upload (docs/performance.
   the part is written there and storing it is a hard link instead of a second copy.
 
 The file part is hashed (SHA-256, for the output cache) as the parser writes it
-(:class:`HashingFile`), so the upload is never read a second time just to hash it.
+(:class:`HashingFile`), so the upload is never read a second time just to hash it. Its first
+:data:`~shared.sniff.SNIFF_BYTES` are kept and judged as soon as they are in: a file that is
+clearly not media (``screen.py``) stops the parse with 415 ``not_media`` before the rest of its
+body is read or written, so a 2 GB ZIP costs one read, not a 2 GB temp file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import BinaryIO
 from flask import Request
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
+from services.upload.screen import refuse_if_not_media
+from shared.sniff import SNIFF_BYTES
 from shared.storage import Storage
 
 BODY_READ_BYTES = 256 * 1024
@@ -47,7 +52,8 @@ class LargeReadFormDataParser(FormDataParser):
 
 
 class HashingFile:
-    """The file the multipart parser writes the upload into, hashing every byte written.
+    """The file the multipart parser writes the upload into, hashing every byte written and
+    keeping the first :data:`~shared.sniff.SNIFF_BYTES` of them.
 
     Everything else (``read``, ``seek``, ``name``, ``fileno``, ...) is the wrapped file's, so
     storage sees the staging file it made and still hard-links it into place.
@@ -56,14 +62,28 @@ class HashingFile:
     def __init__(self, file: BinaryIO):
         self._file = file
         self._sha256 = hashlib.sha256()
+        self._head = b""
 
     def write(self, data: bytes) -> int:
+        """Hash and write ``data``; the write that completes the head judges it first.
+
+        Raises:
+            RequestRejected: the head shows the file is not media (415 ``not_media``).
+        """
+        if len(self._head) < SNIFF_BYTES:
+            self._head += data[: SNIFF_BYTES - len(self._head)]
+            if len(self._head) == SNIFF_BYTES:
+                refuse_if_not_media(self._head)
         self._sha256.update(data)
         return self._file.write(data)
 
     def hexdigest(self) -> str:
         """SHA-256 of everything written, as 64 hex digits."""
         return self._sha256.hexdigest()
+
+    def head(self) -> bytes:
+        """The first :data:`~shared.sniff.SNIFF_BYTES` written (all of them for a shorter file)."""
+        return self._head
 
     def __getattr__(self, name: str):
         return getattr(self._file, name)
@@ -78,6 +98,11 @@ class HashingFile:
 def content_digest(stream: object) -> str | None:
     """SHA-256 of an uploaded file part as it was received, or None if it was not hashed."""
     return stream.hexdigest() if isinstance(stream, HashingFile) else None
+
+
+def received_head(stream: object) -> bytes | None:
+    """The first bytes of an uploaded file part as it was received, or None if they were not kept."""
+    return stream.head() if isinstance(stream, HashingFile) else None
 
 
 def upload_request_class(storage: Storage) -> type[Request]:

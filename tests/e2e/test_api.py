@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 
 import pytest
 import redis
@@ -23,6 +24,7 @@ from tests.support.http import (
     post_multipart,
 )
 from tests.support.media import make_tone_wav, probe_audio
+from tests.support.moto import s3_client
 from tests.support.net import free_port
 from tests.support.stack import REDIS_URL, Stack
 
@@ -67,8 +69,8 @@ def converted(request, module_stack, media_dir) -> tuple[Stack, str, bytes]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def submit(stack: Stack, path, filename: str) -> str:
-    response = stack.convert(path, filename)
+def submit(stack: Stack, path, filename: str, **fields: str) -> str:
+    response = stack.convert(path, filename, **fields)
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
 
@@ -142,6 +144,36 @@ def test_empty_file_is_400_empty_file(limited_stack):
         post_multipart(f"{limited_stack.url}/convert", multipart_body([file_part(b"", "a.mp4")])), 400, "empty_file"
     )
     assert_nothing_held(limited_stack)
+
+
+NOT_MEDIA = {
+    # what: (file bytes, what the 415's message says it looks like)
+    "text": (b"Shopping list: milk, eggs, a video converter.\n" * 20, "text"),
+    "html": (b"<!DOCTYPE html>\n<html><head><title>Holiday</title></head><body>clip</body></html>\n", "an HTML page"),
+    "zip": (b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(20_000), "a ZIP archive"),
+    "png": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(500), "a PNG image"),
+    "elf": (Path("/bin/true").read_bytes()[:50_000], "an executable"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(NOT_MEDIA))
+def test_a_file_that_is_clearly_not_media_is_415_not_media_and_leaves_nothing(limited_stack, what):
+    data, kind = NOT_MEDIA[what]
+    response = post_multipart(f"{limited_stack.url}/convert", multipart_body([file_part(data, "clip.mp4")]))
+    assert_json_error(response, 415, "not_media")
+    assert response.json()["error"]["message"] == f"The file is not a video or audio file. It looks like {kind}."
+    assert_nothing_held(limited_stack)
+
+
+def test_uploads_right_after_a_not_media_refusal_mid_body_succeed(queued_stack, media_dir):
+    """A large ZIP is refused once its first bytes are in, its body unread: the next upload on the
+    gateway's connections still goes through."""
+    archive = multipart_body([file_part(b"PK\x03\x04" + bytes(UPLOAD_LIMIT_BYTES - 4), "a.mp4")])
+    video = multipart_body([file_part((media_dir / VIDEO).read_bytes(), "a.mp4")])
+    answers = []
+    for _ in range(5):
+        answers += [post_multipart(f"{queued_stack.url}/convert", body).status_code for body in (archive, video)]
+    assert answers == [415, 202] * 5
 
 
 @pytest.mark.parametrize("size", [UPLOAD_LIMIT_BYTES + 1, 150_000, 3_000_000])
@@ -367,6 +399,47 @@ def test_head_gives_the_headers_without_the_body(converted):
     assert response.headers["Content-Length"] == str(len(mp3))
     assert response.headers["Accept-Ranges"] == "bytes"
     assert response.content == b""
+
+
+# --- a repeated upload (the output cache) ------------------------------------------------------
+def delete_behind_siphons_back(stack: Stack, key: str) -> None:
+    """Remove an object as a bucket lifecycle rule or an operator would, telling siphon nothing."""
+    if stack.backend == "s3":
+        s3_client(stack.s3_endpoint).delete_object(Bucket=stack.bucket, Key=key)
+    else:
+        (stack.storage_dir / key).unlink()
+
+
+def test_a_cache_hit_answers_as_the_contract_shows_and_is_completed_at_its_first_status(converted, media_dir):
+    stack, job_id, mp3 = converted
+    response = stack.convert(media_dir / VIDEO, "Holiday clip.mp4")
+    assert response.status_code == 202
+    body = response.json()
+    assert body == {"job_id": body["job_id"], "status": "queued", "message": SUBMITTED, "cached": True}
+    assert body["job_id"] != job_id
+    status = stack.status(body["job_id"]).json()
+    assert status["status"] == "completed" and status["cached"] is True
+    assert stack.download(body["job_id"]).content == mp3
+
+
+def test_a_cache_hit_whose_output_is_gone_is_converted_afresh(converted, media_dir, tmp_path):
+    stack, _, _ = converted
+    first = submit(stack, media_dir / VIDEO, "gone.mp4", title="Output deleted behind siphon's back")
+    assert stack.wait_for_job(first, timeout=30)["status"] == "completed"
+    delete_behind_siphons_back(stack, stack.job_record(first)["output_key"])
+
+    again = submit(stack, media_dir / VIDEO, "gone.mp4", title="Output deleted behind siphon's back")
+    assert stack.wait_for_job(again, timeout=30)["status"] == "completed"
+    record = stack.job_record(again)
+    assert not record["cached"] and record["output_key"] == f"jobs/{again}/output.mp3", "converted, not cached"
+    download = stack.download(again)
+    assert download.status_code == 200
+    (tmp_path / "again.mp3").write_bytes(download.content)
+    assert probe_audio(tmp_path / "again.mp3").frames > 0
+
+    third = stack.convert(media_dir / VIDEO, "gone.mp4", title="Output deleted behind siphon's back").json()
+    assert third["cached"] is True and stack.job_record(third["job_id"])["output_key"] == record["output_key"]
+    assert stack.download(third["job_id"]).status_code == 200
 
 
 # --- every other error -------------------------------------------------------------------------

@@ -99,12 +99,12 @@ def test_convert_several_files_into_an_output_dir(stack, media_dir, tmp_path):
         assert_mp3_of(mp3, media_dir / name, tmp_path)
 
 
-def test_convert_of_a_text_file_exits_non_zero_with_the_jobs_error_code(stack, tmp_path):
+def test_convert_of_a_text_file_exits_non_zero_with_the_servers_error_code(stack, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("Shopping list: milk, eggs, a video converter.\n")
     result = siphon(stack.url, "convert", str(notes))
     assert result.returncode == 1
-    assert "notes.txt: not_media: The file is not a video or audio file." in result.stderr
+    assert "notes.txt: not_media: The file is not a video or audio file. It looks like text." in result.stderr
     assert result.stdout == "" and not (tmp_path / "notes.mp3").exists()
 
 

@@ -41,6 +41,7 @@ from tests.support.faults import (
     wait_for_services,
 )
 from tests.support.net import wait_until
+from tests.support.not_media import write_unreadable
 from tests.support.stack import AMQP_URL, REDIS_URL
 
 pytestmark = pytest.mark.e2e
@@ -267,8 +268,7 @@ def forget_redis(stack) -> None:
 
 def test_redis_data_lost_every_job_is_still_answered(fault_stack, tones, tmp_path):
     stack = fault_stack(workers=1)
-    not_media = tmp_path / "notes.mp4"
-    not_media.write_text("these are not the frames you are looking for\n" * 100)
+    not_media = write_unreadable(tmp_path / "notes.mp4")  # fails in the worker (text is refused at upload)
     completed, failed = submit(stack, tones(5)), submit(stack, not_media)
     stack.wait_for_jobs([completed, failed], timeout=30)
     answers = {job_id: stack.status(job_id).json() for job_id in (completed, failed)}

@@ -148,7 +148,7 @@ def secret(tmp_path) -> tuple[Path, bytes]:
 POINTER_FILES = {
     # kind: (contents(secret, url), expected outcome)
     "hls_playlist": (hls_playlist, "unsupported_format"),
-    "ffconcat_script": (ffconcat_script, "unsupported_format"),
+    "ffconcat_script": (ffconcat_script, "refused_at_upload"),  # text: POST /convert answers 415 not_media
     # A genuine AVI (an allowed container) whose only stream is the GAB2 text holding the playlist:
     # FFmpeg opens only SRT/ASS inside GAB2, so the playlist stays inert and the file has no audio.
     "avi_gab2_playlist": (lambda secret, url: avi_carrying_playlist(hls_playlist(secret, url)), "no_audio_stream"),
@@ -166,6 +166,9 @@ def test_file_pointing_elsewhere_opens_nothing_but_itself(kind, clean_stack, sec
     with LoopbackListener() as listener:
         source = tmp_path / "clip.mp4"
         source.write_bytes(build(secret[0], listener.url()))
+        if outcome == "refused_at_upload":
+            assert_json_error(clean_stack.convert(source, filename="clip.mp4"), 415, "not_media")
+            return
         job_id, final, record = run_job(clean_stack, source)
         time.sleep(0.3)  # a connection would be accepted within the listener's 0.2 s tick
         assert listener.connections == [], f"FFmpeg called the listener: {listener.connections}"
@@ -272,8 +275,6 @@ def _corpus(name: str):
 
 BROKEN_INPUTS = {
     "random_bytes": (_random_bytes, "not_media"),
-    "shell_script": (_shell_script, "not_media"),
-    "corpus_text_file": (_corpus("not_media_text_file.mp4"), "not_media"),
     "half_of_an_mp4": (_half_mp4, "truncated"),
     "half_of_an_mp4_with_moov_at_end": (_half_mp4_moov_at_end, "truncated"),
     "corpus_truncated_init_segment": (_corpus("truncated_init_segment_100b.mp4"), "truncated"),
@@ -289,12 +290,29 @@ def test_broken_input_fails_once_with_its_own_code(kind, clean_stack, inputs, me
     assert_failed_once(final, record, code)
 
 
+TEXT_INPUTS = {
+    # Once failed jobs (202, then not_media in the worker); now refused by POST /convert itself.
+    "shell_script": _shell_script,
+    "corpus_text_file": _corpus("not_media_text_file.mp4"),
+    "corpus_js_comment": _corpus("not_media_js_comment.mp4"),
+}
+
+
+@pytest.mark.parametrize("kind", list(TEXT_INPUTS))
+def test_text_is_refused_at_upload_with_415_and_nothing_is_kept(kind, clean_stack, inputs, media_dir):
+    keys, records = clean_stack.stored_keys(), clean_stack.redis_keys()
+    response = clean_stack.convert(TEXT_INPUTS[kind](inputs, media_dir), filename="clip.mp4")
+    assert_json_error(response, 415, "not_media")
+    assert response.json()["error"]["message"] == "The file is not a video or audio file. It looks like text."
+    assert_nothing_kept(clean_stack, keys, records)
+
+
 def test_zero_byte_file_is_refused_at_upload_and_nothing_is_kept(clean_stack, tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    keys_before = clean_stack.stored_keys()
+    keys, records = clean_stack.stored_keys(), clean_stack.redis_keys()
     assert_json_error(clean_stack.convert(empty), 400, "empty_file")
-    assert clean_stack.stored_keys() == keys_before
+    assert_nothing_kept(clean_stack, keys, records)
 
 
 # --- 14: uploads --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import requests
 
 from tests.support.http import assert_json_error
 from tests.support.net import wait_until
+from tests.support.not_media import write_unreadable
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -204,8 +205,7 @@ def test_job_stream_of_an_unknown_job_is_404(stack):
 
 # --- GET /jobs ---------------------------------------------------------------------------------
 def test_jobs_lists_newest_first_in_pages_with_media_facts(stack, media_dir, tmp_path):
-    notes = tmp_path / "notes.mp4"
-    notes.write_text("not a video\n" * 50)
+    notes = write_unreadable(tmp_path / "notes.mp4")  # fails in the worker (text is refused at upload)
     ids = [submit(stack, media_dir / WITH_VIDEO), submit(stack, notes), submit(stack, media_dir / VIDEO)]
     stack.wait_for_jobs(ids, timeout=60)
 

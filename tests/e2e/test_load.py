@@ -135,7 +135,8 @@ GOOD_FILES = (  # short corpus files that convert (1 s of audio or less each)
     "flv_h264_aac_mono_44k.flv",
     "pcm_s16be_twos_in_mp4_h264.mp4",
 )
-BAD_FILES = {"not_media_text_file.mp4": "not_media", "no_audio_h264_1s.mp4": "no_audio_stream"}
+BAD_FILES = {"corrupt_malformed_free_box_no_moov.mp4": "corrupt_media", "no_audio_h264_1s.mp4": "no_audio_stream"}
+"""Files whose jobs fail in the worker (the corpus's text file would be refused by POST /convert itself)."""
 BAD_POSITIONS = (25, 75, 125, 175)
 KILL_AFTER_OUTPUTS = 50
 """The worker is killed once this many MP3s are stored (a quarter of the way through)."""

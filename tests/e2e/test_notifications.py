@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.support.net import free_port, wait_until
+from tests.support.not_media import write_unreadable
 from tests.support.receivers import SmtpSink, WebhookReceiver
 from tests.support.stack import Stack
 
@@ -94,8 +95,7 @@ def test_completed_job_sends_an_email_and_a_signed_webhook(stack, smtp, media_di
 
 
 def test_failed_job_emails_the_reason(stack, smtp, tmp_path):
-    notes = tmp_path / "notes.mp4"
-    notes.write_text("not a video\n" * 50)
+    notes = write_unreadable(tmp_path / "notes.mp4")  # fails in the worker (text is refused at upload)
     job_id = submit(stack, notes, email="me@example.com")
     assert stack.wait_for_job(job_id, timeout=30)["status"] == "failed"
     notifications(stack, job_id, "email", 1)

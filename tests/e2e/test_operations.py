@@ -14,12 +14,12 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.not_media import UNREADABLE_BYTES, write_unreadable
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
 VIDEO = "ordinary_h264_aac_stereo_48k_8s.mp4"
-NOT_MEDIA = "not_media_text_file.mp4"
 NOT_FOUND_REQUESTS = 6
 
 
@@ -37,10 +37,11 @@ def stack(module_stack) -> Stack:
 
 
 @pytest.fixture(scope="module")
-def jobs(stack, media_dir) -> Jobs:
+def jobs(stack, media_dir, tmp_path_factory) -> Jobs:
     """A completed job (downloaded once), a failed one, and a few 404s, each on a fresh connection."""
     completed = stack.convert(media_dir / VIDEO).json()["job_id"]
-    failed = stack.convert(media_dir / NOT_MEDIA).json()["job_id"]
+    not_media = write_unreadable(tmp_path_factory.mktemp("inputs") / "notes.mp4")  # text is refused at upload
+    failed = stack.convert(not_media).json()["job_id"]
     finals = stack.wait_for_jobs([completed, failed], timeout=60)
     assert (finals[completed]["status"], finals[failed]["status"]) == ("completed", "failed"), finals
     mp3 = stack.download(completed)
@@ -74,7 +75,7 @@ def test_gateway_counts_error_answers_by_code_across_its_processes_and_bytes_sen
 
 def test_upload_counts_the_bytes_it_took_in(stack, jobs, media_dir):
     samples = scrape(stack.ports["upload"])
-    assert value(samples, "siphon_upload_bytes_total") == jobs.input_bytes + (media_dir / NOT_MEDIA).stat().st_size
+    assert value(samples, "siphon_upload_bytes_total") == jobs.input_bytes + len(UNREADABLE_BYTES)
 
 
 def test_metadata_reports_jobs_by_state(stack, jobs):

@@ -155,8 +155,8 @@ def test_mp3_options_end_to_end(stack, media_dir, tmp_path, fields, check):
 
 # --- tracks, tags, cover, chapters ------------------------------------------------------------------------
 def test_tags_cover_and_chapters_end_to_end(stack, tagged_video, tmp_path):
-    job_id = submit(stack, tagged_video, title="Given title", artist="Given artist")
-    assert completed(stack, job_id)["options"] == {"title": "Given title", "artist": "Given artist"}
+    job_id = submit(stack, tagged_video, title="Given title", artist="Given artist", cover="frame")
+    assert completed(stack, job_id)["options"] == {"title": "Given title", "artist": "Given artist", "cover": "frame"}
     tags = ID3(fetch(stack, job_id, "mp3", tmp_path))
     assert tags.version[:2] == (2, 4)
     assert (str(tags["TIT2"]), str(tags["TPE1"]), str(tags["TALB"])) == (

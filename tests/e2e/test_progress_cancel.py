@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.http import assert_json_error
 from tests.support.net import wait_until
+from tests.support.not_media import write_unreadable
 from tests.support.processes import live_mentioning
 from tests.support.sources import make_tone
 from tests.support.stack import AMQP_URL, Stack
@@ -176,9 +177,9 @@ def test_a_processing_job_cancelled_has_its_ffmpeg_killed_within_a_second(
 
 # --- what cannot be cancelled ----------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["DELETE", "POST"])
-def test_cancelling_a_finished_job_is_a_409(stack, media_dir, method):
+def test_cancelling_a_finished_job_is_a_409(stack, media_dir, method, tmp_path):
     done = submit(stack, media_dir / "opus_in_mp4_stereo_audio_only.mp4")
-    failed = submit(stack, media_dir / "not_media_text_file.mp4")
+    failed = submit(stack, write_unreadable(tmp_path / "notes.mp4"))  # text would be refused at upload
     assert stack.wait_for_job(done, timeout=60)["status"] == "completed"
     assert stack.wait_for_job(failed, timeout=60)["status"] == "failed"
     for job_id, status in ((done, "completed"), (failed, "failed")):

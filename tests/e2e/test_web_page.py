@@ -43,7 +43,8 @@ KEY_SCREENSHOT = ROOT / "docs" / "web-page-key.png"
 VIDEO = "ordinary_h264_aac_stereo_48k_8s.mp4"
 OTHER_VIDEO = "mov_h264_aac_mono_44k.mov"
 JOB_TIMEOUT_MS = 60_000
-NOT_MEDIA_MESSAGE = "Conversion failed. The file is not a video or audio file."
+NOT_MEDIA_MESSAGE = "The file is not a video or audio file. It looks like text."
+"""What POST /convert answers (415 not_media) for a text file, before any job exists."""
 LINK_SECRET = "web-page-test-download-link-secret-0123"
 KEY_STORAGE = "siphon.apiKey"
 
@@ -133,9 +134,9 @@ def test_a_picked_video_converts_and_its_mp3_downloads(page, media_dir, tmp_path
 def test_a_dropped_text_file_is_refused_with_a_clear_message(page):
     drop_file(page, "notes.txt", "Shopping list: milk, eggs, a video converter.")
     card = page.locator(".job")
-    expect(card).to_have_attribute("data-state", "failed", timeout=JOB_TIMEOUT_MS)
+    expect(card).to_have_attribute("data-state", "refused", timeout=JOB_TIMEOUT_MS)
     expect(card.locator(".message")).to_have_text(NOT_MEDIA_MESSAGE)
-    expect(card.locator(".state-badge")).to_have_text("Failed")
+    expect(card.locator(".state-badge")).to_have_text("Refused")
     expect(card.locator(".download")).to_be_hidden()
     card.locator("summary").click()
     expect(card.locator(".error-code")).to_have_text("not_media")
@@ -156,7 +157,7 @@ def test_several_files_at_once_each_get_their_own_job(page, media_dir, tmp_path)
     page.set_input_files("#file-input", [str(media_dir / VIDEO), str(media_dir / OTHER_VIDEO), str(notes)])
     cards = page.locator(".job")
     expect(cards).to_have_count(3)
-    for name, state in ((VIDEO, "completed"), (OTHER_VIDEO, "completed"), (notes.name, "failed")):
+    for name, state in ((VIDEO, "completed"), (OTHER_VIDEO, "completed"), (notes.name, "refused")):
         card = cards.filter(has_text=name)
         expect(card).to_have_attribute("data-state", state, timeout=JOB_TIMEOUT_MS)
     cards.filter(has_text=notes.name).locator("summary").click()

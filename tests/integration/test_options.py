@@ -265,8 +265,23 @@ def test_chapters_become_chap_and_ctoc_frames(converter, tagged_video, tmp_path)
     assert toc.child_element_ids == [chap.element_id for chap in chapters]
 
 
-def test_a_video_gets_a_jpeg_frame_as_front_cover_by_default(converter, tagged_video, tmp_path):
-    target, _ = convert(converter, tagged_video, tmp_path)
+def streams_of_kind(path: Path, kind: str) -> list[dict]:
+    return [stream for stream in probe(path)["streams"] if stream["codec_type"] == kind]
+
+
+def test_a_plain_videos_default_mp3_holds_no_picture_but_a_covered_input_keeps_its_own(
+    converter, tagged_video, covered_m4a, tmp_path
+):
+    (tmp_path / "plain").mkdir(), (tmp_path / "covered").mkdir()
+    plain, _ = convert(converter, tagged_video, tmp_path / "plain")
+    covered, _ = convert(converter, covered_m4a, tmp_path / "covered")
+    assert streams_of_kind(plain, "video") == [] and ID3(plain).getall("APIC") == []
+    assert [stream["codec_name"] for stream in streams_of_kind(covered, "video")] == ["mjpeg"]
+    assert ID3(covered).getall("APIC")[0].data == bytes(MP4(covered_m4a).tags["covr"][0])
+
+
+def test_a_video_gets_a_jpeg_frame_as_front_cover_on_request(converter, tagged_video, tmp_path):
+    target, _ = convert(converter, tagged_video, tmp_path, cover="frame")
     [picture] = ID3(target).getall("APIC")
     assert picture.mime == "image/jpeg" and picture.type == 3 and picture.data[:2] == b"\xff\xd8"
     assert MP3(target).info.length == pytest.approx(6.0, abs=0.15), "the picture is no audio"
@@ -300,7 +315,7 @@ def test_cover_frame_of_an_audio_file_embeds_nothing(converter, media_dir, tmp_p
 
 
 def test_m4a_carries_tags_and_a_covr(converter, tagged_video, tmp_path):
-    target, _ = convert(converter, tagged_video, tmp_path, format="m4a", title="T")
+    target, _ = convert(converter, tagged_video, tmp_path, format="m4a", title="T", cover="frame")
     tags = MP4(target).tags
     assert (tags["©nam"], tags["©ART"], tags["©alb"], tags["©day"], tags["©gen"], tags["©cmt"]) == (
         ["T"],
@@ -321,7 +336,7 @@ def test_m4a_is_faststart(converter, tagged_video, tmp_path):
 
 
 def test_flac_carries_vorbis_comments_and_a_picture(converter, tagged_video, tmp_path):
-    target, _ = convert(converter, tagged_video, tmp_path, format="flac")
+    target, _ = convert(converter, tagged_video, tmp_path, format="flac", cover="frame")
     flac = FLAC(target)
     assert flac["title"] == [SOURCE_TAGS["title"]] and flac["artist"] == [SOURCE_TAGS["artist"]]
     [picture] = flac.pictures

@@ -138,7 +138,10 @@ def forbid_picture_children(monkeypatch) -> list:
     return started
 
 
-@pytest.mark.parametrize("form", [{}, {"cover": "frame", "cover_at": "3"}, {"format": "flac"}])
+@pytest.mark.parametrize(
+    "form",
+    [{"cover": "frame"}, {"cover_at": "3"}, {"cover": "frame", "cover_at": "3"}, {"format": "flac", "cover": "frame"}],
+)
 def test_the_probes_child_makes_the_picture_and_no_other_child_is_started(
     converter, tagged_video, tmp_path, monkeypatch, form
 ):
@@ -159,7 +162,7 @@ def test_a_picture_that_failed_in_the_probes_child_is_not_tried_again(converter,
 
     monkeypatch.setattr(picture, "make_picture", lambda source, cover, target: 1 / 0)
     started = forbid_picture_children(monkeypatch)
-    target = convert_like_a_task(converter, tagged_video, tmp_path, {})
+    target = convert_like_a_task(converter, tagged_video, tmp_path, {"cover": "frame"})
     assert started == [] and ID3(target).getall("APIC") == []
 
 
@@ -171,8 +174,9 @@ def test_another_cover_than_the_probed_one_gets_a_child_of_its_own(converter, ta
 
 
 def test_every_corpus_video_gets_its_picture(media_dir, tmp_path):
-    """Every file of the corpus that siphon converts and that has a picture to give gets one, as the
-    default options choose it (odd tags, moov at the end, fragments, attached pictures included)."""
+    """Every file of the corpus that siphon converts and that has a picture to give gets one: its
+    own cover by default, else a frame on request (odd tags, moov at the end, fragments, attached
+    pictures included)."""
     from services.conversion.plan import choose_cover
     from services.conversion.probe import probe_media
     from shared.errors import MediaError
@@ -185,7 +189,10 @@ def test_every_corpus_video_gets_its_picture(media_dir, tmp_path):
             probe.default_audio()
         except MediaError:
             continue  # refused: nothing is converted, so no picture is due
-        cover = choose_cover(probe, ConversionOptions(), FORMATS["mp3"])
+        mp3 = FORMATS["mp3"]
+        cover = choose_cover(probe, ConversionOptions(), mp3) or choose_cover(
+            probe, ConversionOptions(cover="frame"), mp3
+        )
         if cover is None:
             continue
         target = tmp_path / f"{path.stem}.cover"

@@ -282,7 +282,7 @@ def test_empty_tags_are_dropped():
     ("probe", "cover", "expected"),
     [
         (MOVIE, None, ("source", POSTER.index)),
-        (ProbeResult("mov", 10.0, (COMMENTARY,), (VIDEO,)), None, ("frame", VIDEO.index)),
+        (ProbeResult("mov", 10.0, (COMMENTARY,), (VIDEO,)), None, None),  # a frame only on request
         (SONG, None, None),
         (MOVIE, "frame", ("frame", VIDEO.index)),
         (MOVIE, "source", ("source", POSTER.index)),
@@ -303,6 +303,16 @@ def test_cover_choice(probe, cover, expected):
 @pytest.mark.parametrize("fmt", ["opus", "ogg", "wav"])
 def test_formats_without_pictures_get_no_cover(fmt):
     assert choose_cover(MOVIE, ConversionOptions(format=fmt, cover="frame"), FORMATS[fmt]) is None
+
+
+def test_a_plain_video_gets_a_frame_only_when_asked_or_given_a_cover_at():
+    plain = ProbeResult("mov", 10.0, (COMMENTARY,), (VIDEO,))
+    assert choose_cover(plain, ConversionOptions(), FORMATS["mp3"]) is None
+    asked = choose_cover(plain, ConversionOptions(cover="frame"), FORMATS["mp3"])
+    timed = choose_cover(plain, ConversionOptions(cover_at=3.0), FORMATS["mp3"])
+    assert (asked.index, asked.exact) == (VIDEO.index, False)
+    assert (timed.index, timed.at_seconds, timed.exact) == (VIDEO.index, 3.0, True)
+    assert choose_cover(plain, ConversionOptions(cover="none", cover_at=3.0), FORMATS["mp3"]) is None
 
 
 def test_the_default_frame_is_a_keyframe_and_a_named_time_is_exact():

@@ -77,3 +77,19 @@ def test_facts_describe_the_chosen_stream():
         2,
     )
     assert probe().facts().audio_codec is None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"PK\x03\x04" + bytes(300), "The file is not a video or audio file. It looks like a ZIP archive."),
+        (b"\x00\x01 neither media nor anything known\n" * 20, "The file is not a video or audio file."),
+    ],
+)
+def test_a_file_no_demuxer_reads_is_not_media_named_by_its_head(tmp_path, data, message):
+    from services.conversion.probe import explain_unreadable
+
+    path = tmp_path / "upload"
+    path.write_bytes(data)
+    error = explain_unreadable(path, "Invalid data found when processing input")
+    assert (error.code, str(error)) == ("not_media", message)

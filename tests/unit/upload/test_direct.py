@@ -158,7 +158,7 @@ def test_a_broker_outage_is_a_503_that_keeps_the_file_for_a_retry(client, intake
 
 def test_multipart_convert_still_works_beside_the_json_one(client, intake):
     response = client.post(
-        "/convert", data={"file": (io.BytesIO(b"video"), "a.mp4")}, content_type="multipart/form-data"
+        "/convert", data={"file": (io.BytesIO(b"\x00video"), "a.mp4")}, content_type="multipart/form-data"
     )
     assert response.status_code == 202
 

@@ -92,6 +92,18 @@ def test_an_empty_file_is_400_empty_file_and_nothing_is_kept(intake, storage, me
     assert nothing_kept(storage, metadata, publisher)
 
 
+@pytest.mark.parametrize(
+    ("data", "status", "code"), [(b"", 400, "empty_file"), (b"PK\x03\x04" + bytes(100), 415, "not_media")]
+)
+def test_a_received_head_that_is_empty_or_not_media_is_refused_before_storage_is_touched(
+    intake, storage, metadata, publisher, data, status, code
+):
+    with pytest.raises(RequestRejected) as info:
+        intake.submit(io.BytesIO(data), "upload.mp4", head=data[:8192])
+    assert (info.value.status, info.value.code) == (status, code)
+    assert storage.calls == [] and metadata.calls == [] and publisher.calls == []
+
+
 def test_a_file_over_the_limit_is_413_and_nothing_is_kept(intake, storage, metadata, publisher):
     assert intake.submit(io.BytesIO(b"x" * LIMIT), "exactly.mp4").input_size == LIMIT
     storage.objects.clear()

@@ -40,7 +40,7 @@ def client(intake):
 
 def post(client, **fields):
     return client.post(
-        "/convert", data={"file": (io.BytesIO(b"video"), "talk.mp4"), **fields}, content_type="multipart/form-data"
+        "/convert", data={"file": (io.BytesIO(b"\x00video"), "talk.mp4"), **fields}, content_type="multipart/form-data"
     )
 
 

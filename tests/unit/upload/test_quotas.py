@@ -32,7 +32,7 @@ def client_for(intake: Intake, **limits):
 
 
 def post_file(client, headers=CALLER, **fields):
-    data = {"file": (io.BytesIO(b"video"), "clip.mp4"), **fields}
+    data = {"file": (io.BytesIO(b"\x00video"), "clip.mp4"), **fields}
     return client.post("/convert", data=data, content_type="multipart/form-data", headers=headers)
 
 
