@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     mp3_vbr_quality: int = Field(2, ge=0, le=9, description="Default LAME VBR quality (-V scale, 0 best).")
     sandbox: Literal["bwrap", "off"] = Field(
         "bwrap",
-        description="How a worker confines ffmpeg, ffprobe and its forked libav children: `bwrap` (bubblewrap, plus seccomp and Landlock in the children; the worker refuses to start if it cannot apply them) or `off` (unconfined, logged as a warning). docs/security-sandbox.md.",
+        description="How a worker confines ffmpeg, ffprobe and its forked libav children: `bwrap` (bubblewrap, plus seccomp and Landlock in the children; the worker refuses to start if it cannot apply them) or `off` (unconfined, logged as a warning). docs/security.md#decoders-in-a-kernel-sandbox.",
     )
     bwrap_path: str = Field("bwrap", description="bubblewrap executable (with `SANDBOX=bwrap`).")
     sandbox_cpu_seconds: int = Field(

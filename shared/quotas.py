@@ -1,5 +1,5 @@
 """Per-caller rate limits, counted in Redis with the ``limits`` library so that every gateway and
-upload process shares one count (docs/security-limits.md).
+upload process shares one count (docs/security.md#limits-per-caller).
 
 A caller is a *quota subject*: ``key:<name>`` for an API key, ``addr:<ip>`` for a client address in
 open mode (the gateway names it; ``services/gateway/quotas.py``). Three limits are rates, counted

@@ -1,4 +1,4 @@
-"""Each caller's unfinished jobs, for the ``QUOTA_UNFINISHED_JOBS`` limit (docs/security-limits.md).
+"""Each caller's unfinished jobs, for the ``QUOTA_UNFINISHED_JOBS`` limit (docs/security.md#limits-per-caller).
 
     <prefix>quota:unfinished:<subject>   set of the subject's queued and processing job ids
     <prefix>quota:subjects               hash, job id → subject, of every job in one of those sets

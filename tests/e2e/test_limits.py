@@ -1,4 +1,4 @@
-"""Per-caller limits over HTTP against a real stack (issue #14 item 5; docs/security-limits.md).
+"""Per-caller limits over HTTP against a real stack (issue #14 item 5; docs/security.md#limits-per-caller).
 
 One stack (no conversion workers, so jobs stay queued) with small limits, two gateways and the
 shipped nginx in front of them. ``TRUSTED_PROXIES`` is 127.0.0.1, nginx's address towards the
