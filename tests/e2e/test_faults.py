@@ -30,6 +30,7 @@ from tests.support.faults import (
     assert_stack_clean,
     consumer_count,
     dead_letters,
+    descends_from,
     ffmpeg_processes,
     log_lines,
     pid_alive,
@@ -87,11 +88,7 @@ def submit(stack, path: Path) -> str:
 def worker_running(stack, ffmpeg_pid: int) -> str:
     """The name of the worker process whose ffmpeg has pid ``ffmpeg_pid`` (its parent, or with the
     sandbox on an ancestor: bubblewrap stands between them)."""
-    workers = {p.pid: name for name, p in stack.processes.items()}
-    pid = ffmpeg_pid
-    while pid > 1 and pid not in workers:
-        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    return workers[pid]
+    return next(name for name, p in stack.processes.items() if descends_from(ffmpeg_pid, p.pid))
 
 
 def settled_tasks(stack, worker: str) -> list[dict]:

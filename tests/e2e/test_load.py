@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.faults import assert_stack_clean, ffmpeg_processes, log_lines
+from tests.support.faults import assert_stack_clean, descends_from, ffmpeg_processes, log_lines
 from tests.support.net import wait_until
 from tests.support.stack import Stack
 
@@ -186,11 +186,10 @@ def kill_worker_mid_ffmpeg(stack: Stack, name: str) -> str:
     def its_ffmpeg() -> str | None:
         for pid in ffmpeg_processes(stack):
             try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == worker.pid and b"libmp3lame" in argv:
+            if descends_from(pid, worker.pid) and b"libmp3lame" in argv:
                 source = next(a for a in argv if a.startswith(b"file:") and a.endswith(b"/input"))
                 return Path(source.decode()).parent.name.split("-", 1)[0]  # <work dir>/<job_id>-xxxx/input
         return None

@@ -399,6 +399,26 @@ def _eventually(predicate, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def parent_pid(pid: int) -> int:
+    """The parent of process ``pid`` (from ``/proc/<pid>/stat``; 0 for the kernel's own).
+
+    Raises:
+        OSError: the process is gone.
+    """
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether process ``pid`` is ``ancestor`` or runs below it (with the sandbox on, bubblewrap stands
+    between a worker and its ffmpeg). False once either is gone."""
+    try:
+        while pid > 1 and pid != ancestor:
+            pid = parent_pid(pid)
+    except OSError:
+        return False
+    return pid == ancestor
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie."""
     try:
