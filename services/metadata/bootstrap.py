@@ -10,6 +10,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from services.metadata.control import WorkerControl
 from services.metadata.feed import ChangeFeed
 from services.metadata.followups import Followups
 from services.metadata.index import JobIndex
@@ -18,6 +19,7 @@ from services.metadata.outputs import OutputCache
 from services.metadata.rqueues import RqQueues
 from services.metadata.store import JobStore
 from services.metadata.unfinished import UnfinishedJobs
+from shared.broker import ConfirmingPublisher, Topology
 from shared.callbacks import CallbackGuard
 from shared.config import Settings
 from shared.links import link_signer
@@ -54,6 +56,12 @@ def metadata_parts(s: Settings, client: redis.Redis | None = None, storage: Stor
         UnfinishedJobs(client, s.redis_prefix),
     )
     return MetadataParts(JobStore(client, s.redis_prefix, storage, observers), index, outputs, queues)
+
+
+def make_control(s: Settings) -> WorkerControl:
+    """Commands to the conversion workers over RabbitMQ (connects on first use): one connection
+    per process, whatever the number of greenlets (gevent worker) that cancel at once."""
+    return WorkerControl(ConfirmingPublisher(s, Topology.from_settings(s), per_thread=False))
 
 
 def make_notifier(s: Settings, store: JobStore) -> Notifier:

@@ -18,7 +18,7 @@ from services.upload import metrics
 from services.upload.bootstrap import make_intake
 from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
-from services.upload.receive import content_digest, received_head, upload_request_class
+from services.upload.receive import content_digest, parse_upload, received_head
 from shared.auth import Authenticator, warn_if_open
 from shared.broker import connect
 from shared.callbacks import CallbackGuard
@@ -86,8 +86,7 @@ def create_app(
     auth = auth or Authenticator.from_path(s.api_keys_file)
     warn_if_open(s.api_keys_file, "upload")
     app = Flask(__name__)
-    app.request_class = upload_request_class(intake.storage)
-    app.config.update(MAX_CONTENT_LENGTH=s.max_upload_bytes + MULTIPART_SLACK_BYTES, MAX_FORM_PARTS=MAX_FORM_PARTS)
+    app.config.update(MAX_CONTENT_LENGTH=s.max_upload_bytes + MULTIPART_SLACK_BYTES)
     install_json_errors(app)
     install_job_log_context(app)
     install_metrics(app)
@@ -115,14 +114,23 @@ def create_app(
         if request.mimetype == "application/json":  # a direct upload's file, already in storage
             job = direct.start(json_body(), quota_subject(), g.principal)
             return jsonify(job_id=job.job_id, status=job.status.value, message=SUBMITTED_MESSAGE), 202
-        upload = request.files.get("file")
+        form, files = parse_upload(request, intake.storage, MAX_FORM_PARTS)
+        try:
+            job = submit_multipart(form, files.get("file"))
+        finally:
+            for part in files.values():
+                part.close()  # the staging or temp files werkzeug's parser wrote
+        metrics.UPLOAD_BYTES.inc(job.input_size)
+        return jsonify(submitted_body(job)), 202
+
+    def submit_multipart(form, upload) -> Job:
         if upload is None:
             raise RequestRejected("Send the video as a multipart/form-data part named 'file'.", code="missing_file")
-        options = options_from_form(request.form)  # before anything is stored: a bad option keeps nothing
-        targets = targets_from_form(request.form, callbacks)
+        options = options_from_form(form)  # before anything is stored: a bad option keeps nothing
+        targets = targets_from_form(form, callbacks)
         if targets.email and quota_subject():  # before the file is stored: a refusal keeps nothing
             quotas.charge("emails", quota_subject())
-        job = intake.submit(
+        return intake.submit(
             upload.stream,
             upload.filename,
             options,
@@ -132,8 +140,6 @@ def create_app(
             quota_subject=quota_subject(),
             head=received_head(upload.stream),
         )
-        metrics.UPLOAD_BYTES.inc(job.input_size)
-        return jsonify(submitted_body(job)), 202
 
     @app.post("/jobs/<job_id>/retry")
     def retry(job_id: str):

@@ -1,6 +1,8 @@
 """Receiving the multipart body: read in large pieces, write the file part straight into storage.
 
-Two costs of werkzeug's defaults, measured on a 113 MB upload (docs/performance.md):
+The body is parsed with werkzeug's public ``MultiPartParser`` (no private method of werkzeug or
+Flask is overridden), set against two costs of werkzeug's defaults, measured on a 113 MB upload
+(docs/performance.md):
 
 * it reads the body 64 KiB at a time, and gunicorn's body reader copies whatever it holds beyond
   each read (up to 1 MiB) again on every read: fewer, larger reads (:data:`BODY_READ_BYTES`)
@@ -22,33 +24,18 @@ import hashlib
 from typing import BinaryIO
 
 from flask import Request
-from werkzeug.formparser import FormDataParser, MultiPartParser
+from werkzeug.datastructures import MultiDict
+from werkzeug.formparser import MultiPartParser, default_stream_factory
+from werkzeug.http import parse_options_header
 
 from services.upload.screen import refuse_if_not_media
+from shared.errors import RequestRejected
 from shared.sniff import SNIFF_BYTES
 from shared.storage import Storage
 
 BODY_READ_BYTES = 256 * 1024
 """Size of each read from the request body while parsing multipart, bytes. werkzeug refuses (413)
 a read that, with what its decoder holds, exceeds ``MAX_FORM_MEMORY_SIZE`` (Flask: 500 000)."""
-
-
-class LargeReadFormDataParser(FormDataParser):
-    """werkzeug's form parser, reading multipart bodies :data:`BODY_READ_BYTES` at a time."""
-
-    def _parse_multipart(self, stream: BinaryIO, mimetype: str, content_length: int | None, options: dict[str, str]):
-        boundary = options.get("boundary", "").encode("ascii")
-        if not boundary:
-            raise ValueError("Missing boundary")
-        parser = MultiPartParser(
-            stream_factory=self.stream_factory,
-            max_form_memory_size=self.max_form_memory_size,
-            max_form_parts=self.max_form_parts,
-            cls=self.cls,
-            buffer_size=BODY_READ_BYTES,
-        )
-        form, files = parser.parse(stream, boundary, content_length)
-        return stream, form, files
 
 
 class HashingFile:
@@ -105,22 +92,37 @@ def received_head(stream: object) -> bytes | None:
     return stream.head() if isinstance(stream, HashingFile) else None
 
 
-def upload_request_class(storage: Storage) -> type[Request]:
-    """A Flask request class that parses with large reads and stages files in ``storage``."""
+def parse_upload(req: Request, storage: Storage, max_form_parts: int) -> tuple[MultiDict, MultiDict]:
+    """The multipart body of ``req`` as ``(form, files)``, each file part written (and hashed, and
+    its head judged) into ``storage``'s staging file, or a temp file where it has none. Only
+    werkzeug's public API: its ``MultiPartParser``, given the read size and the stream factory.
 
-    class UploadRequest(Request):
-        form_data_parser_class = LargeReadFormDataParser
+    Raises:
+        RequestRejected: not multipart, or malformed (400 ``missing_file``); a file part clearly
+            not media (415 ``not_media``).
+        RequestEntityTooLarge: more than ``max_form_parts`` parts, a field above the form memory
+            limit, or a body above ``MAX_CONTENT_LENGTH`` (werkzeug's 413).
+    """
+    mimetype, options = parse_options_header(req.content_type)
+    boundary = options.get("boundary", "").encode("ascii", "replace")
+    if mimetype != "multipart/form-data" or not boundary:
+        raise RequestRejected("Send the video as a multipart/form-data part named 'file'.", code="missing_file")
 
-        def _get_file_stream(
-            self,
-            total_content_length: int | None,
-            content_type: str | None,
-            filename: str | None = None,
-            content_length: int | None = None,
-        ) -> BinaryIO:
-            staged = storage.staging_file()
-            if staged is not None:
-                return HashingFile(staged)
-            return HashingFile(super()._get_file_stream(total_content_length, content_type, filename, content_length))
+    def stream_factory(total_content_length, content_type, filename, content_length=None) -> HashingFile:
+        staged = storage.staging_file()
+        if staged is None:
+            staged = default_stream_factory(total_content_length, content_type, filename, content_length)
+        return HashingFile(staged)
 
-    return UploadRequest
+    parser = MultiPartParser(
+        stream_factory=stream_factory,
+        max_form_memory_size=req.max_form_memory_size,
+        max_form_parts=max_form_parts,
+        buffer_size=BODY_READ_BYTES,
+    )
+    try:
+        return parser.parse(req.stream, boundary, req.content_length)
+    except ValueError:  # werkzeug's word for a body that is not the multipart it says it is
+        raise RequestRejected(
+            "The multipart body is malformed; send the video as a part named 'file'.", code="missing_file"
+        ) from None
