@@ -1,13 +1,24 @@
 """The upload service's parts, built once from the settings; its web app and its queue intake both
-start here (neither imports the other)."""
+start here (neither imports the other). The web app's routes find its parts with :func:`parts`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from flask import current_app
+
+from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
+from shared.auth import Authenticator
 from shared.broker import ConfirmingPublisher, Topology
+from shared.callbacks import CallbackGuard
 from shared.config import Settings
 from shared.metadata_client import MetadataClient
+from shared.quotas import Quotas
 from shared.storage import make_storage
+
+EXTENSION = "siphon.upload"
+"""The key of :class:`UploadParts` in ``app.extensions``."""
 
 
 def make_intake(s: Settings) -> Intake:
@@ -21,3 +32,43 @@ def make_intake(s: Settings) -> Intake:
         max_upload_bytes=s.max_upload_bytes,
         intake_owner=s.intake_owner,
     )
+
+
+@dataclass(frozen=True)
+class UploadParts:
+    """What the web app's routes use: the intake, direct uploads, the caller's authentication, the
+    per-caller limits, the callback guard and the settings."""
+
+    settings: Settings
+    intake: Intake
+    direct: DirectUploads
+    auth: Authenticator
+    quotas: Quotas
+    callbacks: CallbackGuard
+
+
+def upload_parts(
+    s: Settings, intake: Intake | None = None, auth: Authenticator | None = None, quotas: Quotas | None = None
+) -> UploadParts:
+    """The parts on the configured services (nothing connects before its first use); any given
+    part is used instead of the real one.
+
+    Raises:
+        ConfigError: the keys file cannot be read.
+    """
+    intake = intake or make_intake(s)
+    auth = auth or Authenticator.from_path(s.api_keys_file)
+    quotas = quotas or Quotas.from_settings(s)
+    direct = DirectUploads(
+        intake,
+        s.presigned_url_expiry_seconds,
+        quotas,
+        secret=s.download_link_secret.get_secret_value().encode() if s.download_link_secret else b"",
+        key_names=auth.key_names,
+    )
+    return UploadParts(s, intake, direct, auth, quotas, CallbackGuard(s.callback_allowed_hosts))
+
+
+def parts() -> UploadParts:
+    """The parts of the app serving the current request."""
+    return current_app.extensions[EXTENSION]
