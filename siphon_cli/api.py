@@ -8,6 +8,11 @@ CliError                  .exit_code: what the process exits with
 
 With an API key every request carries ``Authorization: Bearer <key>`` (RFC 6750 §2.1): the API
 calls, the event stream and downloads alike (a signed download link needs none, and ignores it).
+
+A submission refused ``429 rate_limited`` (the caller's limits: too many at once, too fast) is sent
+again once its ``Retry-After`` (RFC 9110 §10.2.3) has passed, for up to
+:data:`RATE_LIMIT_PATIENCE_SECONDS` in all (tenacity), so ``siphon convert *.mp4`` converts a batch
+larger than the server's limit instead of failing its tail.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import requests
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
 
 ByteProgress = Callable[[int, int | None], None]
 """Called with (bytes done, bytes in all or None when unknown)."""
@@ -28,6 +34,12 @@ READ_TIMEOUT_SECONDS = 300
 """How long to wait for the server between bytes of an answer, seconds (an upload is checked first)."""
 
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
+
+RATE_LIMIT_PATIENCE_SECONDS = 900
+"""How long a submission waits in all for the server's rate limits to let it in, seconds."""
+
+DEFAULT_RETRY_AFTER_SECONDS = 5.0
+"""The wait after a 429 without a usable ``Retry-After``, seconds."""
 
 ROUTE_MISSING_CODES = {"not_found", "method_not_allowed"}
 """The gateway's error codes for a path or method it has no route for (not for an unknown job)."""
@@ -56,6 +68,20 @@ class Unauthorized(CliError):
     exit_code = 6
 
 
+class RateLimited(Exception):
+    """A 429 ``rate_limited``: try again after ``retry_after`` seconds (internal to :meth:`SiphonClient.submit`)."""
+
+    def __init__(self, response: requests.Response):
+        super().__init__("rate limited")
+        self.response = response
+        self.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """``Retry-After`` as seconds: its delta-seconds form (RFC 9110 §10.2.3), else the default."""
+    return float(value) if value and value.strip().isdigit() else DEFAULT_RETRY_AFTER_SECONDS
+
+
 class ApiError(CliError):
     """An error answer: ``status`` (HTTP), ``code`` (the JSON ``error.code``) and ``message``."""
 
@@ -77,13 +103,25 @@ class SiphonClient:
 
     def submit(self, path: Path, on_bytes: ByteProgress | None = None, fields: dict[str, str] | None = None) -> dict:
         """``POST /convert`` the file at ``path``, streamed, after the form ``fields`` (conversion
-        options such as ``bitrate``); return the ``queued`` job body."""
+        options such as ``bitrate``); return the ``queued`` job body. A 429 is sent again after its
+        ``Retry-After`` for up to :data:`RATE_LIMIT_PATIENCE_SECONDS`; then it is an :class:`ApiError`."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(RateLimited),
+            wait=_wait_as_told,
+            stop=stop_after_delay(RATE_LIMIT_PATIENCE_SECONDS),
+            retry_error_callback=lambda state: self._json_or_raise(state.outcome.exception().response, (202,)),
+        )
+        return retrying(self._submit_once, path, on_bytes, fields)
+
+    def _submit_once(self, path: Path, on_bytes: ByteProgress | None, fields: dict[str, str] | None) -> dict:
         with path.open("rb") as f:
             # Options go first, so that a server reading the stream knows them before the file.
             parts = [*(fields or {}).items(), ("file", (path.name, f, "application/octet-stream"))]
             encoder = MultipartEncoder(fields=parts)
             monitor = MultipartEncoderMonitor(encoder, lambda m: on_bytes(m.bytes_read, m.len) if on_bytes else None)
             response = self._request("POST", "/convert", data=monitor, headers={"Content-Type": monitor.content_type})
+        if response.status_code == 429:
+            raise RateLimited(response)
         return self._json_or_raise(response, expected=(202,))
 
     def status(self, job_id: str) -> dict:
@@ -192,3 +230,8 @@ class SiphonClient:
             error.get("code", f"http_{response.status_code}"),
             error.get("message", f"The server answered HTTP {response.status_code}."),
         )
+
+
+def _wait_as_told(state: RetryCallState) -> float:
+    """tenacity's wait: the ``Retry-After`` of the 429 that ended the last try, seconds."""
+    return state.outcome.exception().retry_after
