@@ -65,6 +65,13 @@ def upload_owner(upload_id: str, candidates: Iterable[str | None], secret: bytes
     raise LookupError(upload_id)
 
 
+def upload_not_found() -> RequestRejected:
+    """The 404 of an upload id with no file, or another key's: the two are answered alike."""
+    return RequestRejected(
+        "No file was uploaded for this upload_id (or not before its URL expired).", code="upload_not_found", status=404
+    )
+
+
 def _owner_tag(head: str, owner: str | None, secret: bytes) -> str:
     key = hmac.new(secret, UPLOAD_ID_LABEL, hashlib.sha256).digest()
     return hmac.new(key, f"{head}:{owner or ''}".encode(), hashlib.sha256).hexdigest()[:16]
@@ -154,11 +161,7 @@ class DirectUploads:
         try:
             size = self.intake.stored_size(input_key(upload_id))
         except ObjectNotFound:
-            raise RequestRejected(
-                "No file was uploaded for this upload_id (or not before its URL expired).",
-                code="upload_not_found",
-                status=404,
-            ) from None
+            raise upload_not_found() from None
         except RequestRejected:
             self._discard(upload_id)
             raise
@@ -198,11 +201,7 @@ class DirectUploads:
         try:
             return upload_owner(upload_id, candidates, self.secret)
         except LookupError:
-            raise RequestRejected(
-                "No file was uploaded for this upload_id (or not before its URL expired).",
-                code="upload_not_found",
-                status=404,
-            ) from None
+            raise upload_not_found() from None
 
     def _discard(self, upload_id: str) -> bool:
         """Delete a refused upload's file, unless a job already owns it; whether it was deleted."""
