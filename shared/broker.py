@@ -9,15 +9,18 @@ Topology (every name starts with ``AMQP_PREFIX`` = ``<p>``, but the two public q
                                                         │ rejected / over the delivery limit
                                                         v
                                    <p>.dead-letter (fanout) ──> <p>.dead-letter (queue)
-    conversion ──> <p>.events (topic) ──"job.*"──> <p>.metadata.events (quorum queue)
+    conversion ──> <p>.events (topic) ──"job.*"──> <p>.metadata.events (quorum queue) ──> metadata
     metadata ──> <p>.control (fanout) ──> one exclusive auto-delete queue per conversion worker
-                                      └──"job.*"──> <p>.progress-relay (quorum queue)
 
     and for the upload service's queue intake (:meth:`Topology.declare_intake`):
 
     producers ──> transcoding_jobs (queue) ──> queue intake ──> <p>.tasks, as above
     MinIO ──> <p>.s3-events (fanout) ──> <p>.s3-events (queue) ──> queue intake
-    <p>.progress-relay ──> queue intake ──> <p>.progress (fanout) ──> transcoding_progress (queue)
+    queue intake ──> <p>.progress (fanout) ──> transcoding_progress (queue)
+
+The job events have one consumer, metadata. Every other reader of job changes follows metadata's
+change feed in Redis (``shared/changes.py``): the gateway's ``/events``, and the queue intake, which
+turns the feed into the ``<p>.progress`` messages (``services/upload/progress.py``).
 
 Quorum queues count deliveries (``x-delivery-count``), which is how a worker knows the attempt
 number of a task redelivered after its previous worker died. pika's exceptions stop here and come
@@ -105,8 +108,11 @@ class Topology:
         return f"{self.prefix}.progress"
 
     @property
-    def progress_relay_queue(self) -> str:
-        return f"{self.prefix}.progress-relay"
+    def retired_queues(self) -> tuple[str, ...]:
+        """Queues earlier versions declared and nothing consumes any more; :meth:`declare_intake`
+        deletes them so an upgraded deployment keeps no queue filling up unread. ``<p>.progress-relay``
+        fed the queue intake's old progress relay (job events, ``job.*``), replaced by the change feed."""
+        return (f"{self.prefix}.progress-relay",)
 
     @property
     def s3_events_exchange(self) -> str:
@@ -136,8 +142,8 @@ class Topology:
 
     @property
     def queues(self) -> tuple[str, ...]:
-        """Every shared queue :meth:`declare` and :meth:`declare_intake` make (not the relay's or
-        the workers' exclusive ones)."""
+        """Every shared queue :meth:`declare` and :meth:`declare_intake` make (not the workers'
+        exclusive ones)."""
         return (
             self.dead_letter_queue,
             self.conversion_queue,
@@ -184,8 +190,8 @@ class Topology:
         # however long it lasts (the intake requeues them), and the intake dead-letters the bad ones.
         channel.queue_declare(self.s3_events_queue, durable=True)
         channel.queue_bind(self.s3_events_queue, self.s3_events_exchange)
-        channel.queue_declare(self.progress_relay_queue, durable=True, arguments={"x-queue-type": "quorum"})
-        channel.queue_bind(self.progress_relay_queue, self.events_exchange, "job.*")
+        for queue in self.retired_queues:  # RabbitMQ answers delete-ok for a queue that is not there
+            channel.queue_delete(queue)
 
 
 def delivery_attempt(properties: pika.BasicProperties) -> int:
@@ -267,7 +273,7 @@ class Publishes:
         self.publish(self.topology.tasks_exchange, CONVERSION_ROUTING_KEY, task.encode())
 
     def publish_job_event(self, event: JobEvent) -> None:
-        """A job's change (``<p>.events``, routing key ``job.<status>``) for metadata and the relay."""
+        """A job's change (``<p>.events``, routing key ``job.<status>``) for metadata."""
         self.publish(self.topology.events_exchange, event.routing_key, event.encode())
 
     def publish_worker_command(self, command: WorkerCommand) -> None:
@@ -301,12 +307,15 @@ class ConfirmingPublisher(Publishes):
     the metadata service's rare cancel broadcasts). Under gunicorn's gevent worker a "thread" is
     the greenlet of one HTTP connection, so per-thread connections there would open an AMQP
     connection for every client connection and leave it to the garbage collector. Either way a
-    publish that finds its connection dead (heartbeats drop idle ones) reconnects once.
+    publish that finds its connection dead (heartbeats drop idle ones) reconnects once. With
+    ``intake=True`` each connection also declares the queue intake's topology
+    (:meth:`Topology.declare_intake`), which alone makes ``<p>.progress``: for the progress follower.
     """
 
-    def __init__(self, s: Settings, topology: Topology, per_thread: bool = True):
+    def __init__(self, s: Settings, topology: Topology, per_thread: bool = True, intake: bool = False):
         self.settings = s
         self.topology = topology
+        self.intake = intake
         self._local = threading.local() if per_thread else types.SimpleNamespace()
         self._turn = contextlib.nullcontext() if per_thread else threading.Lock()
 
@@ -317,6 +326,8 @@ class ConfirmingPublisher(Publishes):
             channel = connection.channel()
             channel.confirm_delivery()
             self.topology.declare(channel)
+            if self.intake:
+                self.topology.declare_intake(channel)
             self._local.connection, self._local.channel = connection, channel
         return channel
 

@@ -1,16 +1,45 @@
-"""The job change feed: every change of a job record, as the metadata service publishes it and the
-gateway relays it to Server-Sent Events clients.
+"""The job change feed: siphon's one mechanism by which job changes reach their readers. The
+metadata service, the only writer of job records, appends every change here; every other process
+that follows jobs reads it (the gateway's ``GET /events``, the queue intake's ``transcoding_progress``
+follower). This docstring is the feed's contract, and these two keys are the only Redis keys of the
+metadata service that another service may read.
 
-    <REDIS_PREFIX>changes  (stream)   one entry per change, capped at EVENTS_HISTORY entries
-                                      (XADD MAXLEN ~); fields ``kind``, ``job_id``, ``data``. The
-                                      entry id (``1712345678901-0``) is the SSE event id, so a client
-                                      reconnecting with ``Last-Event-ID`` is replayed what it missed.
-    <REDIS_PREFIX>changes  (channel)  the same entries live: ``<id>\\n<kind>\\n<job_id>\\n<data>``.
+    <REDIS_PREFIX>changes  (stream)   one entry per change, in the order the changes were made,
+                                      capped at ``EVENTS_HISTORY`` entries (``XADD MAXLEN ~``: Redis
+                                      keeps at least that many, trimming whole nodes). Fields:
+                                        ``kind``    ``job`` or ``deleted``
+                                        ``job_id``  32 hex digits
+                                        ``data``    for ``job``, the job record after the change
+                                                    (:class:`~shared.jobs.Job` as JSON); empty for
+                                                    ``deleted`` (an upload rolled back)
+                                        ``before``  the job's ``status`` before the change; empty
+                                                    when the change created the record (and for
+                                                    ``deleted``). Absent from entries written
+                                                    before it was added (read as unknown).
+                                      The entry id (``1712345678901-0``, milliseconds-sequence) orders
+                                      the feed; it is the SSE event id, so a client reconnecting with
+                                      ``Last-Event-ID`` is replayed what it missed.
+    <REDIS_PREFIX>changes  (channel)  the same entries live: ``<id>\\n<kind>\\n<job_id>\\n<data>``
+                                      (without ``before``).
 
-``kind`` is ``job`` (``data``: the job record's JSON, a :class:`~shared.jobs.Job`) or ``deleted``
-(an upload rolled back; ``data`` is empty). The metadata service writes the entry and the message
-in one Lua script inside the transition's MULTI/EXEC, so a change is in both or in neither
-(``services/metadata/feed.py``); the gateway reads (``services/gateway/events.py``).
+Rules for readers:
+
+* Read-only. Only the metadata service writes entries, in one Lua script inside the transaction
+  that writes the record (``services/metadata/feed.py``), so a change is in the feed if and only if
+  it was stored. A reader may create a consumer group on the stream (``XGROUP CREATE ... MKSTREAM``)
+  and acknowledge its entries (``XACK``), which changes no entry; it never adds, edits or deletes one.
+* Entries are kept while they are among the newest ``EVENTS_HISTORY``; a reader further behind than
+  that loses the oldest (a consumer group then reads them as entries without fields: skip them).
+* Delivery to a consumer group is at least once: an entry read but not acknowledged (its reader
+  died) is read again, so a reader's effects should be idempotent or harmless when repeated.
+
+Why the feed rather than the AMQP job events: the events are what the workers *report*, before the
+state machine (``Job.apply``) has judged them; a reader of events needs its own copy of that state
+machine, and HTTP lookups for what an event does not carry (the storage keys, the run), to tell
+news from a late or repeated event. The feed carries only changes that happened, in their order,
+with the whole record; it can be replayed, and metadata already writes it.
+
+The consumer groups are ``progress`` (the queue intake, ``services/upload/progress.py``).
 """
 
 from __future__ import annotations
@@ -31,12 +60,15 @@ def changes_key(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """One change: its stream ``id``, ``kind`` (``job`` or ``deleted``) and the job it concerns."""
+    """One change: its stream ``id``, ``kind`` (``job`` or ``deleted``), the job it concerns, the
+    record after it (``data``) and the status before it (``before``: ``""`` for a new record, None
+    when not known: pub/sub messages and entries written before the field existed)."""
 
     id: str
     kind: str
     job_id: str
     data: str
+    before: str | None = None
 
     @property
     def job(self) -> Job | None:
@@ -52,13 +84,20 @@ class Change:
 
     @classmethod
     def from_entry(cls, entry_id: bytes | str, fields: dict) -> Change:
-        """A change from a stream entry as redis-py returns it (``XRANGE``/``XREAD``)."""
+        """A change from a stream entry as redis-py returns it (``XRANGE``, ``XREAD``, ``XREADGROUP``);
+        an entry trimmed while pending in a consumer group comes without fields: its ``kind`` is ``""``."""
 
         def text(value) -> str:
             return value.decode() if isinstance(value, bytes) else str(value)
 
-        values = {text(k): text(v) for k, v in fields.items()}
-        return cls(text(entry_id), values.get("kind", ""), values.get("job_id", ""), values.get("data", ""))
+        values = {text(k): text(v) for k, v in (fields or {}).items()}
+        return cls(
+            text(entry_id),
+            values.get("kind", ""),
+            values.get("job_id", ""),
+            values.get("data", ""),
+            values.get("before"),
+        )
 
 
 def stream_id_key(change_id: str) -> tuple[int, int] | None:

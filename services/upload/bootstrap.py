@@ -1,14 +1,17 @@
 """The upload service's parts, built once from the settings; its web app and its queue intake both
-start here (neither imports the other). The web app's routes find its parts with :func:`parts`."""
+start here (neither imports the other). The web app's routes find its parts with :func:`parts`; the
+queue intake also gets its progress follower here (:func:`make_progress_follower`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
 from flask import current_app
 
 from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
+from services.upload.progress import ProgressFeed, ProgressFollower
 from shared.auth import Authenticator
 from shared.broker import ConfirmingPublisher, Topology
 from shared.callbacks import CallbackGuard
@@ -32,6 +35,15 @@ def make_intake(s: Settings) -> Intake:
         max_upload_bytes=s.max_upload_bytes,
         intake_owner=s.intake_owner,
     )
+
+
+def make_progress_follower(s: Settings) -> ProgressFollower:
+    """The queue intake's progress follower: the change feed in ``REDIS_URL`` under ``REDIS_PREFIX``
+    (the metadata service's), published on the progress exchange by a connection of its own."""
+    # The socket timeout outlasts the follower's blocking read (XREADGROUP BLOCK, 1 s).
+    client = redis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=2, health_check_interval=30)
+    publisher = ConfirmingPublisher(s, Topology.from_settings(s), per_thread=False, intake=True)
+    return ProgressFollower(client, s.redis_prefix, ProgressFeed(publisher))
 
 
 @dataclass(frozen=True)

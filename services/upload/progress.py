@@ -3,31 +3,34 @@
 Published to the ``<p>.progress`` fanout exchange, which feeds ``TRANSCODING_PROGRESS_QUEUE``
 (a follower that must not share that queue binds a queue of its own to the exchange)::
 
-    {"job_id", "status": "processing", "progress": 0-100, "input_key", "output_key"}   while it runs
+    {"job_id", "status": "processing", "progress": 0-99, "input_key", "output_key"}    while it runs
     {"job_id", "status": "completed",  "progress": 100, "input_key", "output_key"}     final
     {"job_id", "status": "failed", "error": {"code", "message"}, "input_key", "output_key"}  final
-    ("cancelled" is final too; a retry's run starts over with "processing")
+    ("cancelled" is final too; a retry's run starts over with "queued", then "processing")
     {"job_id": <as sent, or null>, "status": "rejected", "error": {"code", "message"}}
         a queue message that could not become a job at all (no usable job id); it was dead-lettered
 
-:class:`ProgressRelay` makes the job messages from the internal job events (``<p>.events``);
-one final message goes out per run (a task converted twice sends its events twice). The queue
+:class:`ProgressFollower` makes the job messages from the job change feed (``shared/changes.py``),
+the one record of job changes, which the metadata service writes: no state machine and no lookups
+of its own here, since each change carries the record after it and the status before it. The queue
 intake publishes ``rejected`` itself.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+import os
+import socket
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from shared.broker import ACK, Publishes, Settlement
-from shared.errors import JobNotFound, MessageError
-from shared.jobs import JobStatus
+import redis
+
+from shared.broker import Publishes
+from shared.changes import Change, changes_key
+from shared.errors import Unavailable
+from shared.jobs import Job, JobStatus
 from shared.logs import job_context
-from shared.messages import JobEvent
-from shared.metadata_client import MetadataClient
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +38,23 @@ REJECTED = "rejected"
 """Status of a queue message that did not become a job."""
 
 MAX_ECHOED_ID_CHARS = 64
-JOBS_FOLLOWED = 4096
-"""Jobs the relay remembers (keys, run, whether finished); one metadata lookup per job beyond that."""
+
+GROUP = "progress"
+"""The queue intake's consumer group on the change feed; its replicas share it, so each change is
+published by one of them."""
+BATCH = 100
+"""Changes read from the stream at a time."""
+BLOCK_SECONDS = 1.0
+"""Longest wait for a new change in one read, seconds (also how soon :meth:`ProgressFollower.stop` is heard)."""
+CLAIM_IDLE_SECONDS = 30.0
+"""A change read by a follower but not acknowledged for this long (its follower died) is taken over
+by another, seconds (``XAUTOCLAIM`` min-idle-time)."""
+RETRY_SECONDS = 2.0
+"""Pause after Redis or RabbitMQ failed, before the follower tries again, seconds."""
 
 Publish = Callable[[dict], None]
+
+REDIS_ERRORS = (redis.RedisError, OSError)
 
 
 class ProgressFeed:
@@ -48,6 +64,11 @@ class ProgressFeed:
         self.publisher = publisher
 
     def __call__(self, message: dict) -> None:
+        """Publish ``message`` (a JSON object).
+
+        Raises:
+            BrokerUnavailable: RabbitMQ is down or did not confirm.
+        """
         self.publisher.publish_progress(message)
 
 
@@ -57,81 +78,163 @@ def rejected_message(given_job_id: object, code: str, message: str) -> dict:
     return {"job_id": job_id, "status": REJECTED, "error": {"code": code, "message": message}}
 
 
-def job_message(event: JobEvent, input_key: str, output_key: str) -> dict:
-    """The public message for a job event; ``progress`` is forwarded when the event carries it."""
-    message = {"job_id": event.job_id, "status": event.status.value, "input_key": input_key, "output_key": output_key}
-    progress = getattr(event, "progress", None)
-    if event.status is JobStatus.COMPLETED:
+def job_message(job: Job) -> dict:
+    """The public message for a job as it is now: ``progress`` while not finished (0 before the
+    worker's first report), 100 once completed, none after another end; ``error`` when it has one."""
+    message = {"job_id": job.job_id, "status": job.status.value, "input_key": job.input_key, "output_key": job.output_key}
+    if job.status is JobStatus.COMPLETED:
         message["progress"] = 100
-    elif not event.status.is_terminal:
-        message["progress"] = progress if progress is not None else 0
-    if event.error is not None:
-        message["error"] = event.error.model_dump()
+    elif not job.status.is_terminal:
+        message["progress"] = job.progress or 0
+    if job.error is not None:
+        message["error"] = job.error.model_dump()
     return message
 
 
-@dataclass
-class Followed:
-    """What the relay remembers of a job: its keys (they never change), its current run (``retry``)
-    and whether that run's final message went out."""
-
-    input_key: str
-    output_key: str
-    run: int = 0
-    finished: bool = False
-
-    def admits(self, event: JobEvent) -> bool:
-        """Whether ``event`` is news to a follower, noting it if so. Only one final message per run
-        goes out: a repeated event (a task delivered twice) or a late one of an earlier run does not."""
-        run = event.retry or 0
-        if event.status == "cancelled":  # ends the job whatever its run
-            news = not self.finished
-        elif run > self.run:  # a retry's run (its "queued" may have gone to metadata over HTTP)
-            news = True
-        else:  # the current run until its final message; an earlier run's late events are not news
-            news = run == self.run and not self.finished and event.status is not JobStatus.QUEUED
-        if news:
-            self.run = max(self.run, run)
-            self.finished = event.status.is_terminal
-        return news
+def is_news(before: str | None, after: Job) -> bool:
+    """Whether the change from status ``before`` (``""``: a new record; None: not known) to ``after``
+    is told to followers. One final message per run: a run's end is news only when the job was live
+    before it (a later write to an ended job, such as a notification record, is not); a job being
+    created ``queued`` is not news, a retry's new run (``queued`` after an end) is; every change of a
+    ``processing`` job is (metadata writes one only for a new attempt or higher progress);
+    ``expired`` never is (the run's final message went out at ``completed``).
+    """
+    status = after.status
+    if status is JobStatus.EXPIRED:
+        return False
+    if before is None:  # an entry older than the ``before`` field: tell all but the expired
+        return True
+    ended_before = before != "" and JobStatus(before).is_terminal
+    if status is JobStatus.QUEUED:
+        return ended_before
+    if status is JobStatus.PROCESSING:
+        return True
+    return not ended_before
 
 
-class ProgressRelay:
-    """Turns job event bodies into public progress messages."""
+def progress_message(change: Change) -> dict | None:
+    """The public message for one change of the feed, or None when it tells followers nothing
+    (a ``deleted`` record, an entry trimmed away, a change that is not news: :func:`is_news`).
 
-    def __init__(self, metadata: MetadataClient, publish: Publish):
-        self.metadata = metadata
+    Raises:
+        ValueError: the entry's record or ``before`` status is not valid (pydantic's ValidationError
+            is one).
+    """
+    if change.kind != "job":
+        return None
+    job = Job.model_validate_json(change.data)
+    return job_message(job) if is_news(change.before, job) else None
+
+
+def consumer_name() -> str:
+    """This process's name in the consumer group: ``<host>-<pid>``, unique among live replicas."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ProgressFollower:
+    """Follows the change feed in the consumer group :data:`GROUP` and publishes each change that
+    is news (:func:`progress_message`), acknowledging it (``XACK``) only once RabbitMQ confirmed the
+    message. A restarted intake resumes at the first change the group has not acknowledged; changes
+    a dead replica read and never acknowledged are taken over after :data:`CLAIM_IDLE_SECONDS`.
+    The group starts at the feed's end when it is first created (the history is not replayed).
+    Delivery is at least once: a crash between the publish and the ``XACK`` repeats one message.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        publish: Publish,
+        name: str | None = None,
+        block_seconds: float = BLOCK_SECONDS,
+        claim_idle_seconds: float = CLAIM_IDLE_SECONDS,
+        retry_seconds: float = RETRY_SECONDS,
+    ):
+        self.redis = client
+        self.key = changes_key(prefix)
         self.publish = publish
-        self._jobs: OrderedDict[str, Followed] = OrderedDict()
+        self.name = name or consumer_name()
+        self.block_ms = int(block_seconds * 1000)
+        self.claim_idle_ms = int(claim_idle_seconds * 1000)
+        self.retry_seconds = retry_seconds
+        self._stopping = threading.Event()
+        self._has_group = False
 
-    def handle(self, body: bytes, redelivered: bool = False) -> Settlement:
-        """Relay one event body. A malformed event, or one for a job the metadata service does not
-        know, is dropped (logged): it is internal, and nobody follows such a job.
+    # --- running --------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Follow until :meth:`stop`; a Redis or RabbitMQ outage is logged and waited out."""
+        log.info("progress follower %s following %s", self.name, self.key)
+        while not self._stopping.is_set():
+            try:
+                self.step()
+            except (Unavailable, *REDIS_ERRORS) as exc:
+                log.warning("progress follower: %r; trying again in %.1f s", exc, self.retry_seconds)
+                self._has_group = False  # Redis may have restarted empty
+                self._stopping.wait(self.retry_seconds)
+        self._leave()
+
+    def stop(self) -> None:
+        """Stop after the current read (within :data:`BLOCK_SECONDS`); signal-safe."""
+        self._stopping.set()
+
+    def step(self) -> int:
+        """One round: the changes this follower read before but did not acknowledge, else those a
+        dead replica left, else the new ones (waiting up to ``block_seconds`` for one). Returns how
+        many changes were settled.
 
         Raises:
-            Unavailable: the metadata service or RabbitMQ is down (requeue the event).
+            redis.RedisError, OSError: Redis is down (nothing is lost: the group keeps its place).
+            Unavailable: RabbitMQ did not take a message (it and the changes after it are read again).
         """
-        try:
-            event = JobEvent.decode(body)
-        except MessageError as exc:
-            log.error("not relaying a malformed job event: %s", exc)
-            return ACK
-        with job_context(event.job_id):
-            try:
-                job = self._followed(event.job_id)
-            except JobNotFound:
-                log.warning("not relaying a %s event of an unknown job", event.status)
-                return ACK
-            if job.admits(event):
-                self.publish(job_message(event, job.input_key, job.output_key))
-        return ACK
+        self._join_group()
+        entries = self._own_pending() or self._claimed() or self._new()
+        for entry_id, fields in entries:
+            self._settle(Change.from_entry(entry_id, fields))
+        return len(entries)
 
-    def _followed(self, job_id: str) -> Followed:
-        if job_id in self._jobs:
-            self._jobs.move_to_end(job_id)
-            return self._jobs[job_id]
-        job = self.metadata.get_job(job_id)
-        self._jobs[job_id] = Followed(job.input_key, job.output_key, run=job.retries)
-        if len(self._jobs) > JOBS_FOLLOWED:
-            self._jobs.popitem(last=False)
-        return self._jobs[job_id]
+    # --- the consumer group -----------------------------------------------------------------------
+    def _join_group(self) -> None:
+        if self._has_group:
+            return
+        try:
+            self.redis.xgroup_create(self.key, GROUP, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._has_group = True
+
+    def _own_pending(self) -> list:
+        return _entries(self.redis.xreadgroup(GROUP, self.name, {self.key: "0"}, count=BATCH))
+
+    def _claimed(self) -> list:
+        claimed = self.redis.xautoclaim(self.key, GROUP, self.name, self.claim_idle_ms, "0-0", count=BATCH)
+        return list(claimed[1])
+
+    def _new(self) -> list:
+        return _entries(self.redis.xreadgroup(GROUP, self.name, {self.key: ">"}, count=BATCH, block=self.block_ms))
+
+    def _settle(self, change: Change) -> None:
+        with job_context(change.job_id or None):
+            try:
+                message = progress_message(change)
+            except ValueError as exc:
+                log.error("not relaying change %s, which is not valid: %s", change.id, exc)
+                message = None
+            if message is not None:
+                self.publish(message)
+        self.redis.xack(self.key, GROUP, change.id)
+
+    def _leave(self) -> None:
+        """Leave the group on a clean stop, unless changes wait for this follower (another takes
+        them over after :data:`CLAIM_IDLE_SECONDS`)."""
+        try:
+            if not self._own_pending():
+                self.redis.xgroup_delconsumer(self.key, GROUP, self.name)
+        except REDIS_ERRORS as exc:
+            log.warning("progress follower: could not leave the group: %r", exc)
+
+
+def _entries(reply) -> list:
+    """The ``(id, fields)`` entries of an ``XREADGROUP`` reply on one stream (redis-py's list form)."""
+    return list(reply[0][1]) if reply else []
+

@@ -1,24 +1,27 @@
 """The upload service's second process, its queue intake: ``python -m services.upload.queue_intake``.
 
-One connection, three queues, each message settled by its handler's
+One connection, two queues, each message settled by its handler's
 :class:`~shared.broker.Settlement`:
 
 * ``TRANSCODING_JOBS_QUEUE`` — jobs from producers (``queue_jobs.py``);
-* ``<p>.s3-events`` — S3 event notifications from MinIO (``s3_events.py``);
-* ``<p>.progress-relay`` — job events, republished on the progress feed (``progress.py``).
+* ``<p>.s3-events`` — S3 event notifications from MinIO (``s3_events.py``).
 
 A handler that meets an unavailable dependency gets its message back in the queue after a pause;
 a refused message is published to ``<p>.dead-letter`` with its reason and acked; nothing loops.
+
+And one thread, the progress follower (``progress.py``): the metadata service's change feed in
+Redis (``shared/changes.py``) published on ``<p>.progress`` → ``TRANSCODING_PROGRESS_QUEUE``.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
 
-from services.upload.bootstrap import make_intake
-from services.upload.progress import ProgressFeed, ProgressRelay
+from services.upload.bootstrap import make_intake, make_progress_follower
+from services.upload.progress import ProgressFeed, ProgressFollower
 from services.upload.queue_jobs import JobQueueIntake
 from services.upload.s3_events import S3EventIntake
 from shared.broker import Consumer, Delivery, Settlement, Topology, dead_letter
@@ -48,7 +51,7 @@ def make_queue_intake(s: Settings, handlers: dict[str, Handler] | None = None) -
 
 
 def intake_handlers(s: Settings, topology: Topology) -> dict[str, Handler]:
-    """The handler of each of the intake's three queues."""
+    """The handler of each of the intake's two queues."""
     intake = make_intake(s)
     feed = ProgressFeed(intake.publisher)
     return {
@@ -56,7 +59,6 @@ def intake_handlers(s: Settings, topology: Topology) -> dict[str, Handler]:
         topology.s3_events_queue: S3EventIntake(
             intake, feed, s.s3_bucket, s.s3_incoming_prefix, s.s3_output_prefix
         ).handle,
-        topology.progress_relay_queue: ProgressRelay(intake.metadata, feed).handle,
     }
 
 
@@ -64,13 +66,43 @@ def _by_body(handler: Handler) -> Callable[[Delivery], Settlement]:
     return lambda delivery: handler(delivery.body, delivery.redelivered)
 
 
+FOLLOWER_STOP_SECONDS = 5.0
+"""Longest wait for the progress follower to finish its round at shutdown, seconds."""
+
+
 def main() -> None:
     s = settings()
     configure_logging("upload-queue-intake", s.log_level)
     consumer = make_queue_intake(s)
-    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
-    signal.signal(signal.SIGINT, lambda *_: consumer.stop())
-    consumer.run()
+    follower = make_progress_follower(s)
+
+    def stop(*_) -> None:
+        consumer.stop()
+        follower.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    crashed = threading.Event()
+    following = threading.Thread(target=_follow, args=(follower, consumer, crashed), name="progress-follower")
+    following.start()
+    try:
+        consumer.run()
+    finally:
+        follower.stop()
+        following.join(FOLLOWER_STOP_SECONDS)
+    if crashed.is_set():
+        raise SystemExit(1)
+
+
+def _follow(follower: ProgressFollower, consumer: Consumer, crashed: threading.Event) -> None:
+    """Run the follower; if it fails for a reason it does not wait out (a bug), stop the whole
+    intake, so the process exits and is restarted rather than silently publishing no progress."""
+    try:
+        follower.run()
+    except Exception:
+        log.exception("the progress follower failed; stopping the queue intake")
+        crashed.set()
+        consumer.stop()
 
 
 if __name__ == "__main__":

@@ -83,11 +83,11 @@ def test_the_end_of_a_job_queues_its_notifications_and_expiry_with_it(parts, sto
     assert list(storage.keys(input_key(job.job_id))) == [], "the input is deleted with the end"
 
     feed = [Change.from_entry(*entry) for entry in client.xrange(changes_key(prefix))]
-    assert [(c.kind, c.job.status.value, c.job.progress) for c in feed] == [
-        ("job", "queued", None),
-        ("job", "processing", None),
-        ("job", "processing", 40),
-        ("job", "completed", 100),
+    assert [(c.kind, c.before, c.job.status.value, c.job.progress) for c in feed] == [
+        ("job", "", "queued", None),  # a new record: no status before it
+        ("job", "queued", "processing", None),
+        ("job", "processing", "processing", 40),
+        ("job", "processing", "completed", 100),
     ]
     assert parts.index.page(JobStatus.COMPLETED, 10).job_ids == [job.job_id]
 
@@ -111,7 +111,7 @@ def test_a_retryable_failure_keeps_its_input_and_a_rolled_back_job_leaves_the_in
     parts.store.delete(other.job_id)
     assert parts.index.page(None, 10).job_ids == [job.job_id]
     last = Change.from_entry(*client.xrevrange(changes_key(prefix), count=1)[0])
-    assert (last.kind, last.job_id) == ("deleted", other.job_id)
+    assert (last.kind, last.job_id, last.before) == ("deleted", other.job_id, "")
 
 
 def test_a_shared_output_is_deleted_by_its_last_holder_only(parts, storage, client):

@@ -218,7 +218,7 @@ class Stack:
     def _delete_topology(self) -> None:
         connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         channel = connection.channel()
-        for queue in (*self.topology.queues, self.topology.progress_relay_queue):
+        for queue in (*self.topology.queues, *self.topology.retired_queues):
             channel.queue_delete(queue)
         for exchange in self.topology.exchanges:
             channel.exchange_delete(exchange)

@@ -20,11 +20,7 @@ OTHER_JOB = "b" * 32
 def test_defaults_name_the_public_queues_as_the_issue_does_and_prefix_the_rest():
     t = Topology.from_settings(load_settings(amqp_prefix="p"))
     assert (t.jobs_queue, t.progress_queue) == ("transcoding_jobs", "transcoding_progress")
-    assert {t.progress_exchange, t.progress_relay_queue, t.s3_events_exchange, t.s3_events_queue} == {
-        "p.progress",
-        "p.progress-relay",
-        "p.s3-events",
-    }
+    assert {t.progress_exchange, t.s3_events_exchange, t.s3_events_queue} == {"p.progress", "p.s3-events"}
     custom = Topology.from_settings(
         load_settings(transcoding_jobs_queue="legacy.jobs", transcoding_progress_queue="legacy.progress")
     )
@@ -62,6 +58,9 @@ class RecordingChannel:
     def queue_bind(self, queue, exchange, routing_key=None):
         self.declared.setdefault("bindings", []).append((queue, exchange, routing_key))
 
+    def queue_delete(self, name):
+        self.declared.setdefault("deleted", []).append(name)
+
 
 def test_public_queues_are_declared_plain_so_a_producers_own_declaration_matches():
     channel = RecordingChannel()
@@ -70,7 +69,14 @@ def test_public_queues_are_declared_plain_so_a_producers_own_declaration_matches
     assert channel.declared["transcoding_progress"] == ("queue", True, None)
     assert channel.declared["p.s3-events (exchange)"] == ("fanout", True)  # as MINIO_NOTIFY_AMQP_* declares it
     assert ("transcoding_progress", "p.progress", None) in channel.declared["bindings"]
-    assert ("p.progress-relay", "p.events", "job.*") in channel.declared["bindings"]
+    assert not any(exchange == "p.events" for _, exchange, _ in channel.declared["bindings"]), "metadata's alone"
+
+
+def test_the_intake_deletes_the_retired_progress_relay_queue_so_no_upgrade_leaves_it_filling_up():
+    channel = RecordingChannel()
+    Topology(prefix="p").declare_intake(channel)
+    assert channel.declared["deleted"] == ["p.progress-relay"]
+    assert "p.progress-relay" not in channel.declared
 
 
 def test_local_storage_cannot_presign_and_says_so_with_a_501(tmp_path):
