@@ -210,6 +210,13 @@ def test_queue_intake_runs_from_the_upload_image():
     assert SERVICES["upload-queue-intake"]["command"] == ["python", "-m", "services.upload.queue_intake"]
 
 
+def test_the_queue_intake_follows_the_change_feed_in_the_redis_metadata_writes_it_to():
+    intake, metadata = environment_of("upload-queue-intake"), environment_of("metadata")
+    assert intake["REDIS_URL"] == metadata["REDIS_URL"]
+    assert intake.get("REDIS_PREFIX") == metadata.get("REDIS_PREFIX"), "the feed's key is <REDIS_PREFIX>changes"
+    assert SERVICES["upload-queue-intake"]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
 def test_minio_notifies_the_exchange_the_queue_intake_consumes_as_siphon_declares_it():
     minio = environment_of("minio")
     intake = load_settings(
