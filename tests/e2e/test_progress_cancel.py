@@ -1,6 +1,7 @@
 """Progress and cancel over HTTP against real stacks: progress rising on a long input and 100 only on
-completion; a queued job cancelled and then skipped by a worker started afterwards; a processing job's
-ffmpeg killed within a second; files removed; 409 for a finished job."""
+completion; the same on the transcoding_progress queue, about twice a second, each change once, across
+a restart of the queue intake; a queued job cancelled and then skipped by a worker started afterwards;
+a processing job's ffmpeg killed within a second; files removed; 409 for a finished job."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from pathlib import Path
 
 import pika
 import pytest
+import redis
 
+from shared.changes import Change, changes_key
 from tests.support.http import assert_json_error
 from tests.support.net import wait_until
 from tests.support.not_media import write_unreadable
 from tests.support.processes import live_mentioning
+from tests.support.queues import FINAL, Progress
 from tests.support.sources import make_tone
-from tests.support.stack import AMQP_URL, Stack
+from tests.support.stack import AMQP_URL, REDIS_URL, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +31,12 @@ SLOW_OPTIONS = {"sample_rate": "48000", "quality": "0"}
 @pytest.fixture(scope="module")
 def stack(module_stack) -> Stack:
     return module_stack("local", workers=1)
+
+
+@pytest.fixture(scope="module")
+def progress(stack) -> Progress:
+    """The stack's transcoding_progress queue, read by one follower for the whole module."""
+    return Progress(stack)
 
 
 @pytest.fixture
@@ -104,6 +114,52 @@ def test_progress_rises_while_processing_and_reaches_100_only_on_completion(stac
     assert record["started_at"] < record["finished_at"]
 
 
+def feed_of(stack: Stack, job_id: str) -> list[Change]:
+    """The job's entries in the stack's change feed (what metadata wrote), oldest first."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        entries = client.xrange(changes_key(stack.redis_prefix))
+    finally:
+        client.close()
+    return [change for change in map(lambda e: Change.from_entry(*e), entries) if change.job_id == job_id]
+
+
+def test_the_progress_queue_hears_each_change_about_twice_a_second_and_once_across_an_intake_restart(
+    stack, progress, long_tone
+):
+    job_id = submit(stack, long_tone(770), **SLOW_OPTIONS)
+    wait_for_progress(stack, job_id)  # converting: now restart the queue intake, which follows the feed
+    stack.signal("upload-queue-intake")
+    stack.processes["upload-queue-intake"].wait(15)
+    stack.restart("upload-queue-intake")
+
+    arrived: list[float] = []  # when each of the job's messages was read, polling every 50 ms
+    deadline = time.monotonic() + 180
+    while not (progress.of(job_id) and progress.of(job_id)[-1]["status"] in FINAL):
+        assert time.monotonic() < deadline, progress.of(job_id)
+        progress.drain()
+        arrived += [time.monotonic()] * (len(progress.of(job_id)) - len(arrived))
+        time.sleep(0.05)
+    messages = progress.of(job_id)
+    assert messages[-1] == {
+        "job_id": job_id,
+        "status": "completed",
+        "progress": 100,
+        "input_key": f"jobs/{job_id}/input",
+        "output_key": f"jobs/{job_id}/output.mp3",
+    }
+    # Every change metadata made is told once, in order: none lost while the intake was down, none twice.
+    told = [change.job for change in feed_of(stack, job_id) if change.job.status != "queued"]
+    assert [(m["status"], m["progress"]) for m in messages] == [
+        (job.status.value, 100 if job.status == "completed" else job.progress or 0) for job in told
+    ]
+    # While it runs, a message about twice a second (the worker reports every 0.5 s); the median, as
+    # the restart holds some back for a second or two and a busy machine may stall ffmpeg now and then.
+    running = [at for at, m in zip(arrived, messages, strict=True) if m["status"] == "processing"]
+    gaps = sorted(b - a for a, b in zip(running, running[1:], strict=False))
+    assert len(running) >= 4 and gaps[len(gaps) // 2] <= 1.0, gaps
+
+
 # --- cancel a queued job ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def idle_stack(module_stack) -> Stack:
@@ -145,7 +201,7 @@ def test_a_queued_job_cancelled_is_skipped_by_a_worker_started_later(idle_stack,
 # --- cancel a processing job ------------------------------------------------------------------------
 @pytest.mark.parametrize(("method", "frequency"), [("DELETE", 550), ("POST", 660)])
 def test_a_processing_job_cancelled_has_its_ffmpeg_killed_within_a_second(
-    stack, long_tone, media_dir, method, frequency
+    stack, progress, long_tone, media_dir, method, frequency
 ):
     job_id = submit(stack, long_tone(frequency), **SLOW_OPTIONS)
     body = wait_for_progress(stack, job_id)
@@ -173,6 +229,8 @@ def test_a_processing_job_cancelled_has_its_ffmpeg_killed_within_a_second(
     assert any("cancel" in msg for msg in messages) and not any("requeue" in msg for msg in messages), messages
     assert stack.status(job_id).json()["status"] == "cancelled", "nothing the worker said later changed it"
     assert job_files(stack, job_id) == ["job.json"], "no output left behind"
+    assert [m["status"] for m in progress.until_final(job_id)][-1] == "cancelled"
+    assert [m["status"] for m in progress.of(job_id)].count("cancelled") == 1
 
 
 # --- what cannot be cancelled ----------------------------------------------------------------------------
