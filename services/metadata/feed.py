@@ -9,7 +9,8 @@ from shared.changes import changes_key
 from shared.jobs import Job
 
 PUBLISH_CHANGE = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'kind', ARGV[2], 'job_id', ARGV[3], 'data', ARGV[4], 'before', ARGV[5])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+    'kind', ARGV[2], 'job_id', ARGV[3], 'data', ARGV[4], 'before', ARGV[5])
 redis.call('PUBLISH', KEYS[1], id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4])
 return id
 """

@@ -81,7 +81,12 @@ def rejected_message(given_job_id: object, code: str, message: str) -> dict:
 def job_message(job: Job) -> dict:
     """The public message for a job as it is now: ``progress`` while not finished (0 before the
     worker's first report), 100 once completed, none after another end; ``error`` when it has one."""
-    message = {"job_id": job.job_id, "status": job.status.value, "input_key": job.input_key, "output_key": job.output_key}
+    message = {
+        "job_id": job.job_id,
+        "status": job.status.value,
+        "input_key": job.input_key,
+        "output_key": job.output_key,
+    }
     if job.status is JobStatus.COMPLETED:
         message["progress"] = 100
     elif not job.status.is_terminal:
@@ -237,4 +242,3 @@ class ProgressFollower:
 def _entries(reply) -> list:
     """The ``(id, fields)`` entries of an ``XREADGROUP`` reply on one stream (redis-py's list form)."""
     return list(reply[0][1]) if reply else []
-

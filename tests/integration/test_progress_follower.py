@@ -64,9 +64,15 @@ def test_the_stores_transitions_come_out_as_one_message_each_and_the_end_once(cl
     store.apply(JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, attempt=1, progress=40))
     store.apply(JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, attempt=1, progress=30))  # no rise: no write
     store.apply(JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED, output_size=10, output_duration_seconds=1.0))
-    store.record_notification(job.job_id, NotificationRecord(kind="email", attempt=1, at=time.time(), outcome="delivered"))
+    store.record_notification(
+        job.job_id, NotificationRecord(kind="email", attempt=1, at=time.time(), outcome="delivered")
+    )
     drain(follower)
-    assert [(m["status"], m["progress"]) for m in published] == [("processing", 0), ("processing", 40), ("completed", 100)]
+    assert [(m["status"], m["progress"]) for m in published] == [
+        ("processing", 0),
+        ("processing", 40),
+        ("completed", 100),
+    ]
     assert {(m["job_id"], m["input_key"], m["output_key"]) for m in published} == {
         (job.job_id, job.input_key, job.output_key)
     }

@@ -198,7 +198,11 @@ def test_a_restarted_intake_resumes_where_it_left_off_without_repeating(client, 
     write(client, running.model_copy(update={"progress": 50}), JobStatus.PROCESSING)  # while no intake runs
     write(client, running.model_copy(update={"status": JobStatus.COMPLETED, "progress": 100}), JobStatus.PROCESSING)
     drain(follower(client, published.append, name="intake-1-restarted"))
-    assert [(m["status"], m["progress"]) for m in published] == [("processing", 0), ("processing", 50), ("completed", 100)]
+    assert [(m["status"], m["progress"]) for m in published] == [
+        ("processing", 0),
+        ("processing", 50),
+        ("completed", 100),
+    ]
 
 
 def test_replicas_share_the_group_so_each_change_is_reported_once(client, job, published):
