@@ -146,3 +146,56 @@ def test_a_per_process_publisher_shares_one_connection_across_threads(settings, 
     assert len(connections) == 1
     bodies = sorted(int(get_one(channel, topology.conversion_queue)[1]) for _ in range(8))
     assert bodies == list(range(8)), "every publish was confirmed, one at a time on the one connection"
+
+
+@pytest.fixture
+def intake_settings(run_id) -> Settings:
+    """Settings whose public queues are this test's own (their defaults are shared names)."""
+    prefix = f"it-{run_id}"
+    return load_settings(
+        amqp_url=AMQP_URL,
+        amqp_prefix=prefix,
+        transcoding_jobs_queue=f"{prefix}.transcoding_jobs",
+        transcoding_progress_queue=f"{prefix}.transcoding_progress",
+    )
+
+
+@pytest.fixture
+def intake_channel(intake_settings):
+    """A channel; the intake's topology (and the retired queue) of the test's prefix is deleted after."""
+    topology = Topology.from_settings(intake_settings)
+    connection = connect(intake_settings)
+    yield connection.channel()
+    if connection.is_open:
+        connection.close()
+    cleanup = connect(intake_settings)
+    ch = cleanup.channel()
+    for queue in (*topology.queues, *topology.retired_queues):
+        ch.queue_delete(queue)
+    for exchange in topology.exchanges:
+        ch.exchange_delete(exchange)
+    cleanup.close()
+
+
+def test_the_intake_deletes_the_progress_relay_queue_an_earlier_version_left(intake_settings, intake_channel):
+    topology, channel = Topology.from_settings(intake_settings), intake_channel
+    retired = f"{topology.prefix}.progress-relay"
+    topology.declare(channel)
+    channel.queue_declare(retired, durable=True, arguments={"x-queue-type": "quorum"})  # as earlier versions did
+    channel.queue_bind(retired, topology.events_exchange, "job.*")
+    topology.declare_intake(channel)
+    topology.declare_intake(channel)  # and again, once it is gone: deleting no queue is no error
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as missing:
+        channel.queue_declare(retired, passive=True)
+    assert missing.value.reply_code == 404
+
+
+def test_an_intake_publisher_declares_the_progress_exchange_it_publishes_to(intake_settings, intake_channel):
+    topology = Topology.from_settings(intake_settings)
+    publisher = ConfirmingPublisher(intake_settings, topology, per_thread=False, intake=True)
+    try:
+        publisher.publish_progress({"job_id": "j", "status": "completed"})  # on a broker that has none of it yet
+    finally:
+        publisher.close()
+    _, body = get_one(intake_channel, topology.progress_queue)
+    assert body == b'{"job_id": "j", "status": "completed"}'
