@@ -83,7 +83,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     crashed = threading.Event()
-    following = threading.Thread(target=_follow, args=(follower, consumer, crashed), name="progress-follower")
+    following = threading.Thread(
+        target=_follow, args=(follower, consumer, crashed), name="progress-follower", daemon=True
+    )
     following.start()
     try:
         consumer.run()
