@@ -20,9 +20,10 @@ from rq import get_current_job
 from services.metadata.bootstrap import MetadataParts, make_notifier, metadata_parts
 from services.metadata.followups import owned
 from services.metadata.notifications import Notifier
+from services.metadata.records import JobRecord
 from shared.config import settings
 from shared.errors import JobNotFound, NotificationFailed
-from shared.jobs import Job, JobStatus
+from shared.jobs import JobStatus
 from shared.logs import job_context
 from shared.messages import JobEvent
 
@@ -70,7 +71,7 @@ def begin_try() -> tuple[int, str]:
 def deliver_notification(kind: str, job_json: str) -> str:
     """One try of notification ``kind`` (``email``/``webhook``) of the job as it was when it ended;
     returns the outcome. Raises :class:`NotificationFailed` when the try failed and another is due."""
-    job = Job.model_validate_json(job_json)
+    job = JobRecord.model_validate_json(job_json)
     attempt, delivery_id = begin_try()
     with job_context(job.job_id):
         record = runtime().notifier.deliver(kind, job, attempt, delivery_id)

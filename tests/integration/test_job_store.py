@@ -10,9 +10,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
 from shared.errors import JobNotFound, JobStoreUnavailable
-from shared.jobs import Job, JobErrorInfo, JobStatus, manifest_key, new_job_id
+from shared.jobs import JobErrorInfo, JobStatus, manifest_key, new_job_id
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 from tests.support.net import free_port
@@ -45,12 +46,12 @@ def event(job_id: str, status: JobStatus, attempt: int = 1, **fields) -> JobEven
     return JobEvent(job_id=job_id, status=status, attempt=attempt, **fields)
 
 
-def manifest(storage: LocalStorage, job_id: str) -> Job:
-    return Job.model_validate_json(storage.get_bytes(manifest_key(job_id)))
+def manifest(storage: LocalStorage, job_id: str) -> JobRecord:
+    return JobRecord.model_validate_json(storage.get_bytes(manifest_key(job_id)))
 
 
 def test_create_get_apply_delete(store, storage, redis_client, run_id):
-    job = Job.new(new_job_id(), "clip.mp4", 10)
+    job = JobRecord.new(new_job_id(), "clip.mp4", 10)
     store.create(job)
     assert store.get(job.job_id) == job
     assert redis_client.exists(f"it-{run_id}:job:{job.job_id}")
@@ -65,7 +66,7 @@ def test_create_get_apply_delete(store, storage, redis_client, run_id):
 
 
 def test_a_job_survives_the_loss_of_its_redis_key(store, redis_client, run_id):
-    job = Job.new(new_job_id(), "clip.mp4", 10)
+    job = JobRecord.new(new_job_id(), "clip.mp4", 10)
     store.create(job)
     failed = store.apply(event(job.job_id, JobStatus.FAILED, error=JobErrorInfo(code="timeout", message="slow")))
     redis_client.delete(f"it-{run_id}:job:{job.job_id}")
@@ -75,7 +76,7 @@ def test_a_job_survives_the_loss_of_its_redis_key(store, redis_client, run_id):
 
 def test_concurrent_events_from_threads_stay_consistent(store, storage):
     """Eight consumers apply 40 redeliveries of one job in random order, then race to finish it."""
-    job = Job.new(new_job_id(), "clip.mp4", 10)
+    job = JobRecord.new(new_job_id(), "clip.mp4", 10)
     store.create(job)
     attempts = list(range(1, 41))
     random.shuffle(attempts)
@@ -122,4 +123,4 @@ def test_redis_on_a_closed_port_is_job_store_unavailable(storage):
     with pytest.raises(JobStoreUnavailable):
         store.get(new_job_id())
     with pytest.raises(JobStoreUnavailable):
-        store.create(Job.new(new_job_id(), "", 1))
+        store.create(JobRecord.new(new_job_id(), "", 1))
