@@ -31,7 +31,7 @@ from services.conversion import metrics
 from services.conversion.converter import Converter
 from services.conversion.encode import ConversionInterrupted
 from services.conversion.probe import ProbeResult
-from shared.broker import ACK, Settle, Settlement, retry_later
+from shared.broker import ACK, Settle, Settlement, requeue_later
 from shared.broker import dead_letter as dead_letter_with
 from shared.config import Settings
 from shared.errors import MediaError, MessageError, ObjectNotFound, SandboxFailed, SiphonError, StorageUnavailable
@@ -66,11 +66,11 @@ class ProgressReports:
         send: Callable[[JobEvent], None],
         job_id: str,
         attempt: int,
-        run: int | None,
+        retry: int | None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.send = send
-        self.event = JobEvent(job_id=job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=run, progress=0)
+        self.event = JobEvent(job_id=job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=retry, progress=0)
         self.clock = clock
         self.last_percent = 0
         self.last_at = float("-inf")
@@ -108,7 +108,7 @@ class TaskRunner:
         self.report_progress = report_progress or publish
         self.cancelled = cancelled or threading.Event()
         self.jobs = jobs
-        self.retry: int | None = None  # the task's run (``retry``): every event of this task carries it
+        self.retry: int | None = None  # the current task's ``retry``: every event of this task carries it
         self.with_storage_retries = Retrying(
             stop=stop_after_attempt(s.storage_retries),
             wait=wait_exponential(multiplier=0.5, max=5),
@@ -265,7 +265,7 @@ class TaskRunner:
             message = f"FFmpeg stopped abnormally on every one of {attempt} attempts ({exc})."
             return self._fail(task.job_id, attempt, codes.DECODE_FAILED, message, probe, dead_letter=True)
         log.warning("conversion interrupted (%s); requeueing", exc)
-        return retry_later(0, reason=str(exc))
+        return requeue_later(0, reason=str(exc))
 
     def _fail(
         self,

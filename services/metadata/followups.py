@@ -85,7 +85,7 @@ class Followups:
             self.outputs.hold_within(pipe, after)
             self._schedule(pipe, "expire_job", "expire", after)
         if after.is_retryable and owned(after.input_key):
-            self._schedule(pipe, "forget_input", "forget-input", after, run=after.retries)
+            self._schedule(pipe, "forget_input", "forget-input", after, retry=after.retries)
 
     def forgotten(self, pipe, job_id: str) -> None:
         pass
@@ -103,13 +103,13 @@ class Followups:
             pipeline=pipe,
         )
 
-    def _schedule(self, pipe, task: str, what: str, job: JobRecord, run: int | None = None) -> None:
+    def _schedule(self, pipe, task: str, what: str, job: JobRecord, retry: int | None = None) -> None:
         at = datetime.fromtimestamp((job.finished_at or job.created_at) + self.settings.output_ttl, tz=UTC)
         self.queues.lifecycle.enqueue_at(
             at,
             f"{TASKS}.{task}",
-            args=(job.job_id,) if run is None else (job.job_id, run),
-            job_id=self.queues.job_id(what, job.job_id, run),
+            args=(job.job_id,) if retry is None else (job.job_id, retry),
+            job_id=self.queues.job_id(what, job.job_id, retry),
             retry=LIFECYCLE_RETRY,
             result_ttl=RESULT_TTL_SECONDS,
             failure_ttl=FAILURE_TTL_SECONDS,

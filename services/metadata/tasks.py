@@ -6,8 +6,8 @@ run by ``notifier.py``. Each takes plain arguments and finds its collaborators i
                                            again (its Retry: NOTIFY_MAX_ATTEMPTS, backoff)
     expire_job(job_id)                     completed → expired, then drop the job's hold on its
                                            output (the last holder deletes it)
-    forget_input(job_id, run)              delete the input of a job still failed (retryable code,
-                                           same run) OUTPUT_TTL after it failed
+    forget_input(job_id, retry)            delete the input of a job still failed (retryable code,
+                                           same retry) OUTPUT_TTL after it failed
 """
 
 from __future__ import annotations
@@ -98,15 +98,16 @@ def expire_job(job_id: str) -> str:
         return job.status.value
 
 
-def forget_input(job_id: str, run: int = 0) -> str:
-    """Delete the input of a job still failed in run ``run`` (not retried since); returns its state."""
+def forget_input(job_id: str, retry: int = 0) -> str:
+    """Delete the input of a job still failed in retry ``retry`` (0: its first conversion; not
+    retried since); returns its state."""
     parts = runtime().parts
     with job_context(job_id):
         try:
             job = parts.store.get(job_id)
         except JobNotFound:
             return "not_found"
-        if job.status is JobStatus.FAILED and job.retries == run and owned(job.input_key):
+        if job.status is JobStatus.FAILED and job.retries == retry and owned(job.input_key):
             parts.store.storage.delete_prefix(job.input_key)
             log.info("input of the failed job deleted")
         return job.status.value

@@ -6,12 +6,12 @@ Published to the ``<p>.progress`` fanout exchange, which feeds ``TRANSCODING_PRO
     {"job_id", "status": "processing", "progress": 0-100, "input_key", "output_key"}   while it runs
     {"job_id", "status": "completed",  "progress": 100, "input_key", "output_key"}     final
     {"job_id", "status": "failed", "error": {"code", "message"}, "input_key", "output_key"}  final
-    ("cancelled" is final too; a retry's run starts over with "processing")
+    ("cancelled" is final too; a retry starts over with "processing")
     {"job_id": <as sent, or null>, "status": "rejected", "error": {"code", "message"}}
         a queue message that could not become a job at all (no usable job id); it was dead-lettered
 
 :class:`ProgressRelay` makes the job messages from the internal job events (``<p>.events``);
-one final message goes out per run (a task converted twice sends its events twice). The queue
+one final message goes out per retry (a task converted twice sends its events twice). The queue
 intake publishes ``rejected`` itself.
 """
 
@@ -36,7 +36,7 @@ REJECTED = "rejected"
 
 MAX_ECHOED_ID_CHARS = 64
 JOBS_FOLLOWED = 4096
-"""Jobs the relay remembers (keys, run, whether finished); one metadata lookup per job beyond that."""
+"""Jobs the relay remembers (keys, retry, whether finished); one metadata lookup per job beyond that."""
 
 Publish = Callable[[dict], None]
 
@@ -72,26 +72,26 @@ def job_message(event: JobEvent, input_key: str, output_key: str) -> dict:
 
 @dataclass
 class Followed:
-    """What the relay remembers of a job: its keys (they never change), its current run (``retry``)
-    and whether that run's final message went out."""
+    """What the relay remembers of a job: its keys (they never change), its current ``retry``
+    and whether that retry's final message went out."""
 
     input_key: str
     output_key: str
-    run: int = 0
+    retry: int = 0
     finished: bool = False
 
     def admits(self, event: JobEvent) -> bool:
-        """Whether ``event`` is news to a follower, noting it if so. Only one final message per run
-        goes out: a repeated event (a task delivered twice) or a late one of an earlier run does not."""
-        run = event.retry or 0
-        if event.status == "cancelled":  # ends the job whatever its run
+        """Whether ``event`` is news to a follower, noting it if so. Only one final message per retry
+        goes out: a repeated event (a task delivered twice) or a late one of an earlier retry does not."""
+        retry = event.retry or 0
+        if event.status == "cancelled":  # ends the job whatever its retry
             news = not self.finished
-        elif run > self.run:  # a retry's run (its "queued" may have gone to metadata over HTTP)
+        elif retry > self.retry:  # a new retry (its "queued" may have gone to metadata over HTTP)
             news = True
-        else:  # the current run until its final message; an earlier run's late events are not news
-            news = run == self.run and not self.finished and event.status is not JobStatus.QUEUED
+        else:  # the current retry until its final message; an earlier retry's late events are not news
+            news = retry == self.retry and not self.finished and event.status is not JobStatus.QUEUED
         if news:
-            self.run = max(self.run, run)
+            self.retry = max(self.retry, retry)
             self.finished = event.status.is_terminal
         return news
 
@@ -131,7 +131,7 @@ class ProgressRelay:
             self._jobs.move_to_end(job_id)
             return self._jobs[job_id]
         job = self.metadata.get_job(job_id)
-        self._jobs[job_id] = Followed(job.input_key, job.output_key, run=job.retries)
+        self._jobs[job_id] = Followed(job.input_key, job.output_key, retry=job.retries)
         if len(self._jobs) > JOBS_FOLLOWED:
             self._jobs.popitem(last=False)
         return self._jobs[job_id]

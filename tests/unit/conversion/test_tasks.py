@@ -129,7 +129,7 @@ def test_a_missing_input_is_dead_lettered(runner, storage, events):
 def test_an_interrupted_conversion_below_max_attempts_is_requeued(runner, converter, events, attempt):
     converter.fail("convert", ConversionInterrupted("ffmpeg killed by signal 9"))
     outcome = runner.handle(TASK, attempt=attempt)
-    assert outcome.settle is Settle.RETRY and "signal 9" in outcome.reason
+    assert outcome.settle is Settle.REQUEUE and "signal 9" in outcome.reason
     assert statuses(events) == [JobStatus.PROCESSING], "no failure is recorded for a retryable interruption"
 
 
