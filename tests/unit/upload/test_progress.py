@@ -106,7 +106,7 @@ def test_the_feed_publishes_json_to_the_progress_exchange():
     ]
 
 
-def test_one_final_message_per_run_however_often_the_events_come(relay, job, published):
+def test_one_final_message_per_retry_however_often_the_events_come(relay, job, published):
     completed = JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED).encode()
     processing = JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, progress=50).encode()
     for body in (processing, completed, processing, completed):  # a task converted twice
@@ -114,12 +114,12 @@ def test_one_final_message_per_run_however_often_the_events_come(relay, job, pub
     assert [m["status"] for m in published] == ["processing", "completed"]
 
 
-def test_a_retry_starts_a_new_run_and_late_events_of_the_old_one_are_dropped(relay, job, published):
+def test_a_retry_starts_over_and_late_events_of_the_failed_one_are_dropped(relay, job, published):
     error = JobErrorInfo(code="storage_unavailable", message="down")
     for event in (
         JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error),
         JobEvent(job_id=job.job_id, status=JobStatus.QUEUED, retry=1),
-        JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING),  # late, of run 0
+        JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING),  # late, of retry 0
         JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, retry=1, progress=10),
         JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED, retry=1),
     ):
@@ -139,6 +139,6 @@ def test_a_retry_announced_to_metadata_over_http_is_followed_from_its_first_even
         JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, retry=1),
         JobEvent(job_id=job.job_id, status=JobStatus.COMPLETED, retry=1),
         JobEvent(job_id=job.job_id, status=JobStatus.FAILED, error=error),
-    ):  # late, of run 0
+    ):  # late, of retry 0
         relay.handle(event.encode())
     assert [m["status"] for m in published] == ["failed", "processing", "completed"]
