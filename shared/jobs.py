@@ -49,7 +49,7 @@ DISK_FULL = "disk_full"
 """The worker's ``WORK_DIR`` ran out of space (a conversion error code, ``services/conversion/media_codes.py``)."""
 
 STORAGE_UNAVAILABLE = "storage_unavailable"
-"""Object storage kept failing after the worker's retries (a conversion error code)."""
+"""Object storage kept failing for the worker's ``STORAGE_RETRIES`` tries (a conversion error code)."""
 
 SANDBOX_FAILED = "sandbox_failed"
 """ffmpeg, ffprobe or the forked child could not be confined (``SANDBOX``; a conversion error code)."""

@@ -95,9 +95,9 @@ class Intake:
             return job
 
     def retry(self, job_id: str) -> Job:
-        """Queue once more a job that failed for a retryable reason (storage down, disk full);
-        return it ``queued``. It is retry ``retries + 1``, its attempts counted again from 1;
-        events of the failed retry are ignored.
+        """Queue once more a job that failed for a retryable reason (``RETRYABLE_ERROR_CODES``:
+        storage down, disk full, sandbox failed); return it ``queued``. It is retry ``retries + 1``,
+        its attempts counted again from 1; events of the failed retry are ignored.
 
         Raises:
             JobNotFound: no such job.
