@@ -1,6 +1,6 @@
 """RabbitMQ adapter, the only module that speaks AMQP: topology, connections, the named publishers
 (one per message kind, confirmed) and a reconnecting consumer whose handlers return a
-:class:`Settlement` (ack, retry later, or dead-letter with a reason).
+:class:`Settlement` (ack, requeue after a delay, or dead-letter with a reason).
 
 Topology (every name starts with ``AMQP_PREFIX`` = ``<p>``, but the two public queues, named by
 ``TRANSCODING_JOBS_QUEUE`` and ``TRANSCODING_PROGRESS_QUEUE``)::
@@ -368,14 +368,14 @@ class Settle(Enum):
     """What becomes of a delivered message."""
 
     ACK = "ack"  # done: handled, or nothing to do
-    RETRY = "retry"  # back to its queue (after a delay): a dependency is down, or the work was cut short
+    REQUEUE = "requeue"  # back to its queue (after a delay): a dependency is down, or the work was cut short
     DEAD_LETTER = "dead_letter"  # refused for good: parked in <p>.dead-letter with the reason, then acked
 
 
 @dataclass(frozen=True)
 class Settlement:
     """How a handler settles its delivery: ``settle``, and for a dead letter its ``code`` and
-    ``reason`` (sent as headers; an ack may note them too, for the record), for a retry its
+    ``reason`` (sent as headers; an ack may note them too, for the record), for a requeue its
     ``delay_seconds``."""
 
     settle: Settle
@@ -386,13 +386,13 @@ class Settlement:
 
 ACK = Settlement(Settle.ACK)
 
-RETRY_DELAY_SECONDS = 1.0
+REQUEUE_DELAY_SECONDS = 1.0
 """Default pause before a message whose handler found a dependency down goes back to its queue, seconds."""
 
 
-def retry_later(delay_seconds: float = RETRY_DELAY_SECONDS, reason: str = "") -> Settlement:
+def requeue_later(delay_seconds: float = REQUEUE_DELAY_SECONDS, reason: str = "") -> Settlement:
     """Give the message back to its queue after ``delay_seconds`` (a quorum queue counts the delivery)."""
-    return Settlement(Settle.RETRY, reason=reason, delay_seconds=delay_seconds)
+    return Settlement(Settle.REQUEUE, reason=reason, delay_seconds=delay_seconds)
 
 
 def dead_letter(code: str, reason: str) -> Settlement:
@@ -531,8 +531,8 @@ class Consumer:
     * :meth:`consume` registers a queue's handler. A plain handler runs on the I/O thread; a
       ``threaded`` one (the conversion worker's, minutes long) on a thread of its own while the I/O
       thread keeps heartbeats flowing, one delivery at a time (prefetch 1), its settlement handed
-      back to the I/O thread. A handler that raises ``Unavailable`` gets its message retried after
-      :data:`RETRY_DELAY_SECONDS`; one that raises anything else, ``on_crash`` (logged).
+      back to the I/O thread. A handler that raises ``Unavailable`` gets its message requeued after
+      :data:`REQUEUE_DELAY_SECONDS`; one that raises anything else, ``on_crash`` (logged).
     * :meth:`subscribe` listens to a fanout exchange through an exclusive queue of its own (auto-ack).
     * A lost connection is reopened with exponential backoff from ``min_backoff`` to ``max_backoff``
       seconds, without a process restart; unacked messages go back to their queues meanwhile.
@@ -570,7 +570,7 @@ class Consumer:
         """Settle each message of ``queue`` as ``handler`` says (see the class docstring)."""
         if threaded and self.prefetch != 1:
             raise ValueError("a threaded handler takes one delivery at a time: prefetch must be 1")
-        crash = on_crash if on_crash is not None else retry_later(0)
+        crash = on_crash if on_crash is not None else requeue_later(0)
         self._consumptions.append(_Consumption(queue, handler, crash, threaded))
 
     def subscribe(self, exchange: str, on_body: Callable[[bytes], None]) -> None:
@@ -655,7 +655,7 @@ class Consumer:
         delivery = Delivery(consumption.queue, body, delivery_attempt(props), bool(method.redelivered))
         if not consumption.threaded:
             settlement = self._handled(consumption, delivery)
-            if settlement.settle is Settle.RETRY and settlement.delay_seconds:
+            if settlement.settle is Settle.REQUEUE and settlement.delay_seconds:
                 time.sleep(settlement.delay_seconds)  # the I/O thread: a pause of a second at most
             self._settle(channel, method.delivery_tag, delivery, settlement)
             return
@@ -666,7 +666,7 @@ class Consumer:
 
     def _work_on(self, consumption: _Consumption, connection, channel, tag: int, delivery: Delivery) -> None:
         settlement = self._handled(consumption, delivery)
-        if settlement.settle is Settle.RETRY and settlement.delay_seconds:
+        if settlement.settle is Settle.REQUEUE and settlement.delay_seconds:
             time.sleep(settlement.delay_seconds)
         try:
             run_on_io_thread(connection, lambda: self._settle(channel, tag, delivery, settlement))
@@ -674,19 +674,19 @@ class Consumer:
             log.warning("could not settle a message (%s); the broker gives it out again", exc)
 
     def _handled(self, consumption: _Consumption, delivery: Delivery) -> Settlement:
-        """The handler's settlement. A lost connection (``BrokerUnavailable``) is retried like any
+        """The handler's settlement. A lost connection (``BrokerUnavailable``) is requeued like any
         dependency that is down; if the connection is gone, the broker gives the message out again anyway."""
         try:
             return consumption.handler(delivery)
         except Unavailable as exc:
-            log.warning("%s (%s); retrying the message", exc.code, exc.message)
-            return retry_later(0 if consumption.threaded else RETRY_DELAY_SECONDS)
+            log.warning("%s (%s); requeueing the message", exc.code, exc.message)
+            return requeue_later(0 if consumption.threaded else REQUEUE_DELAY_SECONDS)
         except Exception:  # a bug: keep the message as on_crash says, never silently
             log.exception("%s failed on a message from %s", self.name, consumption.queue)
             return consumption.on_crash
 
     def _settle(self, channel, tag: int, delivery: Delivery, settlement: Settlement) -> None:
-        if settlement.settle is Settle.RETRY:
+        if settlement.settle is Settle.REQUEUE:
             channel.basic_nack(tag, requeue=True)
             return
         if settlement.settle is Settle.DEAD_LETTER:

@@ -35,7 +35,7 @@ Rules for readers:
 
 Why the feed rather than the AMQP job events: the events are what the workers *report*, before the
 state machine (``Job.apply``) has judged them; a reader of events needs its own copy of that state
-machine, and HTTP lookups for what an event does not carry (the storage keys, the run), to tell
+machine, and HTTP lookups for what an event does not carry (the storage keys, the retry), to tell
 news from a late or repeated event. The feed carries only changes that happened, in their order,
 with the whole record; it can be replayed, and metadata already writes it.
 

@@ -1,25 +1,32 @@
-"""The job model: ids, states, storage keys and the forward-only state machine.
+"""The job model every service shares: ids, states, storage keys and the forward-only state machine.
 
 States::
 
     queued ──> processing ──> completed
        │            │
-       ├────────────┴───────> failed ──(retry: storage_unavailable, disk_full)──> queued
+       ├────────────┴───────> failed ──(retry: storage_unavailable, disk_full, sandbox_failed)──> queued
        │            │
        └────────────┴───────> cancelled   (a client's DELETE /jobs/<id>)
 
     completed ──(OUTPUT_TTL later)──> expired   (its output deleted; the only move out of completed)
 
-A job only moves forward. ``processing`` may repeat with a higher attempt number (a task
+A job only moves forward. ``processing`` may repeat with a higher *attempt* number (a task
 redelivered after a worker died), and reports ``progress`` (0-99 %) for its current attempt; a
 completed job never changes again, so late or repeated events are harmless (at-least-once
 delivery, idempotent transitions). A cancel applies to any job that is not yet terminal, whatever
-its run.
+its retry.
 
-The one way back is an explicit retry of a job that failed for a reason that is not the file's
-(:data:`RETRYABLE_ERROR_CODES`): it starts run ``retries + 1``. Every task and event names its run
-(``retry``), and a job ignores events of any run but its current one, so a late event of the
-failed run cannot touch the new one.
+The one way back is a *retry*: a client asking to convert again a job that failed for a reason
+that is not the file's (:data:`RETRYABLE_ERROR_CODES`). Retry ``retries + 1`` starts the job's
+attempts again from 1. Every task and event names the retry it belongs to (``retry``; absent for
+the job's first conversion, retry 0), and a job ignores events of any retry but its current one, so
+a late event of the failed retry cannot touch the new one. The words are defined once, in
+docs/architecture.md's glossary.
+
+Only what every service reads is here; what the upload service sends when it creates a job is
+``shared/job_requests.py``, and what only the metadata service keeps is
+``services/metadata/records.py``. :class:`Job` ignores fields it does not know, so the gateway and
+the workers read those records as plain jobs.
 """
 
 from __future__ import annotations
@@ -29,9 +36,9 @@ import time
 import uuid
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # shared.messages imports this module: the event type is for annotations only
     from shared.messages import JobEvent
@@ -42,13 +49,13 @@ DISK_FULL = "disk_full"
 """The worker's ``WORK_DIR`` ran out of space (a conversion error code, ``services/conversion/media_codes.py``)."""
 
 STORAGE_UNAVAILABLE = "storage_unavailable"
-"""Object storage kept failing after the worker's retries (a conversion error code)."""
+"""Object storage kept failing for the worker's ``STORAGE_RETRIES`` tries (a conversion error code)."""
 
 SANDBOX_FAILED = "sandbox_failed"
 """ffmpeg, ffprobe or the forked child could not be confined (``SANDBOX``; a conversion error code)."""
 
 RETRYABLE_ERROR_CODES = frozenset({STORAGE_UNAVAILABLE, DISK_FULL, SANDBOX_FAILED})
-"""Failure codes another run may cure (the worker's surroundings failed, not the file)."""
+"""Failure codes a retry may cure (the worker's surroundings failed, not the file)."""
 
 
 class JobStatus(StrEnum):
@@ -119,31 +126,21 @@ class MediaFacts(BaseModel):
     video_codec: str | None = None
 
 
-class NotificationRecord(BaseModel):
-    """One attempt at telling the client a job ended (``Job.notifications``).
-
-    ``outcome``: ``delivered``; ``failed`` (a timeout, a refused connection, a 5xx: tried again
-    later); ``gave_up`` (failed on the last allowed try); ``rejected`` (a 4xx or 3xx, an SMTP 5xx,
-    a callback host or address the guard refuses, an SMTP server without STARTTLS when it is
-    required: never tried again; ``detail`` says why); ``abandoned`` (the notifier died during the
-    attempt: tried again).
-    """
-
-    kind: str  # "email" or "webhook"
-    attempt: int
-    at: float
-    outcome: str
-    status_code: int | None = None
-    detail: str | None = None
-
-
 class Job(BaseModel):
-    """A job record, as the metadata service stores it (times are Unix seconds, sizes bytes).
+    """A job as every service reads it (times are Unix seconds, sizes bytes).
 
     ``options`` are the conversion options the client set (``ConversionOptions.recorded()``);
     ``progress`` is percent done (0-100, 100 only once completed) and ``speed`` the conversion's
-    pace in seconds of audio per wall-clock second (× realtime).
+    pace in seconds of audio per wall-clock second (× realtime). ``attempts`` is how many attempts
+    the current retry has made (the number of the latest, 0 before the first); ``retries`` how many
+    retries the job has had (the number of the current one, 0 for the first conversion).
+    ``cached``: the job reused an identical earlier job's output (``services/metadata/outputs.py``).
+
+    Fields it does not know are ignored (``extra="ignore"``), so a metadata record
+    (``services/metadata/records.py``) reads as a plain job.
     """
+
+    model_config = ConfigDict(extra="ignore")
 
     job_id: str
     owner: str | None = None
@@ -165,18 +162,7 @@ class Job(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     progress: int | None = Field(None, ge=0, le=100)
     speed: float | None = None
-    # Notifications (services/metadata/notifications.py): who to tell when the job ends, and every try.
-    email: str | None = None
-    callback_url: str | None = None
-    notifications: list[NotificationRecord] = Field(default_factory=list)
-    # The output cache (services/metadata/outputs.py): the upload's SHA-256, the key it and the
-    # options make, and whether this job reused an identical earlier job's output.
-    content_sha256: str | None = None
-    cache_key: str | None = None
     cached: bool = False
-    # Per-caller limits (shared/quotas.py): whose QUOTA_UNFINISHED_JOBS this job counts against,
-    # ``key:<name>`` or ``addr:<ip>`` as the gateway named the caller; None for queue and S3-event jobs.
-    quota_subject: str | None = None
 
     @classmethod
     def new(
@@ -187,8 +173,9 @@ class Job(BaseModel):
         options: dict[str, Any] | None = None,
         extension: str = "mp3",
         owner: str | None = None,
-    ) -> Job:
-        """A ``queued`` job with the standard storage keys; its output is ``output.<extension>``."""
+    ) -> Self:
+        """A ``queued`` job (of this class) with the standard storage keys; its output is
+        ``output.<extension>``; ``input_size`` is bytes."""
         return cls(
             job_id=job_id,
             owner=owner,
@@ -205,34 +192,35 @@ class Job(BaseModel):
         """The output file's extension (``mp3``, ``m4a``, ...), from its storage key."""
         return self.output_key.rpartition(".")[2]
 
-    def apply(self, event: JobEvent) -> Job | None:
-        """The job after ``event``, or None if it changes nothing; one handler per event status.
+    def apply(self, event: JobEvent) -> Self | None:
+        """The job after ``event`` (of the same class: a metadata record stays one), or None if it
+        changes nothing; one handler per event status (:data:`_TRANSITIONS`).
 
         Forward-only: a terminal job ignores everything but a ``queued`` event starting the next
-        run of a retryable failure; a ``cancelled`` event ends any live job; an event of another
-        run than the current one changes nothing; ``processing`` applies with an attempt number
+        retry of a retryable failure; a ``cancelled`` event ends any live job; an event of another
+        retry than the current one changes nothing; ``processing`` applies with an attempt number
         above the one recorded, or, for the current attempt, as a progress report that raises
         ``progress``; an ``expired`` event moves a completed job, and only a completed one, on.
         """
         return _TRANSITIONS[event.status](self, event)
 
-    def _on_queued(self, event: JobEvent) -> Job | None:
-        return self._requeued(event.retry)
+    def _on_queued(self, event: JobEvent) -> Self | None:
+        return self._retried(event.retry)
 
-    def _on_expired(self, event: JobEvent) -> Job | None:
+    def _on_expired(self, event: JobEvent) -> Self | None:
         return self.model_copy(update={"status": JobStatus.EXPIRED}) if self.status is JobStatus.COMPLETED else None
 
-    def _on_cancelled(self, event: JobEvent) -> Job | None:
+    def _on_cancelled(self, event: JobEvent) -> Self | None:
         if self.status.is_terminal:
             return None
         return self.model_copy(update={"status": JobStatus.CANCELLED, "finished_at": event.at})
 
-    def _of_current_run(self, event: JobEvent) -> bool:
-        """Whether a worker's event concerns this job's live run (not a finished job, not another run)."""
+    def _of_current_retry(self, event: JobEvent) -> bool:
+        """Whether a worker's event concerns this job's live retry (not a finished job, not another retry)."""
         return not self.status.is_terminal and (event.retry or 0) == self.retries
 
-    def _on_processing(self, event: JobEvent) -> Job | None:
-        if not self._of_current_run(event):
+    def _on_processing(self, event: JobEvent) -> Self | None:
+        if not self._of_current_retry(event):
             return None
         if event.attempt == self.attempts and self.status is JobStatus.PROCESSING:
             return self._progressed(event)
@@ -249,8 +237,8 @@ class Job(BaseModel):
             }
         )
 
-    def _on_completed(self, event: JobEvent) -> Job | None:
-        if not self._of_current_run(event):
+    def _on_completed(self, event: JobEvent) -> Self | None:
+        if not self._of_current_retry(event):
             return None
         return self.model_copy(
             update={
@@ -265,8 +253,8 @@ class Job(BaseModel):
             }
         )
 
-    def _on_failed(self, event: JobEvent) -> Job | None:
-        if not self._of_current_run(event):
+    def _on_failed(self, event: JobEvent) -> Self | None:
+        if not self._of_current_retry(event):
             return None
         return self.model_copy(
             update={
@@ -278,7 +266,7 @@ class Job(BaseModel):
             }
         )
 
-    def _progressed(self, event: JobEvent) -> Job | None:
+    def _progressed(self, event: JobEvent) -> Self | None:
         """The job with the progress report ``event`` applied; None unless it raises ``progress``.
         100 % is the completed event's to set, so a report is held to 99 %."""
         if event.progress is None:
@@ -293,22 +281,20 @@ class Job(BaseModel):
         report the durable manifest need not record)."""
         return self.model_copy(update={"progress": other.progress, "speed": other.speed}) == other
 
-    def with_notification(self, record: NotificationRecord) -> Job:
-        """The job with one more notification attempt recorded (its state does not change)."""
-        return self.model_copy(update={"notifications": [*self.notifications, record]})
-
     @property
     def is_retryable(self) -> bool:
-        """Whether the job failed for a reason another run may cure (:data:`RETRYABLE_ERROR_CODES`)."""
+        """Whether the job failed for a reason a retry may cure (:data:`RETRYABLE_ERROR_CODES`)."""
         return self.status is JobStatus.FAILED and self.error is not None and self.error.code in RETRYABLE_ERROR_CODES
 
-    def _requeued(self, run: int | None) -> Job | None:
-        if not self.is_retryable or run != self.retries + 1:
+    def _retried(self, retry: int | None) -> Self | None:
+        """The job ``queued`` again as retry number ``retry``, its attempts counted afresh; None
+        unless it failed for a retryable reason and ``retry`` is the next one (``retries + 1``)."""
+        if not self.is_retryable or retry != self.retries + 1:
             return None
         return self.model_copy(
             update={
                 "status": JobStatus.QUEUED,
-                "retries": run,
+                "retries": retry,
                 "attempts": 0,
                 "error": None,
                 "started_at": None,
@@ -325,4 +311,4 @@ _TRANSITIONS: dict[JobStatus, Callable[[Job, JobEvent], Job | None]] = {
     JobStatus.CANCELLED: Job._on_cancelled,
     JobStatus.EXPIRED: Job._on_expired,
 }
-"""The handler of each event status (every status has one)."""
+"""The handler of each event status (every status has one; ``tests/unit/shared/test_jobs.py`` checks)."""

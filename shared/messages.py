@@ -54,7 +54,9 @@ class ConversionTask(_Message):
     job_id: str = Field(pattern=JOB_ID_PATTERN.pattern)
     input_key: str = Field(min_length=1)
     output_key: str = Field(min_length=1)
-    retry: int | None = Field(None, ge=1, description="Which retry of the job this run is; absent for the first run.")
+    retry: int | None = Field(
+        None, ge=1, description="The retry this task belongs to (1, 2, ...); absent for the job's first conversion."
+    )
     options: ConversionOptions | None = Field(None, description="What the client asked for; absent: the plain MP3.")
 
     @model_validator(mode="after")
@@ -76,7 +78,8 @@ class ConversionTask(_Message):
 
 
 class JobEvent(_Message):
-    """A job changed state. ``at`` is Unix seconds; ``attempt`` counts deliveries from 1."""
+    """A job changed state. ``at`` is Unix seconds; ``attempt`` is the number of the task's
+    delivery to a worker within its retry, from 1 (docs/architecture.md, the glossary)."""
 
     job_id: str = Field(pattern=JOB_ID_PATTERN.pattern)
     status: JobStatus
@@ -86,7 +89,9 @@ class JobEvent(_Message):
     output_size: int | None = None
     output_duration_seconds: float | None = None
     error: JobErrorInfo | None = None
-    retry: int | None = Field(None, ge=1, description="The run the event belongs to (its task's ``retry``).")
+    retry: int | None = Field(
+        None, ge=1, description="The retry the event belongs to (its task's ``retry``); absent for retry 0."
+    )
     progress: int | None = Field(None, ge=0, le=100, description="Percent done (``processing`` reports).")
     speed: float | None = Field(None, ge=0, description="Seconds of audio converted per wall-clock second.")
 

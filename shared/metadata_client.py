@@ -1,6 +1,6 @@
 """Client of the metadata service's internal HTTP API (used by upload and gateway).
 
-    POST   /jobs            create a queued job (body: a Job)      → 201 Job (maybe completed: cached)
+    POST   /jobs            create a queued job (body: a NewJob)   → 201 Job (maybe completed: cached)
     GET    /jobs            ?status=&limit=&cursor=: newest first  → 200 {"jobs": [Job], "next_cursor"}
     GET    /jobs/<id>       read a job                             → 200 Job | 404
            ?wait=<seconds>  ... answering as soon as it is terminal (a long-poll)
@@ -69,8 +69,15 @@ class MetadataClient:
         return response
 
     def create_job(self, job: Job) -> Job:
-        """Store a new job; return it as stored (a ``queued`` upload identical to an earlier one
-        comes back ``completed`` from the output cache, ``cached: true``)."""
+        """Store a new job: a :class:`~shared.job_requests.NewJob` with the facts only the metadata
+        service acts on (who to notify, the content hash, the quota subject), or a plain
+        :class:`Job` without them. Return it as stored (a ``queued`` upload identical to an earlier
+        one comes back ``completed`` from the output cache, ``cached: true``).
+
+        Raises:
+            SiphonError: the metadata service refused the job (its 4xx code and status).
+            JobStoreUnavailable: the metadata service is down or failing.
+        """
         response = self._request(
             "POST", "/jobs", data=job.model_dump_json(), headers={"Content-Type": "application/json"}
         )

@@ -19,8 +19,8 @@ AUDIO_TRACK_NOT_FOUND = "audio_track_not_found"  # the audio_track option names 
 TRIM_OUT_OF_RANGE = "trim_out_of_range"  # the start option lies at or past the end of the media
 
 # Operational codes (not the file's fault). The three a retry may cure are the job model's (shared/jobs.py):
-# DISK_FULL, the worker's WORK_DIR ran out of space; STORAGE_UNAVAILABLE, object storage kept failing after
-# retries; SANDBOX_FAILED, ffmpeg, ffprobe or the forked child could not be confined (SANDBOX).
+# DISK_FULL, the worker's WORK_DIR ran out of space; STORAGE_UNAVAILABLE, object storage kept failing for
+# STORAGE_RETRIES tries; SANDBOX_FAILED, ffmpeg, ffprobe or the forked child could not be confined (SANDBOX).
 from shared.jobs import DISK_FULL, SANDBOX_FAILED, STORAGE_UNAVAILABLE  # noqa: E402, F401 (part of this list)
 
 INPUT_MISSING = "input_missing"  # the task names an object that does not exist

@@ -31,7 +31,7 @@ from services.conversion import metrics
 from services.conversion.converter import Converter
 from services.conversion.encode import ConversionInterrupted
 from services.conversion.probe import ProbeResult
-from shared.broker import ACK, Settle, Settlement, retry_later
+from shared.broker import ACK, Settle, Settlement, requeue_later
 from shared.broker import dead_letter as dead_letter_with
 from shared.config import Settings
 from shared.errors import MediaError, MessageError, ObjectNotFound, SandboxFailed, SiphonError, StorageUnavailable
@@ -66,11 +66,11 @@ class ProgressReports:
         send: Callable[[JobEvent], None],
         job_id: str,
         attempt: int,
-        run: int | None,
+        retry: int | None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.send = send
-        self.event = JobEvent(job_id=job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=run, progress=0)
+        self.event = JobEvent(job_id=job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=retry, progress=0)
         self.clock = clock
         self.last_percent = 0
         self.last_at = float("-inf")
@@ -108,7 +108,6 @@ class TaskRunner:
         self.report_progress = report_progress or publish
         self.cancelled = cancelled or threading.Event()
         self.jobs = jobs
-        self.retry: int | None = None  # the task's run (``retry``): every event of this task carries it
         self.with_storage_retries = Retrying(
             stop=stop_after_attempt(s.storage_retries),
             wait=wait_exponential(multiplier=0.5, max=5),
@@ -122,18 +121,16 @@ class TaskRunner:
         try:
             task = ConversionTask.decode(body)
         except MessageError as exc:
-            self.retry = None
             return self._refuse_malformed(body, attempt, exc)
-        self.retry = task.retry
         with job_context(task.job_id):
             if self._was_cancelled(task.job_id):
                 log.info("job cancelled before its conversion started; skipping it")
                 return CANCELLED
             if attempt > self.settings.max_attempts:
                 message = f"The conversion was interrupted {attempt - 1} times; giving up."
-                return self._fail(task.job_id, attempt, codes.TOO_MANY_ATTEMPTS, message, dead_letter=True)
+                return self._fail(task.job_id, task.retry, attempt, codes.TOO_MANY_ATTEMPTS, message, dead_letter=True)
             self.publish(
-                JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=self.retry, progress=0)
+                JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=task.retry, progress=0)
             )
             self.settings.work_dir.mkdir(parents=True, exist_ok=True)
             _remove_leftovers(self.settings.work_dir, task.job_id)
@@ -148,7 +145,7 @@ class TaskRunner:
             source = self._fetch(task.input_key, tmp / "input")
             probed = self.converter.probe_for(source, options, picture_to=target.with_suffix(".cover"))
             probe = probed.result
-            progress = ProgressReports(self.report_progress, task.job_id, attempt, self.retry)
+            progress = ProgressReports(self.report_progress, task.job_id, attempt, task.retry)
             started = time.monotonic()
             result = self.converter.convert(
                 probe, source, target, options, progress, self.cancelled, early_picture=probed.early_picture
@@ -161,11 +158,12 @@ class TaskRunner:
                 self.with_storage_retries(self.storage.delete_prefix, task.output_key)
                 return self._cancelled_midway()
         except MediaError as exc:
-            return self._fail(task.job_id, attempt, exc.code, exc.message, probe)
+            return self._fail(task.job_id, task.retry, attempt, exc.code, exc.message, probe)
         except SandboxFailed as exc:
             log.error("the sandbox failed: %s", exc.message)  # the worker's host, not the file: an operator's problem
             return self._fail(
                 task.job_id,
+                task.retry,
                 attempt,
                 codes.SANDBOX_FAILED,
                 "The conversion sandbox could not be applied; the job can be retried later.",
@@ -175,6 +173,7 @@ class TaskRunner:
             log.warning("storage unavailable after %d tries: %s", self.settings.storage_retries, exc)
             return self._fail(
                 task.job_id,
+                task.retry,
                 attempt,
                 codes.STORAGE_UNAVAILABLE,
                 "Object storage is unavailable; the job can be retried later.",
@@ -186,6 +185,7 @@ class TaskRunner:
                 return ACK
             return self._fail(
                 task.job_id,
+                task.retry,
                 attempt,
                 codes.INPUT_MISSING,
                 "The uploaded file no longer exists.",
@@ -201,6 +201,7 @@ class TaskRunner:
                 raise
             return self._fail(
                 task.job_id,
+                task.retry,
                 attempt,
                 codes.DISK_FULL,
                 "The conversion worker ran out of disk space; the job can be retried later.",
@@ -214,7 +215,7 @@ class TaskRunner:
                 media=_facts(probe),
                 output_size=result.size_bytes,
                 output_duration_seconds=round(result.duration_seconds, 3),
-                retry=self.retry,
+                retry=task.retry,
                 speed=result.speed,
             )
         )
@@ -263,13 +264,14 @@ class TaskRunner:
     ) -> Settlement:
         if attempt >= self.settings.max_attempts:
             message = f"FFmpeg stopped abnormally on every one of {attempt} attempts ({exc})."
-            return self._fail(task.job_id, attempt, codes.DECODE_FAILED, message, probe, dead_letter=True)
+            return self._fail(task.job_id, task.retry, attempt, codes.DECODE_FAILED, message, probe, dead_letter=True)
         log.warning("conversion interrupted (%s); requeueing", exc)
-        return retry_later(0, reason=str(exc))
+        return requeue_later(0, reason=str(exc))
 
     def _fail(
         self,
         job_id: str,
+        retry: int | None,
         attempt: int,
         code: str,
         message: str,
@@ -277,6 +279,8 @@ class TaskRunner:
         *,
         dead_letter: bool = False,
     ) -> Settlement:
+        """Publish the ``failed`` event of ``job_id``'s retry ``retry`` (None: its first conversion),
+        attempt ``attempt``; then ack, or dead-letter when ``dead_letter``."""
         log.info("job failed: %s: %s", code, message)
         self.publish(
             JobEvent(
@@ -285,7 +289,7 @@ class TaskRunner:
                 attempt=attempt,
                 media=_facts(probe),
                 error=JobErrorInfo(code=code, message=message),
-                retry=self.retry,
+                retry=retry,
             )
         )
         metrics.count_failure(code)
@@ -299,6 +303,7 @@ class TaskRunner:
         with job_context(job_id):
             return self._fail(
                 job_id,
+                None,  # a malformed task's retry is unknown: the event counts for the job's first conversion
                 attempt,
                 codes.INVALID_TASK,
                 f"The conversion task is malformed: {exc.message}",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from services.conversion.converter import Converter
 from services.conversion.tasks import JobLookup, TaskRunner, job_id_in
-from shared.broker import Consumer, Delivery, Settlement, Topology, retry_later
+from shared.broker import Consumer, Delivery, Settlement, Topology, requeue_later
 from shared.config import Settings
 from shared.errors import MessageError
 from shared.messages import WorkerCommand
@@ -58,7 +58,7 @@ class ConversionWorker:
         self.jobs = jobs or MetadataClient(s.metadata_url, min(JOB_CHECK_TIMEOUT_SECONDS, s.http_timeout_seconds))
         self.topology = Topology.from_settings(s)
         self.consumer = Consumer(s, self.topology, "conversion-worker", prefetch=1)
-        self.consumer.consume(self.topology.conversion_queue, self._process, threaded=True, on_crash=retry_later(0))
+        self.consumer.consume(self.topology.conversion_queue, self._process, threaded=True, on_crash=requeue_later(0))
         self.consumer.subscribe(self.topology.control_exchange, self._on_command)
         self._task: TaskInHand | None = None
         self._cancels: deque[str] = deque(maxlen=REMEMBERED_CANCELS)

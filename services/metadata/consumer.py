@@ -28,7 +28,7 @@ PREFETCH = 16
 
 
 def handle_event(store: JobStore, delivery: Delivery) -> Settlement:
-    """Apply one event. A store that is down raises ``Unavailable``: the consumer retries the
+    """Apply one event. A store that is down raises ``Unavailable``: the consumer requeues the
     event a second later."""
     try:
         event = JobEvent.decode(delivery.body)

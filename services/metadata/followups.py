@@ -22,9 +22,10 @@ from datetime import UTC, datetime
 from rq import Retry
 
 from services.metadata.outputs import OutputCache
+from services.metadata.records import JobRecord
 from services.metadata.rqueues import RqQueues
 from shared.config import Settings
-from shared.jobs import JOBS_KEY_PREFIX, Job, JobStatus
+from shared.jobs import JOBS_KEY_PREFIX, JobStatus
 from shared.storage import Storage
 
 TASKS = "services.metadata.tasks"
@@ -38,7 +39,7 @@ FAILURE_TTL_SECONDS = 7 * 86400
 """How long rq keeps a failed rq job in its FailedJobRegistry, seconds."""
 
 
-def just_ended(before: Job | None, after: Job) -> bool:
+def just_ended(before: JobRecord | None, after: JobRecord) -> bool:
     """Whether this write took the job to ``completed`` or ``failed`` (a new job may be born so)."""
     ended = after.status in (JobStatus.COMPLETED, JobStatus.FAILED)
     return ended and (before is None or before.status is not after.status)
@@ -70,11 +71,11 @@ class Followups:
         self.storage = storage
         self.outputs = outputs
 
-    def prepare(self, before: Job | None, after: Job) -> None:
+    def prepare(self, before: JobRecord | None, after: JobRecord) -> None:
         if just_ended(before, after) and not after.is_retryable and owned(after.input_key):
             self.storage.delete_prefix(after.input_key)
 
-    def within(self, pipe, before: Job | None, after: Job) -> None:
+    def within(self, pipe, before: JobRecord | None, after: JobRecord) -> None:
         if not just_ended(before, after):
             return
         for kind, target in (("email", after.email), ("webhook", after.callback_url)):
@@ -84,12 +85,12 @@ class Followups:
             self.outputs.hold_within(pipe, after)
             self._schedule(pipe, "expire_job", "expire", after)
         if after.is_retryable and owned(after.input_key):
-            self._schedule(pipe, "forget_input", "forget-input", after, run=after.retries)
+            self._schedule(pipe, "forget_input", "forget-input", after, retry=after.retries)
 
     def forgotten(self, pipe, job_id: str) -> None:
         pass
 
-    def _notify(self, pipe, kind: str, job: Job) -> None:
+    def _notify(self, pipe, kind: str, job: JobRecord) -> None:
         self.queues.notifications.enqueue_call(
             f"{TASKS}.deliver_notification",
             args=(kind, job.model_dump_json()),
@@ -102,13 +103,13 @@ class Followups:
             pipeline=pipe,
         )
 
-    def _schedule(self, pipe, task: str, what: str, job: Job, run: int | None = None) -> None:
+    def _schedule(self, pipe, task: str, what: str, job: JobRecord, retry: int | None = None) -> None:
         at = datetime.fromtimestamp((job.finished_at or job.created_at) + self.settings.output_ttl, tz=UTC)
         self.queues.lifecycle.enqueue_at(
             at,
             f"{TASKS}.{task}",
-            args=(job.job_id,) if run is None else (job.job_id, run),
-            job_id=self.queues.job_id(what, job.job_id, run),
+            args=(job.job_id,) if retry is None else (job.job_id, retry),
+            job_id=self.queues.job_id(what, job.job_id, retry),
             retry=LIFECYCLE_RETRY,
             result_ttl=RESULT_TTL_SECONDS,
             failure_ttl=FAILURE_TTL_SECONDS,

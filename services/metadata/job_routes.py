@@ -1,10 +1,10 @@
 """The job records: create, list, read (or wait for the end), apply an event, cancel, forget.
 
-POST   /jobs                  a Job → 201 the job as stored (completed at once from the output cache)
-GET    /jobs                  ?status=&limit=&cursor=&owner= → {"jobs": [Job], "next_cursor"}, newest first
-GET    /jobs/<id>             ?wait=<s> answers once the job is terminal → the Job
-POST   /jobs/<id>/events      a JobEvent (a retry's queued, or its rollback) → the Job, X-Siphon-Applied
-POST   /jobs/<id>/cancel      → the Job afterwards (cancelled, or completed/failed: too late)
+POST   /jobs                  a NewJob → 201 the job as stored (completed at once from the output cache)
+GET    /jobs                  ?status=&limit=&cursor=&owner= → {"jobs": [JobRecord], "next_cursor"}, newest first
+GET    /jobs/<id>             ?wait=<s> answers once the job is terminal → the JobRecord
+POST   /jobs/<id>/events      a JobEvent (a retry's queued, or its rollback) → the JobRecord, X-Siphon-Applied
+POST   /jobs/<id>/cancel      → the JobRecord afterwards (cancelled, or completed/failed: too late)
 DELETE /jobs/<id>             → 204 (an upload rolled back)
 """
 
@@ -14,8 +14,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from services.metadata.api import checked, owner_filter, parts
 from services.metadata.index import page_size, status_filter
+from services.metadata.records import JobRecord
 from shared.errors import JobNotFound, MessageError, RequestRejected, SiphonError
-from shared.jobs import Job, JobStatus
+from shared.jobs import JobStatus
 from shared.messages import JobEvent
 
 MAX_WAIT_SECONDS = 60.0
@@ -27,7 +28,7 @@ jobs = Blueprint("jobs", __name__)
 @jobs.post("/jobs")
 def create_job():
     try:
-        job = Job.model_validate_json(request.get_data())
+        job = JobRecord.model_validate_json(request.get_data())
     except ValueError as exc:
         raise RequestRejected(f"invalid job: {exc}") from None
     outputs = parts().outputs
@@ -43,7 +44,7 @@ def create_job():
 
 @jobs.get("/jobs")
 def list_jobs():
-    """``?status=&limit=&cursor=&owner=``: ``{"jobs": [Job, ...], "next_cursor"}``, newest first
+    """``?status=&limit=&cursor=&owner=``: ``{"jobs": [JobRecord, ...], "next_cursor"}``, newest first
     (only ``owner``'s jobs when given)."""
     page = parts().index.page(
         status_filter(request.args.get("status")),

@@ -22,7 +22,7 @@ never followed), or a refused host or address, is ``rejected`` and never tried a
 the same way: SMTP 4xx replies and connection errors are tried again, 5xx replies are
 ``rejected``; STARTTLS checks the server's certificate against SMTP_CA_FILE (or the system's CAs),
 and a server that offers no STARTTLS when SMTP_STARTTLS is set is ``rejected`` before any
-credential is sent. Every try is recorded on the job (``Job.notifications``); none of it
+credential is sent. Every try is recorded on the job (``JobRecord.notifications``); none of it
 changes the job's own outcome.
 """
 
@@ -39,11 +39,12 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import urlsplit
 
+from services.metadata.records import JobRecord, NotificationRecord
 from services.metadata.webhook_transport import PoolFactory, open_pool, post_pinned
 from shared.callbacks import CallbackGuard
 from shared.errors import CallbackRefused, NotificationFailed, ResolverUnavailable
 from shared.job_views import download_url, job_summary
-from shared.jobs import Job, JobStatus, NotificationRecord
+from shared.jobs import JobStatus
 from shared.links import LinkSigner
 
 SIGNATURE_HEADER = "X-Siphon-Signature"
@@ -58,7 +59,7 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def webhook_body(job: Job, public_url: str, links: LinkSigner | None = None) -> bytes:
+def webhook_body(job: JobRecord, public_url: str, links: LinkSigner | None = None) -> bytes:
     """The JSON a webhook carries: the job's public view, compact, keys sorted."""
     return json.dumps(job_summary(job, public_url, links), sort_keys=True, separators=(",", ":")).encode()
 
@@ -169,7 +170,7 @@ def _extension(exc: smtplib.SMTPNotSupportedError) -> str:
 
 
 def email_message(
-    job: Job, sender: str, public_url: str, output_ttl: int, links: LinkSigner | None = None
+    job: JobRecord, sender: str, public_url: str, output_ttl: int, links: LinkSigner | None = None
 ) -> EmailMessage:
     """The email telling ``job.email`` how its job ended: the download link (signed with ``links``
     when given), or the reason."""
@@ -226,7 +227,7 @@ class Notifier:
         self.max_attempts = max_attempts
         self.links = links
 
-    def deliver(self, kind: str, job: Job, attempt: int, delivery_id: str) -> NotificationRecord:
+    def deliver(self, kind: str, job: JobRecord, attempt: int, delivery_id: str) -> NotificationRecord:
         """Try ``kind`` (``email`` or ``webhook``) for ``job`` as it was when it ended; this is try
         number ``attempt``. Returns the record written; its outcome ``failed`` means "try again"."""
         try:
@@ -247,7 +248,7 @@ class Notifier:
         self.store.record_notification(job.job_id, record)
         return record
 
-    def _send(self, kind: str, job: Job, delivery_id: str) -> int | None:
+    def _send(self, kind: str, job: JobRecord, delivery_id: str) -> int | None:
         if kind == "email":
             self.mailer.send(email_message(job, self.sender, self.public_url, self.output_ttl, self.links))
             return None

@@ -27,10 +27,10 @@ from services.metadata import tasks
 from services.metadata.bootstrap import make_notifier, metadata_parts
 from services.metadata.index import JobIndex
 from services.metadata.reaper import Watchdog
+from services.metadata.records import JobRecord, NotificationRecord
 from services.metadata.store import JobStore
 from shared.config import settings
 from shared.errors import SiphonError
-from shared.jobs import Job, NotificationRecord
 from shared.logs import configure_logging
 from shared.storage import Storage
 
@@ -74,7 +74,7 @@ def rebuild_index_if_lost(index: JobIndex, storage: Storage) -> int:
     if not index.is_missing():
         return 0
     manifests = (key for key in storage.keys("jobs/") if key.endswith("/job.json"))
-    jobs = (Job.model_validate_json(storage.get_bytes(key)) for key in manifests)
+    jobs = (JobRecord.model_validate_json(storage.get_bytes(key)) for key in manifests)
     return index.rebuild(jobs)
 
 

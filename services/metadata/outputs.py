@@ -28,8 +28,9 @@ import time
 
 import redis
 
+from services.metadata.records import JobRecord
 from shared.errors import JobStoreUnavailable, ObjectNotFound, StorageUnavailable
-from shared.jobs import JOBS_KEY_PREFIX, Job, JobStatus, MediaFacts
+from shared.jobs import JOBS_KEY_PREFIX, JobStatus, MediaFacts
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class OutputCache:
         return f"{self.prefix}holders:{output_key}"
 
     # --- a new upload ---------------------------------------------------------------------------
-    def reuse(self, job: Job) -> Job:
+    def reuse(self, job: JobRecord) -> JobRecord:
         """``job`` completed from the cache (``cached: true``, the earlier job's output) when an
         identical upload's output is still there (in storage, not just in Redis), else ``job``
         unchanged, to be converted. A hit already holds the output; if the job is then not stored,
@@ -100,7 +101,7 @@ class OutputCache:
         except redis.RedisError as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 
-    def _output_present(self, job: Job, output_key: str) -> bool:
+    def _output_present(self, job: JobRecord, output_key: str) -> bool:
         """Whether the claimed ``output_key`` is in storage. When it is not, ``job``'s hold is
         dropped, and so is the cache entry (if it still names that output); when storage cannot
         say, only the hold: this upload is converted, and the entry is left for the next one."""
@@ -145,7 +146,7 @@ class OutputCache:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 
     # --- a job completes (inside its transition's MULTI) --------------------------------------------
-    def hold_within(self, pipe, job: Job) -> None:
+    def hold_within(self, pipe, job: JobRecord) -> None:
         """Make ``job`` a holder of its output and, if it converted it, the cache entry's source."""
         if not job.output_key.startswith(JOBS_KEY_PREFIX):
             return
@@ -161,7 +162,7 @@ class OutputCache:
             pipe.set(self.entry_key(job.cache_key), json.dumps(entry), nx=True)
 
     # --- a job expires ----------------------------------------------------------------------------
-    def release(self, job: Job) -> bool:
+    def release(self, job: JobRecord) -> bool:
         """Drop ``job``'s hold on its output; the last holder deletes the object (and the cache
         entry pointing at it). Returns whether the object was deleted. Idempotent: a retry after a
         failed delete finds no holder left and deletes again.

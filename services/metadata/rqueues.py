@@ -38,7 +38,8 @@ class RqQueues:
         """In the order a worker serves them: notifications first."""
         return [self.notifications, self.lifecycle]
 
-    def job_id(self, what: str, job_id: str, run: int | None = None) -> str:
+    def job_id(self, what: str, job_id: str, retry: int | None = None) -> str:
         """The rq job id of ``what`` (``email``, ``webhook``, ``expire``, ...) for a siphon job (and
-        its run): fixed, so the same work is never queued twice under two ids."""
-        return f"{self.slug}-{what}-{job_id}" + (f"-r{run}" if run is not None else "")
+        its ``retry``, as the suffix ``-r<retry>``, the form rq jobs already scheduled have): fixed,
+        so the same work is never queued twice under two ids."""
+        return f"{self.slug}-{what}-{job_id}" + (f"-r{retry}" if retry is not None else "")

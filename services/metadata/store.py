@@ -17,8 +17,9 @@ from typing import Protocol
 
 import redis
 
+from services.metadata.records import JobRecord, NotificationRecord
 from shared.errors import JobNotFound, JobStoreUnavailable, ObjectNotFound
-from shared.jobs import Job, JobStatus, NotificationRecord, job_prefix, manifest_key
+from shared.jobs import JobStatus, job_prefix, manifest_key
 from shared.messages import JobEvent
 from shared.storage import Storage
 
@@ -37,10 +38,10 @@ socket timeout, so a long wait is a few blocking calls rather than one the socke
 class RecordObserver(Protocol):
     """Kept in step with the job records (``index.py``, ``feed.py``, ``followups.py``)."""
 
-    def prepare(self, before: Job | None, after: Job) -> None:
+    def prepare(self, before: JobRecord | None, after: JobRecord) -> None:
         """Before a write's transaction (after its manifest): storage work; raising aborts the write."""
 
-    def within(self, pipe, before: Job | None, after: Job) -> None:
+    def within(self, pipe, before: JobRecord | None, after: JobRecord) -> None:
         """Queue Redis commands inside the write's MULTI (``before`` is None for a new job)."""
 
     def forgotten(self, pipe, job_id: str) -> None:
@@ -48,7 +49,7 @@ class RecordObserver(Protocol):
 
 
 class JobStore:
-    """Jobs keyed ``<prefix>job:<job_id>`` in Redis, each a JSON :class:`~shared.jobs.Job`."""
+    """Jobs keyed ``<prefix>job:<job_id>`` in Redis, each a JSON :class:`~services.metadata.records.JobRecord`."""
 
     def __init__(self, client: redis.Redis, prefix: str, storage: Storage, observers: Sequence[RecordObserver] = ()):
         self.redis = client
@@ -63,10 +64,10 @@ class JobStore:
         """A list that holds one element once the job is terminal; long-polls block on it."""
         return f"{self.prefix}job:{job_id}:done"
 
-    def _save_manifest(self, job: Job) -> None:
+    def _save_manifest(self, job: JobRecord) -> None:
         self.storage.put_bytes(manifest_key(job.job_id), job.model_dump_json().encode())
 
-    def create(self, job: Job) -> None:
+    def create(self, job: JobRecord) -> None:
         """Store a new job (manifest, then Redis).
 
         Raises:
@@ -85,16 +86,16 @@ class JobStore:
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str) -> JobRecord:
         """The job, from Redis or else rebuilt from its manifest.
 
         Raises:
             JobNotFound: neither Redis nor storage knows the job.
         """
-        return Job.model_validate_json(self.get_json(job_id))
+        return JobRecord.model_validate_json(self.get_json(job_id))
 
     def get_json(self, job_id: str) -> bytes:
-        """The job's record as stored: :class:`Job`'s JSON (``Job.model_dump_json``, the only way
+        """The job's record as stored: :class:`JobRecord`'s JSON (``JobRecord.model_dump_json``, the only way
         records are written), served as it is rather than parsed and written again.
 
         Raises:
@@ -108,9 +109,9 @@ class JobStore:
             return raw
         return self._restore(job_id).model_dump_json().encode()
 
-    def _restore(self, job_id: str) -> Job:
+    def _restore(self, job_id: str) -> JobRecord:
         try:
-            job = Job.model_validate_json(self.storage.get_bytes(manifest_key(job_id)))
+            job = JobRecord.model_validate_json(self.storage.get_bytes(manifest_key(job_id)))
         except ObjectNotFound:
             raise JobNotFound("Job not found.") from None
         try:
@@ -120,7 +121,7 @@ class JobStore:
         log.info("job record restored from its manifest", extra={"job_id": job_id})
         return job
 
-    def apply(self, event: JobEvent) -> Job | None:
+    def apply(self, event: JobEvent) -> JobRecord | None:
         """Apply ``event`` atomically; return the new job, or None when it changes nothing.
 
         Raises:
@@ -134,7 +135,7 @@ class JobStore:
                     try:
                         pipe.watch(key)
                         raw = pipe.get(key)
-                        job = Job.model_validate_json(raw) if raw is not None else self._restore(event.job_id)
+                        job = JobRecord.model_validate_json(raw) if raw is not None else self._restore(event.job_id)
                         updated = job.apply(event)
                         if updated is None and not wrote_manifest:
                             self._discard_late_output(job, event)
@@ -159,7 +160,7 @@ class JobStore:
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 
-    def record_notification(self, job_id: str, record: NotificationRecord) -> Job:
+    def record_notification(self, job_id: str, record: NotificationRecord) -> JobRecord:
         """Add one notification attempt to the job's record (manifest, then Redis, atomically like a
         transition; the job's state does not change). Returns the job afterwards.
 
@@ -173,7 +174,7 @@ class JobStore:
                     try:
                         pipe.watch(key)
                         raw = pipe.get(key)
-                        job = Job.model_validate_json(raw) if raw is not None else self._restore(job_id)
+                        job = JobRecord.model_validate_json(raw) if raw is not None else self._restore(job_id)
                         updated = job.with_notification(record)
                         self._save_manifest(updated)
                         pipe.multi()
@@ -186,15 +187,15 @@ class JobStore:
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 
-    def _prepare(self, before: Job | None, after: Job) -> None:
+    def _prepare(self, before: JobRecord | None, after: JobRecord) -> None:
         for observer in self.observers:
             observer.prepare(before, after)
 
-    def _observe(self, pipe, before: Job | None, after: Job) -> None:
+    def _observe(self, pipe, before: JobRecord | None, after: JobRecord) -> None:
         for observer in self.observers:
             observer.within(pipe, before, after)
 
-    def cancel(self, job_id: str) -> tuple[Job, bool]:
+    def cancel(self, job_id: str) -> tuple[JobRecord, bool]:
         """Cancel a job that is not finished and delete its input and any output (its record and
         manifest stay). Returns the job afterwards and whether this call cancelled it; a completed
         or failed job comes back unchanged. Cancelling again is harmless (and deletes again).
@@ -208,20 +209,20 @@ class JobStore:
             self._delete_media(job)
         return job, updated is not None
 
-    def _discard_late_output(self, job: Job, event: JobEvent) -> None:
+    def _discard_late_output(self, job: JobRecord, event: JobEvent) -> None:
         """A worker that stored its output just after the job was cancelled: delete that output."""
         if job.status is JobStatus.CANCELLED and event.status is JobStatus.COMPLETED:
             log.info("deleting the output of a cancelled job", extra={"job_id": job.job_id})
             self._delete_media(job)
 
-    def _delete_media(self, job: Job) -> None:
+    def _delete_media(self, job: JobRecord) -> None:
         """Delete the job's input and output, where they are the job's own (under its prefix): the
         objects of queue producers and S3 events belong to them, and stay."""
         for key in (job.input_key, job.output_key):
             if key.startswith(job_prefix(job.job_id)):
                 self.storage.delete_prefix(key)
 
-    def _mark_done(self, pipe, job: Job) -> None:
+    def _mark_done(self, pipe, job: JobRecord) -> None:
         """Set the done marker of a terminal job; clear it when a retry makes the job live again."""
         if job.status.is_terminal:
             pipe.rpush(self._done_key(job.job_id), b"1")
@@ -229,7 +230,7 @@ class JobStore:
         else:
             pipe.delete(self._done_key(job.job_id))
 
-    def wait_terminal(self, job_id: str, timeout: float) -> Job:
+    def wait_terminal(self, job_id: str, timeout: float) -> JobRecord:
         """The job as soon as it is completed or failed, or as it is after ``timeout`` seconds.
 
         Blocks on the job's done marker (``BLMOVE`` of the list onto itself, so the marker stays

@@ -6,8 +6,8 @@ run by ``notifier.py``. Each takes plain arguments and finds its collaborators i
                                            again (its Retry: NOTIFY_MAX_ATTEMPTS, backoff)
     expire_job(job_id)                     completed → expired, then drop the job's hold on its
                                            output (the last holder deletes it)
-    forget_input(job_id, run)              delete the input of a job still failed (retryable code,
-                                           same run) OUTPUT_TTL after it failed
+    forget_input(job_id, retry)            delete the input of a job still failed (retryable code,
+                                           same retry) OUTPUT_TTL after it failed
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from rq import get_current_job
 from services.metadata.bootstrap import MetadataParts, make_notifier, metadata_parts
 from services.metadata.followups import owned
 from services.metadata.notifications import Notifier
+from services.metadata.records import JobRecord
 from shared.config import settings
 from shared.errors import JobNotFound, NotificationFailed
-from shared.jobs import Job, JobStatus
+from shared.jobs import JobStatus
 from shared.logs import job_context
 from shared.messages import JobEvent
 
@@ -70,7 +71,7 @@ def begin_try() -> tuple[int, str]:
 def deliver_notification(kind: str, job_json: str) -> str:
     """One try of notification ``kind`` (``email``/``webhook``) of the job as it was when it ended;
     returns the outcome. Raises :class:`NotificationFailed` when the try failed and another is due."""
-    job = Job.model_validate_json(job_json)
+    job = JobRecord.model_validate_json(job_json)
     attempt, delivery_id = begin_try()
     with job_context(job.job_id):
         record = runtime().notifier.deliver(kind, job, attempt, delivery_id)
@@ -97,15 +98,16 @@ def expire_job(job_id: str) -> str:
         return job.status.value
 
 
-def forget_input(job_id: str, run: int = 0) -> str:
-    """Delete the input of a job still failed in run ``run`` (not retried since); returns its state."""
+def forget_input(job_id: str, retry: int = 0) -> str:
+    """Delete the input of a job still failed in retry ``retry`` (0: its first conversion; not
+    retried since); returns its state."""
     parts = runtime().parts
     with job_context(job_id):
         try:
             job = parts.store.get(job_id)
         except JobNotFound:
             return "not_found"
-        if job.status is JobStatus.FAILED and job.retries == run and owned(job.input_key):
+        if job.status is JobStatus.FAILED and job.retries == retry and owned(job.input_key):
             parts.store.storage.delete_prefix(job.input_key)
             log.info("input of the failed job deleted")
         return job.status.value

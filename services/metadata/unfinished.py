@@ -19,8 +19,9 @@ import json
 
 import redis
 
+from services.metadata.records import JobRecord
 from shared.errors import JobStoreUnavailable
-from shared.jobs import Job, JobStatus
+from shared.jobs import JobStatus
 
 FORGET_SCRIPT = """
 local subject = redis.call('HGET', KEYS[1], ARGV[1])
@@ -55,10 +56,10 @@ class UnfinishedJobs:
         return f"{self.prefix}quota:subjects"
 
     # --- a RecordObserver -----------------------------------------------------------------------
-    def prepare(self, before: Job | None, after: Job) -> None:
+    def prepare(self, before: JobRecord | None, after: JobRecord) -> None:
         pass
 
-    def within(self, pipe, before: Job | None, after: Job) -> None:
+    def within(self, pipe, before: JobRecord | None, after: JobRecord) -> None:
         subject = after.quota_subject
         if subject is None or (before is not None and before.status is after.status):
             return

@@ -17,6 +17,7 @@ from services.upload.screen import refuse_unless_media
 from shared.broker import Publishes, Topology
 from shared.errors import JobNotFound, JobNotRetryable, RequestRejected, SiphonError
 from shared.filenames import clean_filename
+from shared.job_requests import NewJob
 from shared.jobs import Job, JobErrorInfo, JobStatus, input_key, job_prefix, new_job_id
 from shared.logs import job_context
 from shared.messages import ConversionTask, JobEvent
@@ -84,7 +85,8 @@ class Intake:
                     targets or NotificationTargets(),
                     content_sha256,
                     options,
-                ).model_copy(update={"quota_subject": quota_subject})
+                    quota_subject,
+                )
                 job = self._record_and_publish(job)
             except SiphonError:
                 self.storage.delete_prefix(job_prefix(job_id))
@@ -93,8 +95,9 @@ class Intake:
             return job
 
     def retry(self, job_id: str) -> Job:
-        """Queue once more a job that failed for a retryable reason (storage down, disk full);
-        return it ``queued``. Its new run is ``retries + 1``; events of the failed run are ignored.
+        """Queue once more a job that failed for a retryable reason (``RETRYABLE_ERROR_CODES``:
+        storage down, disk full, sandbox failed); return it ``queued``. It is retry ``retries + 1``,
+        its attempts counted again from 1; events of the failed retry are ignored.
 
         Raises:
             JobNotFound: no such job.
@@ -103,8 +106,8 @@ class Intake:
         """
         with job_context(job_id):
             failed = self.metadata.get_job(job_id)
-            run = failed.retries + 1
-            queued = self.metadata.apply_event(JobEvent(job_id=job_id, status=JobStatus.QUEUED, retry=run))
+            retry = failed.retries + 1
+            queued = self.metadata.apply_event(JobEvent(job_id=job_id, status=JobStatus.QUEUED, retry=retry))
             if queued is None:
                 raise JobNotRetryable(
                     f"The job is {failed.status.value}"
@@ -114,17 +117,17 @@ class Intake:
                 job_id=job_id,
                 input_key=queued.input_key,
                 output_key=queued.output_key,
-                retry=run,
+                retry=retry,
                 options=task_options(queued),
             )
             try:
                 self.publisher.publish_conversion_task(task)
             except SiphonError:
                 self.metadata.apply_event(
-                    JobEvent(job_id=job_id, status=JobStatus.FAILED, retry=run, error=failed.error)
+                    JobEvent(job_id=job_id, status=JobStatus.FAILED, retry=retry, error=failed.error)
                 )
                 raise
-            log.info("job queued again (retry %d)", run)
+            log.info("job queued again (retry %d)", retry)
             return queued
 
     def stored_size(self, key: str) -> int:
@@ -229,23 +232,30 @@ class Intake:
         self.publisher.publish_conversion_task(task)
 
 
-def new_job(job_id: str, filename: str, size: int, options: ConversionOptions, owner: str | None = None) -> Job:
-    """A queued job of ``owner`` recording the options the client set, its output named for their format."""
-    return Job.new(
+def new_job(job_id: str, filename: str, size: int, options: ConversionOptions, owner: str | None = None) -> NewJob:
+    """A queued job of ``owner`` recording the options the client set, its output named for their
+    format; ``size`` is the input's, bytes."""
+    return NewJob.new(
         job_id, filename, size, options=options.recorded(), extension=options.output_format.extension, owner=owner
     )
 
 
 def with_intake_facts(
-    job: Job, targets: NotificationTargets, content_sha256: str | None, options: ConversionOptions
-) -> Job:
-    """``job`` with who to notify, and the upload's digest and output cache key when it was hashed."""
+    job: NewJob,
+    targets: NotificationTargets,
+    content_sha256: str | None,
+    options: ConversionOptions,
+    quota_subject: str | None = None,
+) -> NewJob:
+    """``job`` with who to notify, the upload's digest and output cache key when it was hashed, and
+    the caller whose unfinished jobs it counts in (``quota_subject``)."""
     return job.model_copy(
         update={
             "email": targets.email,
             "callback_url": targets.callback_url,
             "content_sha256": content_sha256,
             "cache_key": output_cache_key(content_sha256, options) if content_sha256 else None,
+            "quota_subject": quota_subject,
         }
     )
 

@@ -6,7 +6,7 @@ Published to the ``<p>.progress`` fanout exchange, which feeds ``TRANSCODING_PRO
     {"job_id", "status": "processing", "progress": 0-99, "input_key", "output_key"}    while it runs
     {"job_id", "status": "completed",  "progress": 100, "input_key", "output_key"}     final
     {"job_id", "status": "failed", "error": {"code", "message"}, "input_key", "output_key"}  final
-    ("cancelled" is final too; a retry's run starts over with "queued", then "processing")
+    ("cancelled" is final too; a retry starts over with "queued", then "processing")
     {"job_id": <as sent, or null>, "status": "rejected", "error": {"code", "message"}}
         a queue message that could not become a job at all (no usable job id); it was dead-lettered
 
@@ -98,11 +98,11 @@ def job_message(job: Job) -> dict:
 
 def is_news(before: str | None, after: Job) -> bool:
     """Whether the change from status ``before`` (``""``: a new record; None: not known) to ``after``
-    is told to followers. One final message per run: a run's end is news only when the job was live
+    is told to followers. One final message per retry: a retry's end is news only when the job was live
     before it (a later write to an ended job, such as a notification record, is not); a job being
-    created ``queued`` is not news, a retry's new run (``queued`` after an end) is; every change of a
+    created ``queued`` is not news, a retry (``queued`` after an end) is; every change of a
     ``processing`` job is (metadata writes one only for a new attempt or higher progress);
-    ``expired`` never is (the run's final message went out at ``completed``).
+    ``expired`` never is (the retry's final message went out at ``completed``).
     """
     status = after.status
     if status is JobStatus.EXPIRED:

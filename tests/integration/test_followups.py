@@ -14,10 +14,11 @@ from rq.job import Job as RqJob
 
 from services.metadata.bootstrap import metadata_parts
 from services.metadata.reaper import Watchdog, worker_alive_key
+from services.metadata.records import JobRecord
 from services.metadata.rqueues import rq_slug
 from shared.changes import Change, changes_key
 from shared.config import load_settings
-from shared.jobs import Job, JobStatus, input_key, new_job_id
+from shared.jobs import JobStatus, input_key, new_job_id
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 from tests.support.stack import REDIS_URL
@@ -54,8 +55,8 @@ def parts(client, storage, prefix):
     return metadata_parts(load_settings(redis_prefix=prefix, output_ttl=3600), client=client, storage=storage)
 
 
-def uploaded(storage: LocalStorage, **fields) -> Job:
-    job = Job.new(new_job_id(), "clip.mp4", 3).model_copy(update=fields)
+def uploaded(storage: LocalStorage, **fields) -> JobRecord:
+    job = JobRecord.new(new_job_id(), "clip.mp4", 3).model_copy(update=fields)
     storage.put_bytes(input_key(job.job_id), b"abc")
     return job
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 
@@ -10,12 +11,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from services.metadata.records import JobRecord, NotificationRecord
 from services.metadata.store import JobStore
 from shared.errors import JobNotFound, JobStoreUnavailable
-from shared.jobs import Job, JobErrorInfo, JobStatus, manifest_key, new_job_id
+from shared.jobs import JobErrorInfo, JobStatus, manifest_key, new_job_id
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 from tests.support.net import free_port
+from tests.support.old_records import old_record
 from tests.support.stack import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -45,12 +48,12 @@ def event(job_id: str, status: JobStatus, attempt: int = 1, **fields) -> JobEven
     return JobEvent(job_id=job_id, status=status, attempt=attempt, **fields)
 
 
-def manifest(storage: LocalStorage, job_id: str) -> Job:
-    return Job.model_validate_json(storage.get_bytes(manifest_key(job_id)))
+def manifest(storage: LocalStorage, job_id: str) -> JobRecord:
+    return JobRecord.model_validate_json(storage.get_bytes(manifest_key(job_id)))
 
 
 def test_create_get_apply_delete(store, storage, redis_client, run_id):
-    job = Job.new(new_job_id(), "clip.mp4", 10)
+    job = JobRecord.new(new_job_id(), "clip.mp4", 10)
     store.create(job)
     assert store.get(job.job_id) == job
     assert redis_client.exists(f"it-{run_id}:job:{job.job_id}")
@@ -65,7 +68,7 @@ def test_create_get_apply_delete(store, storage, redis_client, run_id):
 
 
 def test_a_job_survives_the_loss_of_its_redis_key(store, redis_client, run_id):
-    job = Job.new(new_job_id(), "clip.mp4", 10)
+    job = JobRecord.new(new_job_id(), "clip.mp4", 10)
     store.create(job)
     failed = store.apply(event(job.job_id, JobStatus.FAILED, error=JobErrorInfo(code="timeout", message="slow")))
     redis_client.delete(f"it-{run_id}:job:{job.job_id}")
@@ -75,7 +78,7 @@ def test_a_job_survives_the_loss_of_its_redis_key(store, redis_client, run_id):
 
 def test_concurrent_events_from_threads_stay_consistent(store, storage):
     """Eight consumers apply 40 redeliveries of one job in random order, then race to finish it."""
-    job = Job.new(new_job_id(), "clip.mp4", 10)
+    job = JobRecord.new(new_job_id(), "clip.mp4", 10)
     store.create(job)
     attempts = list(range(1, 41))
     random.shuffle(attempts)
@@ -122,4 +125,25 @@ def test_redis_on_a_closed_port_is_job_store_unavailable(storage):
     with pytest.raises(JobStoreUnavailable):
         store.get(new_job_id())
     with pytest.raises(JobStoreUnavailable):
-        store.create(Job.new(new_job_id(), "", 1))
+        store.create(JobRecord.new(new_job_id(), "", 1))
+
+
+def test_a_record_stored_by_the_previous_version_loads_retries_and_keeps_its_fields(
+    store, storage, redis_client, run_id
+):
+    """A failed record written before metadata's fields left ``shared.jobs.Job`` (raw, in Redis and
+    as its manifest) is read, retried and noted like any other, and keeps every field it had."""
+    job_id = new_job_id()
+    error = {"code": "storage_unavailable", "message": "Object storage is unavailable."}
+    raw = old_record(job_id, status="failed", error=error, output_size=None, retries=0)
+    redis_client.set(f"it-{run_id}:job:{job_id}", raw)
+    storage.put_bytes(manifest_key(job_id), raw.encode())
+    stored = store.get(job_id)
+    assert (stored.email, stored.quota_subject, len(stored.notifications)) == ("me@example.com", "key:alice", 1)
+    queued = store.apply(event(job_id, JobStatus.QUEUED, retry=1))
+    assert (queued.status, queued.retries, queued.attempts) == (JobStatus.QUEUED, 1, 0)
+    noted = store.record_notification(job_id, NotificationRecord(kind="email", attempt=1, at=2.0, outcome="delivered"))
+    assert len(noted.notifications) == 2 and noted.cache_key == stored.cache_key
+    rewritten = json.loads(redis_client.get(f"it-{run_id}:job:{job_id}"))
+    assert set(rewritten) == set(json.loads(raw)), "written back with the same fields"
+    assert manifest(storage, job_id) == noted

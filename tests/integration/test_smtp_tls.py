@@ -9,13 +9,14 @@ import pytest
 import trustme
 
 from services.metadata.notifications import Mailer, Notifier, SmtpSettings, WebhookSender
-from shared.jobs import Job, JobStatus
+from services.metadata.records import JobRecord
+from shared.jobs import JobStatus
 from tests.support.receivers import SmtpSink
 
 pytestmark = pytest.mark.integration
 
 LOGINS = {"siphon": "right-password"}
-JOB = Job.new("0123456789abcdef0123456789abcdef", "clip.mp4", 1).model_copy(
+JOB = JobRecord.new("0123456789abcdef0123456789abcdef", "clip.mp4", 1).model_copy(
     update={"status": JobStatus.COMPLETED, "email": "me@example.com"}
 )
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import redis
 
+from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
 from services.metadata.unfinished import UnfinishedJobs
-from shared.jobs import Job, JobErrorInfo, JobStatus, new_job_id
+from shared.jobs import JobErrorInfo, JobStatus, new_job_id
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 from tests.support.stack import REDIS_URL
@@ -44,7 +45,7 @@ def store(redis_client, prefix, tmp_path, unfinished) -> JobStore:
 
 
 def create(store: JobStore, subject: str | None = ALICE) -> str:
-    job = Job.new(new_job_id(), "a.mp4", 10).model_copy(update={"quota_subject": subject})
+    job = JobRecord.new(new_job_id(), "a.mp4", 10).model_copy(update={"quota_subject": subject})
     store.create(job)
     return job.job_id
 

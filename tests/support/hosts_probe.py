@@ -12,8 +12,9 @@ import json
 import sys
 
 from services.metadata.notifications import Notifier, WebhookSender
+from services.metadata.records import JobRecord
 from shared.callbacks import CallbackGuard
-from shared.jobs import Job, JobStatus
+from shared.jobs import JobStatus
 from shared.notifications import InvalidField, check_callback_url
 
 
@@ -31,7 +32,7 @@ def main(url: str, allowed_hosts: str) -> None:
         submit = check_callback_url(url, guard) and "accepted"
     except InvalidField as exc:
         submit = exc.message
-    job = Job.new("0" * 32, "clip.mp4", 1).model_copy(update={"status": JobStatus.COMPLETED, "callback_url": url})
+    job = JobRecord.new("0" * 32, "clip.mp4", 1).model_copy(update={"status": JobStatus.COMPLETED, "callback_url": url})
     store = RecordingStore()
     notifier = Notifier(store, None, WebhookSender(None, 5, guard), "s@example.org", "http://siphon.test", 60, 3)
     record = notifier.deliver("webhook", job, 1, "probe")

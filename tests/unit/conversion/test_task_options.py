@@ -93,7 +93,7 @@ def test_progress_goes_out_as_processing_reports_on_their_own_channel(runner, co
 def test_progress_reports_are_throttled_rising_and_below_100():
     sent: list[JobEvent] = []
     now = [0.0]
-    reports = ProgressReports(sent.append, JOB_ID, attempt=1, run=None, clock=lambda: now[0])
+    reports = ProgressReports(sent.append, JOB_ID, attempt=1, retry=None, clock=lambda: now[0])
     for fraction, at in [
         (0.1, 0.0),
         (0.2, 0.1),

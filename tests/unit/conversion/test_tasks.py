@@ -129,7 +129,7 @@ def test_a_missing_input_is_dead_lettered(runner, storage, events):
 def test_an_interrupted_conversion_below_max_attempts_is_requeued(runner, converter, events, attempt):
     converter.fail("convert", ConversionInterrupted("ffmpeg killed by signal 9"))
     outcome = runner.handle(TASK, attempt=attempt)
-    assert outcome.settle is Settle.RETRY and "signal 9" in outcome.reason
+    assert outcome.settle is Settle.REQUEUE and "signal 9" in outcome.reason
     assert statuses(events) == [JobStatus.PROCESSING], "no failure is recorded for a retryable interruption"
 
 
@@ -207,3 +207,29 @@ def test_a_malformed_task_with_a_readable_job_id_fails_that_job(runner, storage,
     assert statuses(events) == [JobStatus.FAILED] and failure(events) == "invalid_task"
     assert events[0].job_id == JOB_ID and events[0].attempt == 2
     assert storage.calls == []
+
+
+def retried_task(retry: int) -> bytes:
+    return ConversionTask(
+        job_id=JOB_ID, input_key=input_key(JOB_ID), output_key=output_key(JOB_ID), retry=retry
+    ).encode()
+
+
+def test_every_event_of_a_retried_task_names_its_retry(runner, events):
+    assert runner.handle(retried_task(2), attempt=1).settle is Settle.ACK
+    assert [(event.status, event.retry) for event in events] == [
+        (JobStatus.PROCESSING, 2),
+        (JobStatus.COMPLETED, 2),
+    ]
+
+
+def test_a_failure_names_its_task_retry_and_the_next_task_starts_clean(runner, converter, events):
+    converter.fail("probe", MediaError("not media", code="not_media"))
+    runner.handle(retried_task(3), attempt=1)
+    runner.handle(TASK, attempt=1)
+    assert [(event.status, event.retry) for event in events] == [
+        (JobStatus.PROCESSING, 3),
+        (JobStatus.FAILED, 3),
+        (JobStatus.PROCESSING, None),
+        (JobStatus.FAILED, None),
+    ], "nothing of one task's retry is left over for the next"

@@ -11,7 +11,8 @@ from services.gateway.app import create_app
 from services.gateway.quotas import client_address, trusted_networks
 from shared.auth import Authenticator
 from shared.config import load_settings
-from shared.jobs import Job, new_job_id
+from shared.job_requests import NewJob
+from shared.jobs import new_job_id
 from shared.quotas import QUOTA_SUBJECT_HEADER, Quotas, rates_from_settings
 from tests.support.keys import KeyFile
 from tests.unit.fakes import FakeMetadata, FakeStorage, FakeUpload
@@ -107,7 +108,7 @@ def test_other_routes_are_not_counted_as_submissions():
 
 def test_too_many_unfinished_jobs_is_429_with_a_polling_retry_after():
     subject = "addr:127.0.0.1"
-    jobs = [Job.new(new_job_id(), "a.mp4", 1).model_copy(update={"quota_subject": subject}) for _ in range(2)]
+    jobs = [NewJob.new(new_job_id(), "a.mp4", 1).model_copy(update={"quota_subject": subject}) for _ in range(2)]
     upload = FakeUpload()
     client = limited_client(upload, FakeMetadata(*jobs), quota_unfinished_jobs=2)
     refused = client.post("/convert", json={"upload_id": "x"})

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from services.metadata.app import create_app
+from services.metadata.records import JobRecord
 from shared.config import load_settings
 from shared.errors import JobNotFound
-from shared.jobs import Job, JobErrorInfo, JobStatus, manifest_key
+from shared.jobs import JobErrorInfo, JobStatus, manifest_key
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 
@@ -28,8 +29,8 @@ class FakeControl:
 
 
 @pytest.fixture
-def job(store, storage) -> Job:
-    created = Job.new(JOB_ID, "talk.mp4", 5, options={"format": "m4a"}, extension="m4a")
+def job(store, storage) -> JobRecord:
+    created = JobRecord.new(JOB_ID, "talk.mp4", 5, options={"format": "m4a"}, extension="m4a")
     store.create(created)
     storage.put_bytes(created.input_key, b"video")
     return created
@@ -53,8 +54,8 @@ def files(storage: LocalStorage) -> list[str]:
     return sorted(p.name for p in (storage.root / "jobs" / JOB_ID).iterdir())
 
 
-def manifest(storage: LocalStorage) -> Job:
-    return Job.model_validate_json(storage.get_bytes(manifest_key(JOB_ID)))
+def manifest(storage: LocalStorage) -> JobRecord:
+    return JobRecord.model_validate_json(storage.get_bytes(manifest_key(JOB_ID)))
 
 
 # --- the store ----------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ def test_an_output_stored_just_after_the_cancel_is_deleted_when_its_completed_ev
 
 
 def test_media_outside_the_jobs_own_prefix_is_not_the_cancels_to_delete(store, storage):
-    producer_job = Job.new(JOB_ID, "x.mov", 5).model_copy(
+    producer_job = JobRecord.new(JOB_ID, "x.mov", 5).model_copy(
         update={"input_key": "incoming/x.mov", "output_key": "outputs/x.mp3"}
     )
     store.create(producer_job)
@@ -134,7 +135,7 @@ def test_cancelling_wakes_a_long_poll(store, job):
 def test_post_cancel_answers_the_cancelled_job_and_tells_the_workers(client, control, job):
     response = client.post(f"/jobs/{JOB_ID}/cancel")
     assert response.status_code == 200
-    assert Job.model_validate_json(response.data).status is JobStatus.CANCELLED
+    assert JobRecord.model_validate_json(response.data).status is JobStatus.CANCELLED
     assert control.cancelled == [JOB_ID]
 
 

@@ -7,10 +7,11 @@ import fakeredis
 import pytest
 
 from services.metadata.consumer import handle_event
+from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
 from shared.broker import ACK, Delivery
 from shared.errors import JobStoreUnavailable, StorageUnavailable
-from shared.jobs import Job, JobStatus
+from shared.jobs import JobStatus
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 
@@ -20,7 +21,7 @@ JOB_ID = "0123456789abcdef0123456789abcdef"
 @pytest.fixture
 def store(server, tmp_path) -> JobStore:
     store = JobStore(fakeredis.FakeRedis(server=server), "unit:", LocalStorage(tmp_path))
-    store.create(Job.new(JOB_ID, "clip.mp4", 10))
+    store.create(JobRecord.new(JOB_ID, "clip.mp4", 10))
     return store
 
 

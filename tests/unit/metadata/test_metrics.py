@@ -7,11 +7,12 @@ import pytest
 from services.metadata.app import create_app
 from services.metadata.index import JobIndex
 from services.metadata.metrics import JobsByStateCollector, QueueDepthCollector
+from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
 from shared.broker import QueueCounts
 from shared.config import load_settings
 from shared.errors import BrokerUnavailable, JobStoreUnavailable
-from shared.jobs import Job, JobErrorInfo, JobStatus, manifest_key
+from shared.jobs import JobErrorInfo, JobStatus, manifest_key
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 
@@ -30,7 +31,7 @@ def store(redis_client, tmp_path, index) -> JobStore:
 
 def new_job(store: JobStore, n: int) -> str:
     job_id = f"{n:032x}"
-    store.create(Job.new(job_id, "clip.mp4", 10))
+    store.create(JobRecord.new(job_id, "clip.mp4", 10))
     return job_id
 
 
@@ -73,7 +74,7 @@ def test_after_redis_lost_its_data_the_rebuilt_index_counts_every_job(store, ind
     a, _ = new_job(store, 1), new_job(store, 2)
     store.apply(event(a, JobStatus.PROCESSING))
     redis_client.flushdb()
-    index.rebuild(Job.model_validate_json(store.storage.get_bytes(manifest_key(f"{n:032x}"))) for n in (1, 2))
+    index.rebuild(JobRecord.model_validate_json(store.storage.get_bytes(manifest_key(f"{n:032x}"))) for n in (1, 2))
     assert counts(index) == {"queued": 1, "processing": 1}
 
 

@@ -12,13 +12,14 @@ import pytest
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from services.metadata.notifications import Notifier, WebhookSender, email_message, sign, webhook_body
+from services.metadata.records import JobRecord
 from shared.callbacks import CallbackGuard
 from shared.errors import NotificationFailed, ResolverUnavailable
-from shared.jobs import Job, JobErrorInfo, JobStatus, MediaFacts
+from shared.jobs import JobErrorInfo, JobStatus, MediaFacts
 from tests.unit.fakes import FakePools, FakeResolver
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
-COMPLETED = Job.new(JOB_ID, "holiday.mov", 100).model_copy(
+COMPLETED = JobRecord.new(JOB_ID, "holiday.mov", 100).model_copy(
     update={
         "status": JobStatus.COMPLETED,
         "finished_at": 10.0,

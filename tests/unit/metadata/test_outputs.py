@@ -7,8 +7,9 @@ import json
 import pytest
 
 from services.metadata.outputs import OutputCache
+from services.metadata.records import JobRecord
 from shared.errors import StorageUnavailable
-from shared.jobs import Job, JobStatus, new_job_id
+from shared.jobs import JobStatus, new_job_id
 from tests.unit.metadata.conftest import PREFIX
 
 CACHE_KEY = "digest-options"
@@ -23,8 +24,8 @@ def cache(redis_client, storage) -> OutputCache:
     return cache
 
 
-def repeat_upload() -> Job:
-    return Job.new(new_job_id(), "clip.mp4", 3).model_copy(update={"cache_key": CACHE_KEY})
+def repeat_upload() -> JobRecord:
+    return JobRecord.new(new_job_id(), "clip.mp4", 3).model_copy(update={"cache_key": CACHE_KEY})
 
 
 def holders(redis_client, cache: OutputCache) -> set[str]:

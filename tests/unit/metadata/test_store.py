@@ -5,9 +5,10 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
 from shared.errors import JobNotFound, JobStoreUnavailable
-from shared.jobs import Job, JobErrorInfo, JobStatus, manifest_key
+from shared.jobs import JobErrorInfo, JobStatus, manifest_key
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 
@@ -16,8 +17,8 @@ PREFIX = "unit:"
 
 
 @pytest.fixture
-def job(store) -> Job:
-    created = Job.new(JOB_ID, "clip.mp4", 10)
+def job(store) -> JobRecord:
+    created = JobRecord.new(JOB_ID, "clip.mp4", 10)
     store.create(created)
     return created
 
@@ -26,13 +27,13 @@ def event(status: JobStatus, attempt: int = 1, **fields) -> JobEvent:
     return JobEvent(job_id=JOB_ID, status=status, attempt=attempt, at=100.0 + attempt, **fields)
 
 
-def manifest(storage: LocalStorage) -> Job:
-    return Job.model_validate_json(storage.get_bytes(manifest_key(JOB_ID)))
+def manifest(storage: LocalStorage) -> JobRecord:
+    return JobRecord.model_validate_json(storage.get_bytes(manifest_key(JOB_ID)))
 
 
-def cached(redis_client) -> Job | None:
+def cached(redis_client) -> JobRecord | None:
     raw = redis_client.get(f"{PREFIX}job:{JOB_ID}")
-    return None if raw is None else Job.model_validate_json(raw)
+    return None if raw is None else JobRecord.model_validate_json(raw)
 
 
 def test_create_writes_redis_and_the_manifest(store, job, storage, redis_client):
@@ -110,7 +111,7 @@ def test_redis_down_is_job_store_unavailable(store, job, server):
     for call in (
         lambda: store.get(JOB_ID),
         lambda: store.apply(event(JobStatus.PROCESSING)),
-        lambda: store.create(Job.new("e" * 32, "", 1)),
+        lambda: store.create(JobRecord.new("e" * 32, "", 1)),
         lambda: store.delete(JOB_ID),
     ):
         with pytest.raises(JobStoreUnavailable):
@@ -135,7 +136,7 @@ def test_a_transition_lost_to_a_concurrent_one_leaves_the_manifest_matching_redi
     A's transaction fails and, retried, A's event changes nothing; the manifest must still be B's."""
     storage = InterleavingStorage(tmp_path / "storage")
     store = JobStore(redis_client, PREFIX, storage)
-    store.create(Job.new(JOB_ID, "clip.mp4", 10))
+    store.create(JobRecord.new(JOB_ID, "clip.mp4", 10))
     store.apply(event(JobStatus.PROCESSING, attempt=1))
     other_consumer = JobStore(fakeredis.FakeRedis(server=server), PREFIX, LocalStorage(tmp_path / "storage"))
     storage.before_next_manifest = lambda: other_consumer.apply(event(JobStatus.COMPLETED, attempt=1, output_size=7))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from services.metadata.app import create_app
+from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
 from services.metadata.unfinished import UnfinishedJobs
 from shared.config import load_settings
-from shared.jobs import Job, JobStatus, new_job_id
+from shared.jobs import JobStatus, new_job_id
 from shared.messages import JobEvent
 from tests.unit.metadata.conftest import PREFIX
 
@@ -27,7 +28,7 @@ def client(store):
 
 
 def create(store: JobStore, subject: str | None = ALICE) -> str:
-    job = Job.new(new_job_id(), "a.mp4", 10).model_copy(update={"quota_subject": subject})
+    job = JobRecord.new(new_job_id(), "a.mp4", 10).model_copy(update={"quota_subject": subject})
     store.create(job)
     return job.job_id
 

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from services.metadata.records import JobRecord
 from shared.errors import JobNotFound
-from shared.jobs import Job, JobStatus
+from shared.jobs import JobStatus
 from shared.messages import JobEvent
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -16,8 +17,8 @@ PREFIX = "unit:"
 
 
 @pytest.fixture
-def job(store) -> Job:
-    created = Job.new(JOB_ID, "clip.mp4", 10)
+def job(store) -> JobRecord:
+    created = JobRecord.new(JOB_ID, "clip.mp4", 10)
     store.create(created)
     return created
 

@@ -19,7 +19,7 @@ from shared.broker import (
     Delivery,
     Topology,
     dead_letter,
-    retry_later,
+    requeue_later,
 )
 from shared.config import load_settings
 from shared.errors import JobStoreUnavailable
@@ -43,7 +43,7 @@ class RecordingChannel:
 
 def settle(handler, monkeypatch, on_crash=None, headers=None) -> list:
     """What the consumer does on the channel with one delivery of ``b"body"`` that ``handler`` handles."""
-    monkeypatch.setattr(broker, "RETRY_DELAY_SECONDS", 0)
+    monkeypatch.setattr(broker, "REQUEUE_DELAY_SECONDS", 0)
     consumer = Consumer(load_settings(), TOPOLOGY, "unit")
     consumer.consume("unit.transcoding_jobs", handler, on_crash=on_crash)
     channel = RecordingChannel()
@@ -69,7 +69,7 @@ def test_a_refused_message_is_published_to_the_dead_letter_exchange_with_its_rea
 
 
 def test_a_message_meeting_an_outage_goes_back_to_its_queue(monkeypatch):
-    assert settle(lambda delivery: retry_later(0), monkeypatch) == [("nack", 7, True)]
+    assert settle(lambda delivery: requeue_later(0), monkeypatch) == [("nack", 7, True)]
 
 
 def test_an_outage_raised_by_the_handler_means_a_retry(monkeypatch):

@@ -1,5 +1,5 @@
 """Retrying a job that failed for a reason that is not the file's (``Job.apply`` with ``queued``):
-the one way back in the state machine, and the run number that keeps the old run's late events out."""
+the one way back in the state machine, and the retry number that keeps the failed retry's late events out."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def event(status: JobStatus, retry: int | None = None, **fields) -> JobEvent:
 
 
 @pytest.mark.parametrize("code", sorted(RETRYABLE_ERROR_CODES))
-def test_a_retryable_failure_is_queued_again_as_the_next_run(code):
+def test_a_retryable_failure_is_queued_again_as_the_next_retry(code):
     queued = failed(code).apply(event(JobStatus.QUEUED, retry=1))
     assert (queued.status, queued.retries, queued.attempts, queued.error) == (JobStatus.QUEUED, 1, 0, None)
     assert (queued.started_at, queued.finished_at) == (None, None)
@@ -41,7 +41,7 @@ def test_a_failure_of_the_file_itself_is_never_retried(code):
 
 
 @pytest.mark.parametrize("retry", [None, 1, 3])
-def test_only_the_next_run_number_requeues(retry):
+def test_only_the_next_retry_number_queues_the_job_again(retry):
     assert failed("disk_full", retries=1).apply(event(JobStatus.QUEUED, retry=retry)) is None
 
 
@@ -50,10 +50,10 @@ def test_a_repeated_retry_changes_nothing():
     assert queued.apply(event(JobStatus.QUEUED, retry=1)) is None
 
 
-def test_late_events_of_the_failed_run_cannot_touch_the_new_one():
+def test_late_events_of_the_failed_retry_cannot_touch_the_new_one():
     queued = failed("storage_unavailable").apply(event(JobStatus.QUEUED, retry=1))
     error = JobErrorInfo(code="storage_unavailable", message="down")
-    assert queued.apply(event(JobStatus.FAILED, error=error)) is None  # a duplicate of the run that failed
+    assert queued.apply(event(JobStatus.FAILED, error=error)) is None  # a duplicate of the retry that failed
     assert queued.apply(event(JobStatus.PROCESSING, attempt=4)) is None
     running = queued.apply(event(JobStatus.PROCESSING, retry=1))
     assert (running.status, running.attempts) == (JobStatus.PROCESSING, 1)
@@ -61,7 +61,7 @@ def test_late_events_of_the_failed_run_cannot_touch_the_new_one():
     assert (done.status, done.retries, done.output_size) == (JobStatus.COMPLETED, 1, 5)
 
 
-def test_a_retry_that_could_not_be_queued_fails_the_run_again():
+def test_a_retry_that_could_not_be_queued_fails_the_job_again():
     queued = failed("disk_full").apply(event(JobStatus.QUEUED, retry=1))
     error = JobErrorInfo(code="disk_full", message="down")
     again = queued.apply(event(JobStatus.FAILED, retry=1, error=error))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from shared.jobs import (
+    _TRANSITIONS,
     Job,
     JobErrorInfo,
     JobStatus,
     MediaFacts,
-    NotificationRecord,
     input_key,
     is_valid_job_id,
     job_prefix,
@@ -123,13 +123,6 @@ def test_only_a_completed_job_expires_and_keeps_its_facts():
         assert job(status, attempts=1).apply(event(JobStatus.EXPIRED)) is None
 
 
-def test_a_notification_record_changes_nothing_but_the_list():
-    record = NotificationRecord(kind="webhook", attempt=1, at=3.0, outcome="delivered", status_code=200)
-    completed = job(JobStatus.COMPLETED, finished_at=5.0)
-    noted = completed.with_notification(record)
-    assert noted.notifications == [record] and noted.model_copy(update={"notifications": []}) == completed
-
-
 def test_a_queued_event_changes_nothing():
     assert job().apply(event(JobStatus.QUEUED)) is None
     assert job(JobStatus.PROCESSING, attempts=1).apply(event(JobStatus.QUEUED, attempt=5)) is None
@@ -139,6 +132,10 @@ def test_apply_leaves_the_original_job_untouched():
     before = job()
     before.apply(event(JobStatus.FAILED, error=ERROR))
     assert before.status is JobStatus.QUEUED and before.error is None
+
+
+def test_every_event_status_has_its_handler():
+    assert set(_TRANSITIONS) == set(JobStatus)
 
 
 def test_only_queued_and_processing_are_live():

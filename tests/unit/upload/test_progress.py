@@ -118,7 +118,7 @@ def test_a_job_created_queued_is_no_news_and_one_refused_at_once_is_one_failed_m
     assert [(m["status"], m["error"]["code"]) for m in published] == [("failed", "empty_file")]
 
 
-def test_one_final_message_per_run_though_the_ended_record_is_written_again(client, job, published):
+def test_one_final_message_per_retry_though_the_ended_record_is_written_again(client, job, published):
     f = follower(client, published.append)
     f.step()
     walk(
@@ -133,7 +133,7 @@ def test_one_final_message_per_run_though_the_ended_record_is_written_again(clie
     assert [m["status"] for m in published] == ["processing", "completed"]
 
 
-def test_a_retry_starts_a_new_run_with_queued_then_processing(client, job, published):
+def test_a_retry_starts_over_with_queued_then_processing(client, job, published):
     f = follower(client, published.append)
     f.step()
     walk(
@@ -153,7 +153,7 @@ def test_a_retry_starts_a_new_run_with_queued_then_processing(client, job, publi
     ]
 
 
-def test_a_cancel_is_final_whatever_the_run():
+def test_a_cancel_is_final_whatever_the_retry():
     live = Job(job_id=new_job_id(), created_at=0, input_key="i", output_key="o", status=JobStatus.CANCELLED)
     assert is_news("queued", live) and is_news("processing", live) and not is_news("failed", live)
 

@@ -1,5 +1,5 @@
 """Retrying a failed job through the upload service (``POST /jobs/<id>/retry``, ``Intake.retry``):
-queued again as the next run, or left failed as it was when the task cannot be published."""
+queued again as the next retry, or left failed as it was when the task cannot be published."""
 
 from __future__ import annotations
 
