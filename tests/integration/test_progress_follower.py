@@ -11,10 +11,11 @@ import pytest
 import redis
 
 from services.metadata.bootstrap import metadata_parts
+from services.metadata.records import JobRecord, NotificationRecord
 from services.upload.progress import GROUP, ProgressFollower
 from shared.changes import changes_key
 from shared.config import load_settings
-from shared.jobs import Job, JobErrorInfo, JobStatus, NotificationRecord, input_key, new_job_id
+from shared.jobs import Job, JobErrorInfo, JobStatus, input_key, new_job_id
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 from tests.support.stack import REDIS_URL
@@ -44,7 +45,7 @@ def store(client, tmp_path, prefix):
 
 
 def new_job(store) -> Job:
-    job = Job.new(new_job_id(), "clip.mp4", 3)
+    job = JobRecord.new(new_job_id(), "clip.mp4", 3)
     store.storage.put_bytes(input_key(job.job_id), b"abc")
     store.create(job)
     return job
