@@ -16,8 +16,9 @@ whose status is final, per gateway worker process, for :data:`STATUS_CACHE_SECON
 * **Owner checked on every hit.** The entry carries the job's owner; a caller whose key may not
   see it gets the same 404 as for an unknown job (``shared/auth.py``, ``Principal.may_see``).
 * **Per host URL.** The body's ``download_url`` is built from the request's host URL, so entries
-  are keyed by job id and the WSGI environ fields that URL comes from (:func:`answer_key`). A signed link in a cached body is at most
-  :data:`STATUS_CACHE_SECONDS` older than a fresh one (links live for hours).
+  are keyed by job id and the WSGI environ fields that URL comes from (:func:`answer_key`). A
+  signed link in a cached body is at most :data:`STATUS_CACHE_SECONDS` older than a fresh one
+  (links live for hours).
 
 A hit is served by :class:`FinalStatusMiddleware` in front of Flask (routing, request context
 and hooks were half of a hit's CPU); a miss, a long-poll ``?wait=``, a refused key and everything
@@ -162,7 +163,11 @@ class FinalStatusMiddleware:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if environ.get("REQUEST_METHOD") == "GET" and path.startswith(STATUS_PREFIX) and not environ.get("QUERY_STRING"):
+        if (
+            environ.get("REQUEST_METHOD") == "GET"
+            and path.startswith(STATUS_PREFIX)
+            and not environ.get("QUERY_STRING")
+        ):
             answer = self.cache.get(answer_key(environ, path[len(STATUS_PREFIX) :]))
             if answer is not None and self._may_see(environ, answer.owner):
                 headers = [("ETag", answer.etag), ("Cache-Control", "no-cache")]
