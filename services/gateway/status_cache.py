@@ -74,8 +74,8 @@ def answer_key(environ: dict, job_id: str) -> AnswerKey:
 
 
 def render_status(body: dict) -> bytes:
-    """``body`` as the compact JSON Flask's ``jsonify`` writes (with its trailing newline), bytes."""
-    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+    """``body`` as the compact JSON Flask's ``jsonify`` writes (keys sorted, trailing newline), bytes."""
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode() + b"\n"
 
 
 def etag_of(body: bytes) -> str:
