@@ -95,6 +95,12 @@ def _cpu_rows(cpu: CpuUse) -> list[Row]:
             lambda v: v >= 0.93,
         ),
         Row(
+            f"{label}: efficiency, the brokers' background taken out",
+            "",
+            pick(lambda c: c.net_efficiency),
+            lambda v: f"{v:.2f}",
+        ),
+        Row(
             f"{label}: outside ffmpeg per job", "≤ 35 ms", pick(lambda c: c.outside_per_job), _ms, lambda v: v <= 0.035
         ),
         *(
