@@ -101,6 +101,24 @@ class ApiClient:
         finally:
             conn.close()
 
+    def status(self, job_id: str) -> dict:
+        """The job's status body now."""
+        conn = self.connection()
+        try:
+            conn.request("GET", f"/status/{job_id}")
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def cancel(self, job_id: str) -> None:
+        """``DELETE /jobs/<id>``; a job already finished (409) is left as it is."""
+        conn = self.connection()
+        try:
+            conn.request("DELETE", f"/jobs/{job_id}")
+            conn.getresponse().read()
+        finally:
+            conn.close()
+
     def download(self, job_id: str, target: Path) -> int:
         """Save the job's MP3 to ``target``; return its size in bytes."""
         conn = self.connection()
@@ -117,11 +135,18 @@ class ApiClient:
             conn.close()
 
     def convert(self, source: Path, target: Path) -> float:
-        """One whole job: POST, wait, download to ``target``; return the wall time in seconds."""
+        """One whole job: POST, wait, download to ``target``; return the wall time in seconds.
+
+        Raises:
+            JobFailed: the job failed.
+            BenchError: the output cache answered it (the benchmark would measure a cache hit).
+        """
         started = time.perf_counter()
         job_id = self.submit(source)
         body = self.wait(job_id)
         if body["status"] != "completed":
             raise JobFailed(f"job {job_id} failed: {body}")
+        if body.get("cached"):
+            raise BenchError(f"job {job_id} was answered from the output cache; every job needs a distinct input")
         self.download(job_id, target)
         return time.perf_counter() - started

@@ -181,3 +181,51 @@ def _repeat(ffmpeg: str, source: Path, out: Path, times: int) -> None:
         )
     finally:
         listing.unlink(missing_ok=True)
+
+
+class Variants:
+    """Distinct copies of the inputs, one per siphon job, so the output cache (on by default,
+    ``OUTPUT_CACHE``) cannot answer a job from an earlier one: each is the input stream-copied
+    (``-c copy``, the same audio and video packets, so ffmpeg does the same work on it) with a
+    ``comment`` tag naming this run and a counter, which changes the file's SHA-256.
+
+    Args:
+        folder: where the copies are written (each is removed by :meth:`release`).
+        tag: names this benchmark run inside every copy.
+    """
+
+    def __init__(self, folder: Path, tag: str, ffmpeg: str = "ffmpeg"):
+        self.folder = folder
+        self.tag = tag
+        self.ffmpeg = ffmpeg
+        self.made = 0
+
+    def make(self, source: Path) -> Path:
+        """A fresh distinct copy of ``source`` (an MP4), ``folder/variant-<n>-<name>``."""
+        self.made += 1
+        out = self.folder / f"variant-{self.made}-{source.name}"
+        _run(
+            self.ffmpeg,
+            "-i",
+            str(source),
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-metadata",
+            f"comment=siphon-bench {self.tag} #{self.made}",
+            "-f",
+            "mp4",
+            str(out),
+        )
+        return out
+
+    def many(self, source: Path, count: int) -> list[Path]:
+        """``count`` fresh copies of ``source``."""
+        return [self.make(source) for _ in range(count)]
+
+    @staticmethod
+    def release(paths: list[Path]) -> None:
+        """Remove copies made by :meth:`make`."""
+        for path in paths:
+            path.unlink(missing_ok=True)

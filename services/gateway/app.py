@@ -33,6 +33,7 @@ from services.gateway.jobs import jobs
 from services.gateway.live import live
 from services.gateway.pages import load_openapi, pages_blueprint
 from services.gateway.quotas import install_quotas
+from services.gateway.status_cache import FinalStatusMiddleware
 from services.gateway.submissions import submissions
 from shared.auth import warn_if_open
 from shared.config import Settings, settings
@@ -51,7 +52,8 @@ def create_app(s: Settings | None = None, **overrides) -> Flask:
 
 def app_on(gateway: GatewayParts) -> Flask:
     """The Flask app serving ``gateway``'s parts: hooks in the order they must run (the caller's key,
-    then its limits), then one blueprint per resource."""
+    then its limits), then one blueprint per resource; in front of it all, the cached final
+    ``/status`` answers (``status_cache.py``)."""
     app = Flask(__name__)
     app.extensions[EXTENSION] = gateway
     install_authentication(app, gateway.auth)
@@ -63,4 +65,5 @@ def app_on(gateway: GatewayParts) -> Flask:
     app.register_blueprint(pages_blueprint(load_openapi()))  # GET /, /docs, /openapi.json
     for blueprint in (submissions, jobs, downloads, live, health):
         app.register_blueprint(blueprint)
+    app.wsgi_app = FinalStatusMiddleware(app.wsgi_app, gateway.status_cache, gateway.auth)
     return app

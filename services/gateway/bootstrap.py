@@ -11,6 +11,7 @@ from flask import current_app
 from services.gateway.access import JobAccess
 from services.gateway.events import ChangeRelay
 from services.gateway.quotas import SubmissionLimits
+from services.gateway.status_cache import StatusCache
 from services.gateway.upstream import UploadService
 from shared.auth import Authenticator
 from shared.config import Settings
@@ -33,7 +34,7 @@ EXTENSION = "siphon.gateway"
 class GatewayParts:
     """Everything the gateway's routes use: settings, the clients of the other services, storage,
     the change relay, the caller's authentication, the link signer (None in open mode without a
-    secret) and the submission limits."""
+    secret), the submission limits and the final ``/status`` answers this process keeps."""
 
     settings: Settings
     metadata: MetadataClient
@@ -44,6 +45,7 @@ class GatewayParts:
     links: LinkSigner | None
     limits: SubmissionLimits
     jobs: JobAccess
+    status_cache: StatusCache
 
     @property
     def body_limit(self) -> int:
@@ -84,6 +86,7 @@ def gateway_parts(
         links=link_signer(s),
         limits=limits,
         jobs=JobAccess(metadata),
+        status_cache=StatusCache(s.output_ttl),
     )
 
 

@@ -6,10 +6,11 @@ Every route reads jobs for its caller (``access.py``): another key's job is answ
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from services.gateway.access import caller
 from services.gateway.bootstrap import parts
+from services.gateway.status_cache import StatusAnswer, answer_key, etag_matches
 from services.gateway.submissions import authorization, upload_answer
 from services.gateway.views import not_found_body, status_body
 from shared.errors import JobAlreadyFinished, JobNotFound, RequestRejected
@@ -24,12 +25,32 @@ jobs = Blueprint("jobs", __name__)
 
 @jobs.get("/status/<path:job_id>")
 def status(job_id: str):
+    """The job's status body with an ``ETag``; ``304`` when ``If-None-Match`` names it. A final
+    answer comes from this process's :class:`~services.gateway.status_cache.StatusCache` while it
+    is fresh (its owner checked as for a fresh read); any other is read from the metadata service."""
     wait = status_wait_seconds(request.args.get("wait"))
-    try:
-        job = parts().jobs.get(job_id, wait)
-    except JobNotFound:
+    gateway = parts()
+    key = answer_key(request.environ, job_id)
+    answer = gateway.status_cache.get(key)
+    if answer is not None and not caller().may_see(answer.owner):
         return jsonify(not_found_body(job_id)), 404
-    return jsonify(status_body(job, request.host_url, parts().links))
+    if answer is None:
+        try:
+            job = gateway.jobs.get(job_id, wait)
+        except JobNotFound:
+            return jsonify(not_found_body(job_id)), 404
+        answer = gateway.status_cache.answer(job, key, status_body(job, request.host_url, gateway.links))
+    return status_response(answer)
+
+
+def status_response(answer: StatusAnswer) -> Response:
+    """``answer`` as 200 JSON, or as ``304 Not Modified`` without a body when the request's
+    ``If-None-Match`` lists its ETag (RFC 9110 §13.1.2: weak comparison, ``*`` matches).
+    ``Cache-Control: no-cache`` makes every cache revalidate (RFC 9111 §5.2.2.4)."""
+    headers = {"ETag": answer.etag, "Cache-Control": "no-cache"}
+    if etag_matches(request.headers.get("If-None-Match"), answer.etag):
+        return Response(status=304, headers=headers)
+    return Response(answer.body, status=200, mimetype="application/json", headers=headers)
 
 
 @jobs.get("/jobs")

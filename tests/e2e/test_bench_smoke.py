@@ -14,17 +14,20 @@ from tests.support.stack import ROOT
 pytestmark = pytest.mark.e2e
 
 ROWS = (
-    "overhead p50",
-    "siphon / plain",
+    "overhead p50 (vs equal settings)",
+    "siphon / plain (equal settings)",
+    "siphon / plain (as typed)",
+    "efficiency (ffmpeg / server)",
+    "outside ffmpeg per job, rabbitmq",
     "throughput efficiency",
     "peak RSS growth, gateway",
     "peak RSS growth, upload",
     "peak RSS growth, conversion",
-    "/status requests per second",
-    "/status p99",
-    "/status CPU per request, gateway",
-    "/status CPU per request, metadata",
-    "/status CPU-bound ceiling",
+    "/status (completed job) requests per second",
+    "/status (completed job) p99",
+    "/status (completed job) CPU per request, gateway",
+    "/status (completed job) CPU per request, metadata",
+    "/status (completed job) CPU-bound ceiling",
 )
 
 
