@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from enum import StrEnum
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -32,6 +33,14 @@ DONE_MARKER_TTL_SECONDS = 3600
 WAIT_SLICE_SECONDS = 2.0
 """Longest single blocking Redis call of :meth:`JobStore.wait_terminal`, seconds; below the client's
 socket timeout, so a long wait is a few blocking calls rather than one the socket would cut."""
+
+
+class CatchUp(StrEnum):
+    """What :meth:`JobStore.catch_up` did to a job's Redis record."""
+
+    CURRENT = "current"  # it matched the manifest (or the job is gone): nothing written
+    RESTORED = "restored"  # it was missing: put back from the manifest
+    ADVANCED = "advanced"  # it was behind the manifest: moved on to it, observers included
 
 
 class RecordObserver(Protocol):
@@ -181,6 +190,51 @@ class JobStore:
                         self._observe(pipe, job, updated)
                         pipe.execute()
                         return updated
+                    except redis.WatchError:
+                        continue
+        except REDIS_ERRORS as exc:
+            raise JobStoreUnavailable(f"redis: {exc}") from exc
+
+    def catch_up(self, job_id: str) -> CatchUp:
+        """Bring the job's Redis record in step with its manifest, after Redis lost writes it had
+        acknowledged (a failover to a replica that had not received them: replication is
+        asynchronous, https://redis.io/docs/latest/operate/oss_and_stack/management/replication/).
+
+        The manifest is written before Redis on every write, so a record that differs from it in
+        more than ``progress`` is behind: it is replaced, and the observers see the transition Redis
+        missed (index, change feed, the follow-ups of a job that ended: they were in the same lost
+        MULTI). A missing record is put back with its done marker only (as a read that misses Redis
+        does); the caller re-adds it to the index. The manifest is read under WATCH of the record,
+        so a concurrent transition is never overwritten with an older state.
+
+        Raises:
+            JobStoreUnavailable: Redis is down.
+            StorageUnavailable: storage is.
+        """
+        key = self._key(job_id)
+        try:
+            with self.redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)
+                        raw = pipe.get(key)
+                        try:
+                            manifest = Job.model_validate_json(self.storage.get_bytes(manifest_key(job_id)))
+                        except ObjectNotFound:
+                            return CatchUp.CURRENT  # forgotten meanwhile
+                        cached = Job.model_validate_json(raw) if raw is not None else None
+                        if cached is not None and manifest.differs_only_in_progress(cached):
+                            return CatchUp.CURRENT
+                        if cached is not None:
+                            self._prepare(cached, manifest)
+                        pipe.multi()
+                        pipe.set(key, manifest.model_dump_json())
+                        self._mark_done(pipe, manifest)
+                        if cached is not None:
+                            self._observe(pipe, cached, manifest)
+                        pipe.execute()
+                        log.info("job record caught up with its manifest", extra={"job_id": job_id})
+                        return CatchUp.RESTORED if cached is None else CatchUp.ADVANCED
                     except redis.WatchError:
                         continue
         except REDIS_ERRORS as exc:
