@@ -287,10 +287,13 @@ class JobStore:
         """The job as soon as it is completed or failed, or as it is after ``timeout`` seconds.
 
         Blocks on the job's done marker (``BLMOVE`` of the list onto itself, so the marker stays
-        for every other waiter) instead of polling: a transition wakes every waiter at once.
+        for every other waiter) instead of polling: a transition wakes every waiter at once. A Redis
+        lost during the wait (a failover to a replica) is tried again every :data:`WAIT_SLICE_SECONDS`
+        until ``timeout``; only a Redis still unreachable then fails the wait.
 
         Raises:
             JobNotFound: nobody knows the job.
+            JobStoreUnavailable: Redis is unreachable at the start, or still at ``timeout``.
         """
         deadline = time.monotonic() + timeout
         job = self.get(job_id)
@@ -298,9 +301,11 @@ class JobStore:
             done = self._done_key(job_id)
             try:
                 self.redis.blmove(done, done, min(remaining, WAIT_SLICE_SECONDS), "LEFT", "RIGHT")
-            except REDIS_ERRORS as exc:
-                raise JobStoreUnavailable(f"redis: {exc}") from exc
-            job = self.get(job_id)
+                job = self.get(job_id)
+            except (*REDIS_ERRORS, JobStoreUnavailable) as exc:
+                if deadline - time.monotonic() <= WAIT_SLICE_SECONDS:
+                    raise JobStoreUnavailable(f"redis: {exc}") from exc
+                time.sleep(WAIT_SLICE_SECONDS)
         return job
 
     def delete(self, job_id: str) -> None:
