@@ -9,7 +9,9 @@ before Redis on every transition (``store.py``), hold what Redis missed.
 A node is known by its ``run_id`` (``INFO server``), new each time a Redis server starts. The
 notifier asks every :data:`RESYNC_CHECK_SECONDS`; when the answer changes, every manifest is
 compared with its record and Redis is caught up (:meth:`JobStore.catch_up`): missing records come
-back and are re-indexed, records that fell behind move on with their observers.
+back and are re-indexed, records that fell behind move on with their observers. Not restored: the
+per-caller count of unfinished jobs (``unfinished.py``) of a job whose record was missing, and
+progress reports (they are not in the manifests).
 """
 
 from __future__ import annotations
@@ -49,16 +51,18 @@ def resync(store: JobStore, index: JobIndex) -> Counter[CatchUp]:
             run it again).
     """
     counts: Counter[CatchUp] = Counter()
-    restored: list[Job] = []
+    known: list[Job] = []
     for key in store.storage.keys("jobs/"):
         if not key.endswith("/job.json"):
             continue
         job_id = key.split("/")[1]
         outcome = store.catch_up(job_id)
         counts[outcome] += 1
-        if outcome is CatchUp.RESTORED:
-            restored.append(store.get(job_id))
-    index.rebuild(restored)
+        if outcome is not CatchUp.GONE:
+            known.append(store.get(job_id))
+    # Every job, not only the restored ones: a read that missed Redis put a record back without
+    # its index entries. Adding a job to the sets it is already in changes nothing.
+    index.rebuild(known)
     return counts
 
 

@@ -38,7 +38,8 @@ socket timeout, so a long wait is a few blocking calls rather than one the socke
 class CatchUp(StrEnum):
     """What :meth:`JobStore.catch_up` did to a job's Redis record."""
 
-    CURRENT = "current"  # it matched the manifest (or the job is gone): nothing written
+    CURRENT = "current"  # it matched the manifest: nothing written
+    GONE = "gone"  # the job was forgotten meanwhile (no manifest): nothing written
     RESTORED = "restored"  # it was missing: put back from the manifest
     ADVANCED = "advanced"  # it was behind the manifest: moved on to it, observers included
 
@@ -204,7 +205,7 @@ class JobStore:
         more than ``progress`` is behind: it is replaced, and the observers see the transition Redis
         missed (index, change feed, the follow-ups of a job that ended: they were in the same lost
         MULTI). A missing record is put back with its done marker only (as a read that misses Redis
-        does); the caller re-adds it to the index. The manifest is read under WATCH of the record,
+        does); the caller re-adds it to the index (a read may have put it back before, unindexed). The manifest is read under WATCH of the record,
         so a concurrent transition is never overwritten with an older state.
 
         Raises:
@@ -221,7 +222,7 @@ class JobStore:
                         try:
                             manifest = Job.model_validate_json(self.storage.get_bytes(manifest_key(job_id)))
                         except ObjectNotFound:
-                            return CatchUp.CURRENT  # forgotten meanwhile
+                            return CatchUp.GONE
                         cached = Job.model_validate_json(raw) if raw is not None else None
                         if cached is not None and manifest.differs_only_in_progress(cached):
                             return CatchUp.CURRENT
