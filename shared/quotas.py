@@ -31,8 +31,8 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from shared.config import Settings
-from shared.redis_client import limits_storage_options, limits_storage_uri
 from shared.errors import RateLimited, Unavailable
+from shared.redis_client import limits_storage_options, limits_storage_uri
 
 QUOTA_SUBJECT_HEADER = "X-Siphon-Quota-Subject"
 """The internal header the gateway names the caller in when it passes a submission to the upload

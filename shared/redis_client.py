@@ -32,9 +32,7 @@ SENTINEL_TIMEOUT_SECONDS = 1.0
 """Connect and read timeout of one question to a Sentinel, seconds: a dead Sentinel costs at most this."""
 
 
-def redis_client(
-    s: Settings, *, socket_timeout: float, connect_timeout: float = 2.0, retries: int = 3
-) -> redis.Redis:
+def redis_client(s: Settings, *, socket_timeout: float, connect_timeout: float = 2.0, retries: int = 3) -> redis.Redis:
     """A Redis client of the configured primary; with Sentinels it follows a failover.
 
     ``socket_timeout`` and ``connect_timeout`` are seconds; ``retries`` is how many times one call
@@ -54,7 +52,10 @@ def redis_client(
         return redis.Redis.from_url(s.redis_url, **options)
     sentinel = Sentinel(
         sentinels,
-        sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_SECONDS, "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS},
+        sentinel_kwargs={
+            "socket_timeout": SENTINEL_TIMEOUT_SECONDS,
+            "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+        },
         **_database(s.redis_url),
         **options,
     )

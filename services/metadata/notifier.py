@@ -6,7 +6,8 @@ with rq's scheduler (``--with-scheduler``: retries with backoff and expiries are
 jobs), and beside it a watchdog thread (``reaper.py``) that takes back what a notifier killed
 mid-job left behind and, every :data:`MAINTENANCE_SECONDS`, rebuilds the job index from the
 manifests when Redis has lost it; and a resync thread (``resync.py``) that catches Redis up with
-the manifests when another Redis server starts serving (a Sentinel failover). SIGTERM finishes the job in hand, then stops.
+the manifests when another Redis server starts serving (a Sentinel failover). SIGTERM finishes
+the job in hand, then stops.
 
 Jobs run in the worker's own process (rq's ``SimpleWorker``): they are short and mostly wait on
 the network, so forking a process per job would only add its start-up.

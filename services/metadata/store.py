@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from enum import StrEnum
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Protocol
 
 import redis
@@ -205,8 +205,9 @@ class JobStore:
         more than ``progress`` is behind: it is replaced, and the observers see the transition Redis
         missed (index, change feed, the follow-ups of a job that ended: they were in the same lost
         MULTI). A missing record is put back with its done marker only (as a read that misses Redis
-        does); the caller re-adds it to the index (a read may have put it back before, unindexed). The manifest is read under WATCH of the record,
-        so a concurrent transition is never overwritten with an older state.
+        does); the caller re-adds it to the index (a read may have put it back before, unindexed).
+        The manifest is read under WATCH of the record, so a concurrent transition is never
+        overwritten with an older state.
 
         Raises:
             JobStoreUnavailable: Redis is down.
