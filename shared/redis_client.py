@@ -37,7 +37,8 @@ def redis_client(s: Settings, *, socket_timeout: float, connect_timeout: float =
 
     ``socket_timeout`` and ``connect_timeout`` are seconds; ``retries`` is how many times one call
     is tried again on :data:`RETRY_ON` (0: never). ``REDIS_URL``'s database number and password
-    apply to the Sentinels' primary too (its host and port are then not used).
+    apply to the Sentinels' primary too (its host and port are then not used); the password is
+    also the Sentinels' own (``requirepass`` on both, as limits' Sentinel storage assumes too).
     """
     retry = Retry(ExponentialBackoff(cap=BACKOFF_CAP_SECONDS, base=BACKOFF_BASE_SECONDS), retries)
     options = dict(
@@ -50,13 +51,15 @@ def redis_client(s: Settings, *, socket_timeout: float, connect_timeout: float =
     sentinels = sentinel_addresses(s.redis_sentinels)
     if not sentinels:
         return redis.Redis.from_url(s.redis_url, **options)
+    database = _database(s.redis_url)
     sentinel = Sentinel(
         sentinels,
         sentinel_kwargs={
             "socket_timeout": SENTINEL_TIMEOUT_SECONDS,
             "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+            **({"password": database["password"]} if "password" in database else {}),
         },
-        **_database(s.redis_url),
+        **database,
         **options,
     )
     return sentinel.master_for(s.redis_sentinel_master)

@@ -52,6 +52,7 @@ def test_with_sentinels_the_client_follows_the_primary_they_name():
         2,
     )
     assert kwargs["retry"].get_retries() == 3
+    assert pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs["password"] == "pw"
     assert set(RETRY_ON) <= set(kwargs["retry_on_error"]), "a failover's errors are retried"
     assert redis.ReadOnlyError in RETRY_ON, "an old primary back as a replica answers READONLY"
 
