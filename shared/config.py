@@ -54,7 +54,10 @@ class Settings(BaseSettings):
         "siphon", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every exchange and queue name."
     )
     amqp_heartbeat_seconds: int = Field(30, ge=0, description="AMQP heartbeat interval, seconds (0 disables).")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (job-state cache).")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL (job-state cache); with REDIS_SENTINELS, only its database number and password are used.",
+    )
     redis_sentinels: str = Field(
         "",
         description="Redis Sentinels, `host:port` comma-separated (empty: REDIS_URL is the one Redis). When set, "
