@@ -54,7 +54,19 @@ class Settings(BaseSettings):
         "siphon", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every exchange and queue name."
     )
     amqp_heartbeat_seconds: int = Field(30, ge=0, description="AMQP heartbeat interval, seconds (0 disables).")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (job-state cache).")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL (job-state cache); with REDIS_SENTINELS, only its database number and password are used.",
+    )
+    redis_sentinels: str = Field(
+        "",
+        description="Redis Sentinels, `host:port` comma-separated (empty: REDIS_URL is the one Redis). When set, "
+        "siphon asks them which node is the primary of REDIS_SENTINEL_MASTER and follows a failover; "
+        "REDIS_URL then gives only the database number and password.",
+    )
+    redis_sentinel_master: str = Field(
+        "siphon", pattern=r"^[A-Za-z0-9_.-]+$", description="The name the Sentinels monitor siphon's Redis primary by."
+    )
     redis_prefix: str = Field(
         "siphon:",
         description="Prefix of every Redis key. Deployments that share one Redis need distinct prefixes: "
@@ -263,6 +275,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{part!r} is not an IP address or CIDR range") from None
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: str) -> str:
+        sentinel_addresses(value)
+        return value
+
     @field_validator("download_link_secret")
     @classmethod
     def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
@@ -313,6 +331,21 @@ class Settings(BaseSettings):
 def _overlap(a: str, b: str) -> bool:
     """Whether one key prefix contains the other."""
     return a.startswith(b) or b.startswith(a)
+
+
+def sentinel_addresses(spec: str) -> list[tuple[str, int]]:
+    """``REDIS_SENTINELS`` (``host:port,host:port``) as ``[(host, port), ...]``; ``[]`` when empty.
+
+    Raises:
+        ValueError: an entry is not ``host:port`` with a port from 1 to 65535.
+    """
+    found = []
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{entry!r} is not host:port")
+        found.append((host.strip("[]"), int(port)))
+    return found
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.errors import StorageError
-from limits.storage import RedisStorage, Storage
+from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from shared.config import Settings
 from shared.errors import RateLimited, Unavailable
+from shared.redis_client import limits_storage_options, limits_storage_uri
 
 QUOTA_SUBJECT_HEADER = "X-Siphon-Quota-Subject"
 """The internal header the gateway names the caller in when it passes a submission to the upload
@@ -67,11 +68,13 @@ def rates_from_settings(s: Settings) -> dict[str, Rate]:
 
 
 def redis_counters(s: Settings) -> Storage:
-    """limits' Redis storage on ``REDIS_URL``, its keys under ``<REDIS_PREFIX>ratelimit`` (no
-    connection is made until the first count)."""
-    return RedisStorage(
-        s.redis_url,
+    """limits' Redis storage on ``REDIS_URL``, or on the primary the Sentinels of ``REDIS_SENTINELS``
+    name (``redis+sentinel://``, limits' RedisSentinelStorage), its keys under
+    ``<REDIS_PREFIX>ratelimit`` (no connection is made until the first count)."""
+    return storage_from_string(
+        limits_storage_uri(s),
         key_prefix=f"{s.redis_prefix}ratelimit",
+        **limits_storage_options(s),
         wrap_exceptions=True,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,

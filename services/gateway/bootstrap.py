@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
 from flask import current_app
 
 from services.gateway.access import JobAccess
@@ -18,6 +17,7 @@ from shared.config import Settings
 from shared.links import LinkSigner, link_signer
 from shared.metadata_client import MetadataClient
 from shared.quotas import Quotas
+from shared.redis_client import redis_client
 from shared.storage import Storage, make_storage
 
 MULTIPART_SLACK_BYTES = 64 * 1024
@@ -92,7 +92,7 @@ def gateway_parts(
 
 def make_relay(s: Settings) -> ChangeRelay:
     """The change relay on the configured Redis (connects when the first stream opens)."""
-    client = redis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=2, health_check_interval=30)
+    client = redis_client(s, socket_timeout=10, connect_timeout=2)
     return ChangeRelay(
         client, s.redis_prefix, s.events_heartbeat_seconds, s.events_max_stream_seconds, s.events_max_clients
     )

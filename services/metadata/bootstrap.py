@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from services.metadata.control import WorkerControl
 from services.metadata.feed import ChangeFeed
@@ -23,13 +21,15 @@ from shared.broker import ConfirmingPublisher, Topology
 from shared.callbacks import CallbackGuard
 from shared.config import Settings
 from shared.links import link_signer
+from shared.redis_client import redis_client as make_redis_client
 from shared.storage import Storage, make_storage
 
 
 def redis_client(s: Settings) -> redis.Redis:
-    """The job store's Redis client."""
-    # One quick retry, not redis-py's default backoff: a dead Redis should become a 503 within seconds.
-    return redis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1))
+    """The job store's Redis client (the Sentinels' primary when ``REDIS_SENTINELS`` is set)."""
+    # A few quick retries, about 1 s in all: enough to ride out a Sentinel failover's switch of
+    # primary, short enough that a dead Redis becomes a 503 within seconds.
+    return make_redis_client(s, socket_timeout=5, connect_timeout=2, retries=3)
 
 
 @dataclass

@@ -5,7 +5,9 @@ the ``<REDIS_PREFIX>notifications`` and ``<REDIS_PREFIX>lifecycle`` rq queues (`
 with rq's scheduler (``--with-scheduler``: retries with backoff and expiries are scheduled rq
 jobs), and beside it a watchdog thread (``reaper.py``) that takes back what a notifier killed
 mid-job left behind and, every :data:`MAINTENANCE_SECONDS`, rebuilds the job index from the
-manifests when Redis has lost it. SIGTERM finishes the job in hand, then stops.
+manifests when Redis has lost it; and a resync thread (``resync.py``) that catches Redis up with
+the manifests when another Redis server starts serving (a Sentinel failover). SIGTERM finishes
+the job in hand, then stops.
 
 Jobs run in the worker's own process (rq's ``SimpleWorker``): they are short and mostly wait on
 the network, so forking a process per job would only add its start-up.
@@ -24,10 +26,11 @@ from rq import SimpleWorker
 from rq.job import Job as RqJob
 
 from services.metadata import tasks
-from services.metadata.bootstrap import make_notifier, metadata_parts
+from services.metadata.bootstrap import make_notifier, metadata_parts, redis_client
 from services.metadata.index import JobIndex
 from services.metadata.reaper import Watchdog
 from services.metadata.records import JobRecord, NotificationRecord
+from services.metadata.resync import keep_in_step
 from services.metadata.store import JobStore
 from shared.config import settings
 from shared.errors import SiphonError
@@ -93,7 +96,7 @@ def main() -> None:
     tasks.install(tasks.Runtime(parts, make_notifier(s, parts.store)))
     if not s.webhook_secret:
         log.warning("WEBHOOK_SECRET is not set: webhooks go out unsigned")
-    connection = redis.Redis.from_url(s.redis_url)
+    connection = redis_client(s)  # rq's own calls follow a failover too
     worker = SimpleWorker(
         parts.queues.all,
         connection=connection,
@@ -106,6 +109,9 @@ def main() -> None:
     watchdog.start()
     threading.Thread(
         target=keep_index, args=(parts.index, parts.store.storage, watchdog.stopping), name="index", daemon=True
+    ).start()
+    threading.Thread(
+        target=keep_in_step, args=(parts.store, parts.index, watchdog.stopping), name="resync", daemon=True
     ).start()
     try:
         rebuild_index_if_lost(parts.index, parts.store.storage)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Protocol
 
 import redis
@@ -33,6 +34,15 @@ DONE_MARKER_TTL_SECONDS = 3600
 WAIT_SLICE_SECONDS = 2.0
 """Longest single blocking Redis call of :meth:`JobStore.wait_terminal`, seconds; below the client's
 socket timeout, so a long wait is a few blocking calls rather than one the socket would cut."""
+
+
+class CatchUp(StrEnum):
+    """What :meth:`JobStore.catch_up` did to a job's Redis record."""
+
+    CURRENT = "current"  # it matched the manifest: nothing written
+    GONE = "gone"  # the job was forgotten meanwhile (no manifest): nothing written
+    RESTORED = "restored"  # it was missing: put back from the manifest
+    ADVANCED = "advanced"  # it was behind the manifest: moved on to it, observers included
 
 
 class RecordObserver(Protocol):
@@ -187,6 +197,52 @@ class JobStore:
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 
+    def catch_up(self, job_id: str) -> CatchUp:
+        """Bring the job's Redis record in step with its manifest, after Redis lost writes it had
+        acknowledged (a failover to a replica that had not received them: replication is
+        asynchronous, https://redis.io/docs/latest/operate/oss_and_stack/management/replication/).
+
+        The manifest is written before Redis on every write, so a record that differs from it in
+        more than ``progress`` is behind: it is replaced, and the observers see the transition Redis
+        missed (index, change feed, the follow-ups of a job that ended: they were in the same lost
+        MULTI). A missing record is put back with its done marker only (as a read that misses Redis
+        does); the caller re-adds it to the index (a read may have put it back before, unindexed).
+        The manifest is read under WATCH of the record, so a concurrent transition is never
+        overwritten with an older state.
+
+        Raises:
+            JobStoreUnavailable: Redis is down.
+            StorageUnavailable: storage is.
+        """
+        key = self._key(job_id)
+        try:
+            with self.redis.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(key)
+                        raw = pipe.get(key)
+                        try:
+                            manifest = JobRecord.model_validate_json(self.storage.get_bytes(manifest_key(job_id)))
+                        except ObjectNotFound:
+                            return CatchUp.GONE
+                        cached = JobRecord.model_validate_json(raw) if raw is not None else None
+                        if cached is not None and manifest.differs_only_in_progress(cached):
+                            return CatchUp.CURRENT
+                        if cached is not None:
+                            self._prepare(cached, manifest)
+                        pipe.multi()
+                        pipe.set(key, manifest.model_dump_json())
+                        self._mark_done(pipe, manifest)
+                        if cached is not None:
+                            self._observe(pipe, cached, manifest)
+                        pipe.execute()
+                        log.info("job record caught up with its manifest", extra={"job_id": job_id})
+                        return CatchUp.RESTORED if cached is None else CatchUp.ADVANCED
+                    except redis.WatchError:
+                        continue
+        except REDIS_ERRORS as exc:
+            raise JobStoreUnavailable(f"redis: {exc}") from exc
+
     def _prepare(self, before: JobRecord | None, after: JobRecord) -> None:
         for observer in self.observers:
             observer.prepare(before, after)
@@ -234,10 +290,13 @@ class JobStore:
         """The job as soon as it is completed or failed, or as it is after ``timeout`` seconds.
 
         Blocks on the job's done marker (``BLMOVE`` of the list onto itself, so the marker stays
-        for every other waiter) instead of polling: a transition wakes every waiter at once.
+        for every other waiter) instead of polling: a transition wakes every waiter at once. A Redis
+        lost during the wait (a failover to a replica) is tried again every :data:`WAIT_SLICE_SECONDS`
+        until ``timeout``; only a Redis still unreachable then fails the wait.
 
         Raises:
             JobNotFound: nobody knows the job.
+            JobStoreUnavailable: Redis is unreachable at the start, or still at ``timeout``.
         """
         deadline = time.monotonic() + timeout
         job = self.get(job_id)
@@ -245,9 +304,11 @@ class JobStore:
             done = self._done_key(job_id)
             try:
                 self.redis.blmove(done, done, min(remaining, WAIT_SLICE_SECONDS), "LEFT", "RIGHT")
-            except REDIS_ERRORS as exc:
-                raise JobStoreUnavailable(f"redis: {exc}") from exc
-            job = self.get(job_id)
+                job = self.get(job_id)
+            except (*REDIS_ERRORS, JobStoreUnavailable) as exc:
+                if deadline - time.monotonic() <= WAIT_SLICE_SECONDS:
+                    raise JobStoreUnavailable(f"redis: {exc}") from exc
+                time.sleep(WAIT_SLICE_SECONDS)
         return job
 
     def delete(self, job_id: str) -> None:

@@ -29,7 +29,7 @@ import requests
 
 from tests.support.net import free_port, wait_until
 from tests.support.sources import ffmpeg
-from tests.support.stack import AMQP_URL, REDIS_URL, Stack
+from tests.support.stack import AMQP_URL, Stack
 
 TONE_SAMPLE_RATE_HZ = 48000
 """Stereo 48 kHz: converting it to MP3 costs about 4 ms of CPU per second of audio here."""
@@ -332,7 +332,7 @@ def assert_stack_clean(stack: Stack, timeout: float = 30) -> None:
             assert job["output_key"] in stored, f"completed job {job_id} has no MP3"
         elif job["status"] != "expired":  # an expired job's MP3 stays while a cached job still holds it
             assert "output.mp3" not in keys, f"{job['status']} job {job_id} has an MP3"
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(stack.redis_url)
     for key in stack.redis_keys():
         job_id, detail = _redis_job_key(stack, key)
         if job_id is None:
@@ -377,7 +377,7 @@ def _redis_job_key(stack: Stack, key: str) -> tuple[str | None, str]:
 
 def _unfinished_jobs(stack: Stack) -> list[str]:
     unfinished = [job_id for job_id, job in _manifests(stack).items() if job["status"] in LIVE]
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(stack.redis_url)
     for key in stack.redis_keys():
         job_id, detail = _redis_job_key(stack, key)
         if job_id is None or detail:

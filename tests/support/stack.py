@@ -49,6 +49,9 @@ class Stack:
     workers: int = 2
     env_overrides: dict[str, str] = field(default_factory=dict)
     wait_for_consumers: bool = True
+    redis_url: str = REDIS_URL
+    """The Redis the test reads and cleans (with ``REDIS_SENTINELS`` in ``env_overrides``, the
+    primary the Sentinels name: a test that fails Redis over sets it to the new one)."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
@@ -80,7 +83,7 @@ class Stack:
             **os.environ,
             "AMQP_URL": AMQP_URL,
             "AMQP_PREFIX": self.prefix,
-            "REDIS_URL": REDIS_URL,
+            "REDIS_URL": self.redis_url,
             "REDIS_PREFIX": self.redis_prefix,
             "STORAGE_BACKEND": self.backend,
             "STORAGE_DIR": str(self.storage_dir),
@@ -227,7 +230,7 @@ class Stack:
     def _delete_redis_keys(self) -> None:
         """The stack's keys, and rq's keys of its queues, jobs and notifiers (their names all hold
         the prefix's rq slug, ``services/metadata/rqueues.py``)."""
-        client = redis.Redis.from_url(REDIS_URL)
+        client = redis.Redis.from_url(self.redis_url)
         slug = rq_slug(self.redis_prefix)
         keys = list(client.scan_iter(f"{self.redis_prefix}*")) + list(client.scan_iter(f"rq:*{slug}*"))
         if keys:
@@ -252,7 +255,7 @@ class Stack:
 
     def redis_keys(self) -> list[str]:
         """Every Redis key under this stack's prefix, sorted."""
-        return sorted(key.decode() for key in redis.Redis.from_url(REDIS_URL).scan_iter(f"{self.redis_prefix}*"))
+        return sorted(key.decode() for key in redis.Redis.from_url(self.redis_url).scan_iter(f"{self.redis_prefix}*"))
 
     def job_record(self, job_id: str) -> dict:
         """The metadata service's full record of a job (its internal ``GET /jobs/<id>``)."""

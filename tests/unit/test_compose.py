@@ -145,7 +145,7 @@ def test_compose_builds_the_four_services_two_gateways_and_the_metadata_consumer
 
 def test_compose_has_the_infrastructure():
     assert SERVICES["rabbitmq"]["image"].startswith("rabbitmq:3-management")
-    assert {"redis", "minio", "createbucket", "nginx"} <= set(SERVICES)
+    assert {"redis", "redis-replica", "minio", "createbucket", "nginx"} <= set(SERVICES)
     assert SERVICES["createbucket"]["image"].startswith("minio/mc")
 
 
@@ -213,8 +213,9 @@ def test_queue_intake_runs_from_the_upload_image():
 def test_the_queue_intake_follows_the_change_feed_in_the_redis_metadata_writes_it_to():
     intake, metadata = environment_of("upload-queue-intake"), environment_of("metadata")
     assert intake["REDIS_URL"] == metadata["REDIS_URL"]
+    assert intake["REDIS_SENTINELS"] == metadata["REDIS_SENTINELS"]
     assert intake.get("REDIS_PREFIX") == metadata.get("REDIS_PREFIX"), "the feed's key is <REDIS_PREFIX>changes"
-    assert SERVICES["upload-queue-intake"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert SERVICES["upload-queue-intake"]["depends_on"]["redis-sentinel-1"]["condition"] == "service_healthy"
 
 
 def test_minio_notifies_the_exchange_the_queue_intake_consumes_as_siphon_declares_it():
@@ -347,6 +348,67 @@ def test_the_services_that_count_rate_limits_share_one_redis_and_the_same_limits
     assert {env["REDIS_URL"] for env in counting} == {environment_of("metadata")["REDIS_URL"]}
     for name in ("QUOTA_SUBMISSIONS_PER_MINUTE", "QUOTA_UPLOAD_BYTES_PER_DAY", "QUOTA_EMAILS_PER_HOUR"):
         assert len({env[name] for env in counting}) == 1, name
+
+
+# --- Redis with Sentinel (issue 18) ---------------------------------------------------------------
+SENTINEL_PORT = 26379
+
+
+def sentinel_config(name: str) -> dict[str, list[str]]:
+    """A Sentinel's configuration lines (its ``command``, which its entrypoint writes to a file),
+    by directive: ``{"sentinel monitor": ["siphon redis 6379 2"], "port": ["26379"], ...}``."""
+    lines: dict[str, list[str]] = {}
+    for line in SERVICES[name]["command"]:
+        words = line.split()
+        key, rest = (" ".join(words[:2]), words[2:]) if words[0] == "sentinel" else (words[0], words[1:])
+        lines.setdefault(key, []).append(" ".join(rest))
+    return lines
+
+
+def sentinels_named(env: dict[str, str]) -> list[tuple[str, int]]:
+    return config.sentinel_addresses(env["REDIS_SENTINELS"])
+
+
+def test_redis_runs_as_a_primary_a_replica_and_three_sentinels():
+    sentinels = sorted(name for name in SERVICES if name.startswith("redis-sentinel-"))
+    assert len(sentinels) == 3
+    replica = SERVICES["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"], "the replica follows the primary"
+    for name in sentinels:
+        entrypoint = " ".join(SERVICES[name]["entrypoint"])
+        assert "--sentinel" in entrypoint and "/tmp/sentinel.conf" in entrypoint
+        monitor = sentinel_config(name)["sentinel monitor"]
+        assert len(monitor) == 1
+        master, host, port, quorum = monitor[0].split()
+        assert (host, int(port)) == ("redis", 6379) and int(quorum) == 2, "a majority of three"
+        assert sentinel_config(name)["port"] == [str(SENTINEL_PORT)]
+        assert "sentinel resolve-hostnames" in sentinel_config(name), "the nodes are named by compose's DNS"
+
+
+@pytest.mark.parametrize("name", SIPHON)
+def test_every_service_on_redis_asks_all_three_sentinels_for_the_primary_they_monitor(name):
+    env = environment_of(name)
+    if "REDIS_URL" not in env:
+        return
+    s = load_settings(**settings_of(name))
+    sentinels = sorted(n for n in SERVICES if n.startswith("redis-sentinel-"))
+    assert sorted(sentinels_named(env)) == [(n, SENTINEL_PORT) for n in sentinels]
+    for sentinel in sentinels:
+        assert sentinel_config(sentinel)["sentinel monitor"][0].split()[0] == s.redis_sentinel_master
+    assert urlsplit(s.redis_url).path == "/0"
+    assert "redis" not in SERVICES[name].get("depends_on", {}), "the primary may be another node by now"
+    assert any(d.startswith("redis-sentinel-") for d in started_after(name)), "it starts once a Sentinel answers"
+
+
+def started_after(name: str) -> set[str]:
+    """Every service ``name`` waits for, directly or through another."""
+    found, todo = set(), [name]
+    while todo:
+        for dependency in SERVICES[todo.pop()].get("depends_on", {}):
+            if dependency not in found:
+                found.add(dependency)
+                todo.append(dependency)
+    return found
 
 
 # --- API keys and signed links: from secrets, never open --------------------------------------------

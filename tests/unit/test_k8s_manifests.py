@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from shared.broker import Topology
-from shared.config import env_var_names, load_settings
+from shared.config import env_var_names, load_settings, sentinel_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -211,6 +211,14 @@ def test_config_sets_only_variables_the_code_reads_with_values_it_accepts():
     settings = load_settings(**{k.lower(): v for k, v in CONFIG.items() if k not in GUNICORN_ENV_VARS})
     assert settings.storage_backend == "s3"  # pods share no disk: the local backend cannot work here
     assert not (set(CONFIG) & SECRET_KEYS), "credentials belong in the Secret siphon-secrets"
+
+
+def test_redis_is_reached_through_three_sentinels_or_more():
+    settings = load_settings(**{k.lower(): v for k, v in CONFIG.items() if k not in GUNICORN_ENV_VARS})
+    sentinels = sentinel_addresses(settings.redis_sentinels)
+    assert len(set(sentinels)) >= 3, "a majority of Sentinels must survive one node's loss"
+    assert settings.redis_sentinel_master == CONFIG["REDIS_SENTINEL_MASTER"]
+    assert "REDIS_SENTINELS" in (K8S / "README.md").read_text()
 
 
 def test_internal_urls_name_the_services_and_their_ports():

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from services.metadata.records import JobRecord
-from shared.errors import JobNotFound
+from shared.errors import JobNotFound, JobStoreUnavailable
 from shared.jobs import JobStatus
 from shared.messages import JobEvent
 
@@ -64,3 +64,22 @@ def test_the_wait_ends_with_the_job_as_it_is(store, job):
 def test_an_unknown_job_is_not_found_without_waiting(store):
     with pytest.raises(JobNotFound):
         store.wait_terminal(JOB_ID, 10)
+
+
+def test_a_waiter_rides_out_a_redis_lost_for_a_while(store, job, server):
+    def failover():
+        server.connected = False  # the primary died: every call fails...
+        time.sleep(1.0)
+        server.connected = True  # ...until the new one serves
+        store.apply(completed())
+
+    threading.Timer(0.3, failover).start()
+    assert store.wait_terminal(JOB_ID, 10).status is JobStatus.COMPLETED
+
+
+def test_a_redis_lost_until_the_deadline_fails_the_wait(store, job, server):
+    threading.Timer(0.2, setattr, args=(server, "connected", False)).start()
+    started = time.monotonic()
+    with pytest.raises(JobStoreUnavailable):
+        store.wait_terminal(JOB_ID, 5)
+    assert time.monotonic() - started <= 5.5
