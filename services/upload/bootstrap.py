@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
 from flask import current_app
 
 from services.upload.direct import DirectUploads
@@ -18,6 +17,7 @@ from shared.callbacks import CallbackGuard
 from shared.config import Settings
 from shared.metadata_client import MetadataClient
 from shared.quotas import Quotas
+from shared.redis_client import redis_client
 from shared.storage import make_storage
 
 EXTENSION = "siphon.upload"
@@ -38,10 +38,11 @@ def make_intake(s: Settings) -> Intake:
 
 
 def make_progress_follower(s: Settings) -> ProgressFollower:
-    """The queue intake's progress follower: the change feed in ``REDIS_URL`` under ``REDIS_PREFIX``
-    (the metadata service's), published on the progress exchange by a connection of its own."""
+    """The queue intake's progress follower: the change feed in the metadata service's Redis (``REDIS_URL``
+    or the Sentinels' primary) under ``REDIS_PREFIX``, published on the progress exchange by a
+    connection of its own."""
     # The socket timeout outlasts the follower's blocking read (XREADGROUP BLOCK, 1 s).
-    client = redis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=2, health_check_interval=30)
+    client = redis_client(s, socket_timeout=10)
     publisher = ConfirmingPublisher(s, Topology.from_settings(s), per_thread=False, intake=True)
     return ProgressFollower(client, s.redis_prefix, ProgressFeed(publisher))
 
