@@ -30,6 +30,7 @@ import contextlib
 import functools
 import json
 import logging
+import random
 import threading
 import time
 import types
@@ -194,22 +195,38 @@ def delivery_attempt(properties: pika.BasicProperties) -> int:
     return int(headers.get("x-delivery-count", 0)) + 1
 
 
+def connection_parameters(
+    s: Settings, *, heartbeat: int | None = None, timeout: float | None = None
+) -> list[pika.URLParameters]:
+    """One ``pika.URLParameters`` per URL of ``AMQP_URL``, in a random order, so that the clients
+    of a cluster spread over its nodes and none waits on the same dead node first every time.
+
+    Each tries once: the next node is the retry (pika's multiple-host connection parameters, its
+    docs' "Connection Parameters"; the RabbitMQ docs' "Clustering and Client Connections").
+    """
+    every = []
+    for url in random.sample(s.amqp_urls, len(s.amqp_urls)):
+        params = pika.URLParameters(url)
+        params.heartbeat = s.amqp_heartbeat_seconds if heartbeat is None else heartbeat
+        params.blocked_connection_timeout = 30
+        params.socket_timeout = 5
+        params.connection_attempts = 1
+        if timeout is not None:
+            params.socket_timeout = params.stack_timeout = timeout
+        every.append(params)
+    return every
+
+
 def connect(s: Settings, *, heartbeat: int | None = None, timeout: float | None = None) -> pika.BlockingConnection:
-    """Open a blocking connection to ``AMQP_URL``; ``timeout`` (seconds) bounds the whole opening
-    (default: 5 s to connect the socket, pika's 15 s for the handshake).
+    """Open a blocking connection to the first node of ``AMQP_URL`` that answers, trying them in a
+    random order; ``timeout`` (seconds) bounds the opening on each node (default: 5 s to connect
+    the socket, pika's 15 s for the handshake).
 
     Raises:
-        BrokerUnavailable: the broker refused or did not answer.
+        BrokerUnavailable: every node refused or did not answer.
     """
-    params = pika.URLParameters(s.amqp_url)
-    params.heartbeat = s.amqp_heartbeat_seconds if heartbeat is None else heartbeat
-    params.blocked_connection_timeout = 30
-    params.socket_timeout = 5
-    params.connection_attempts = 1
-    if timeout is not None:
-        params.socket_timeout = params.stack_timeout = timeout
     try:
-        return pika.BlockingConnection(params)
+        return pika.BlockingConnection(connection_parameters(s, heartbeat=heartbeat, timeout=timeout))
     except CONNECTION_ERRORS as exc:
         raise BrokerUnavailable(f"RabbitMQ unreachable: {exc!r}") from exc
 
