@@ -35,7 +35,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
@@ -406,16 +406,27 @@ def dead_letter(code: str, reason: str) -> Settlement:
     return Settlement(Settle.DEAD_LETTER, code, reason)
 
 
+def _always_held() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Delivery:
     """A message as a handler sees it: where it came from, its body, and which delivery this is
     (``attempt``: 1 for the first, from the quorum queue's ``x-delivery-count``; ``redelivered``:
-    the broker's flag for a message delivered before and not acked)."""
+    the broker's flag for a message delivered before and not acked).
+
+    ``held()`` says whether the delivery is still this consumer's: false once the connection it
+    came on closed (a heartbeat timeout after a partition, say), when the broker has given the
+    message, or will give it, to another consumer as the next attempt (AMQP 0-9-1: unacked
+    deliveries are requeued when their channel closes). A handler that learns so drops its result.
+    """
 
     queue: str
     body: bytes
     attempt: int = 1
     redelivered: bool = False
+    held: Callable[[], bool] = field(default=_always_held, compare=False, repr=False)
 
 
 Handler = Callable[[Delivery], Settlement]
@@ -658,14 +669,20 @@ class Consumer:
 
     # --- one delivery -----------------------------------------------------------------------------
     def _on_message(self, consumption: _Consumption, channel, method, props, body: bytes) -> None:
-        delivery = Delivery(consumption.queue, body, delivery_attempt(props), bool(method.redelivered))
+        connection = self.connection
+        delivery = Delivery(
+            consumption.queue,
+            body,
+            delivery_attempt(props),
+            bool(method.redelivered),
+            held=lambda: connection.is_open and channel.is_open,
+        )
         if not consumption.threaded:
             settlement = self._handled(consumption, delivery)
             if settlement.settle is Settle.RETRY and settlement.delay_seconds:
                 time.sleep(settlement.delay_seconds)  # the I/O thread: a pause of a second at most
             self._settle(channel, method.delivery_tag, delivery, settlement)
             return
-        connection = self.connection
         args = (consumption, connection, channel, method.delivery_tag, delivery)
         self._work = threading.Thread(target=self._work_on, args=args, name=self.name, daemon=True)
         self._work.start()

@@ -97,10 +97,14 @@ class TaskRunner:
         report_progress: Callable[[JobEvent], None] | None = None,
         cancelled: threading.Event | None = None,
         jobs: JobLookup | None = None,
+        still_held: Callable[[], bool] = lambda: True,
     ):
         """``report_progress`` sends progress events (default: ``publish``; they need no confirm);
         ``cancelled`` is set (by the worker) when the client cancels this task's job; ``jobs``, if
-        given, is asked before the work starts whether the job was cancelled while queued."""
+        given, is asked before the work starts whether the job was cancelled while queued;
+        ``still_held`` says whether the task's delivery is still this worker's (broker.Delivery.held):
+        once it is not, another worker has the task as the next attempt, and this one stores and
+        publishes nothing more."""
         self.settings = s
         self.storage = storage
         self.converter = converter
@@ -108,6 +112,7 @@ class TaskRunner:
         self.report_progress = report_progress or publish
         self.cancelled = cancelled or threading.Event()
         self.jobs = jobs
+        self.still_held = still_held
         self.retry: int | None = None  # the task's run (``retry``): every event of this task carries it
         self.with_storage_retries = Retrying(
             stop=stop_after_attempt(s.storage_retries),
@@ -156,6 +161,8 @@ class TaskRunner:
             converted_in = time.monotonic() - started
             if self.cancelled.is_set():
                 return self._cancelled_midway()
+            if not self.still_held():
+                return self._delivery_lost()
             self.with_storage_retries(self.storage.put_file, task.output_key, target)
             if self.cancelled.is_set():
                 self.with_storage_retries(self.storage.delete_prefix, task.output_key)
@@ -206,6 +213,8 @@ class TaskRunner:
                 "The conversion worker ran out of disk space; the job can be retried later.",
                 probe,
             )
+        if not self.still_held():
+            return self._delivery_lost()
         self.publish(
             JobEvent(
                 job_id=task.job_id,
@@ -258,6 +267,12 @@ class TaskRunner:
         log.info("job cancelled during its conversion; dropped")
         return CANCELLED
 
+    def _delivery_lost(self) -> Settlement:
+        """The task's delivery is no longer this worker's (its connection closed): the broker gives
+        the task to another worker, whose result counts; this one's is dropped unstored and unsent."""
+        log.warning("the task's delivery was lost with its broker connection; dropping this attempt's result")
+        return retry_later(0, reason="delivery lost")
+
     def _interrupted(
         self, task: ConversionTask, attempt: int, exc: ConversionInterrupted, probe: ProbeResult | None
     ) -> Settlement:
@@ -277,6 +292,8 @@ class TaskRunner:
         *,
         dead_letter: bool = False,
     ) -> Settlement:
+        if not self.still_held():
+            return self._delivery_lost()
         log.info("job failed: %s: %s", code, message)
         self.publish(
             JobEvent(
