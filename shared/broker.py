@@ -610,9 +610,11 @@ class Consumer:
                 log.info("%s consuming", self.name)
                 backoff = self.min_backoff
                 while not self._stopping.is_set():
+                    self._raise_if_closed()
                     self.connection.process_data_events(time_limit=0.5)
                 self._cancel_consumers()
                 while self.busy and time.monotonic() < self._stop_deadline:
+                    self._raise_if_closed()
                     self.connection.process_data_events(time_limit=0.2)
             except (BrokerUnavailable, *CONNECTION_ERRORS) as exc:
                 log.warning("%s lost RabbitMQ (%r); reconnecting in %.1f s", self.name, exc, backoff)
@@ -621,6 +623,17 @@ class Consumer:
                 backoff = min(backoff * 2, self.max_backoff)
             finally:
                 self._close()
+
+    def _raise_if_closed(self) -> None:
+        """Raise if the connection closed inside a callback that swallowed pika's error (a
+        fire-and-forget publish when a heartbeat timeout hit): pika's next ``process_data_events``
+        would fail with ``ValueError("Timeout closed before call")`` instead, killing the process.
+
+        Raises:
+            BrokerUnavailable: the connection is closed.
+        """
+        if not self.connection.is_open:
+            raise BrokerUnavailable("the RabbitMQ connection closed")
 
     def stop(self, grace_seconds: float = 0.0) -> None:
         """Stop taking messages; give a threaded handler at work ``grace_seconds`` more (signal-safe)."""

@@ -9,19 +9,23 @@ Marked ``hosts`` (and ``e2e``): ``./scripts/test`` runs them, ``-m "not hosts"``
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.support.faults import assert_stack_clean, tone
+from tests.support.faults import assert_stack_clean, descends_from, ffmpeg_processes, log_lines, tone
 from tests.support.net import wait_until
 from tests.support.stack import Stack
 from tests.support.world import Load, tally, world
 
-pytestmark = [pytest.mark.e2e, pytest.mark.hosts]
+pytestmark = [pytest.mark.e2e, pytest.mark.hosts, pytest.mark.timeout(480)]
 
 HEARTBEAT_SECONDS = 3
 """The stacks' AMQP heartbeat: RabbitMQ drops a silent connection after two missed, about 6 s."""
+PARTITION_SECONDS = 15
+"""How long a cut host stays cut off, at least (longer than the heartbeat timeout)."""
 RECOVERY_LIMIT_SECONDS = 30
 """Issue 18's bound on publishing and consuming coming back after a node dies."""
 
@@ -68,6 +72,58 @@ def host_stack(hosts, tmp_path_factory):
     finally:
         for stack in stacks:
             stack.stop()
+
+
+def test_a_worker_host_partitioned_mid_conversion_hands_its_task_over_and_its_late_result_is_fenced(
+    hosts, host_stack, tones
+):
+    """(a) The host of one of two workers drops off the network while its ffmpeg runs. After the
+    heartbeat timeout the broker gives the task to the other worker (attempt 2), which completes
+    it; when the host heals, the cut-off worker's result is dropped (its delivery was lost with its
+    connection) and the job's record and events stay as attempt 2 left them."""
+    worker_host = hosts.add_host("worker")
+    stack = host_stack(workers=2, placement={"conversion-1": worker_host})
+    load = Load(stack, tones(300), count=30, interval=0.3).start()
+    ffmpeg = wait_until(lambda: _ffmpeg_of(stack, "conversion-1"), 60, 0.02, "an ffmpeg on the worker host")
+    job_id = _job_of(ffmpeg)
+    worker_host.cut()
+    cut_at = time.monotonic()
+    try:
+        record = wait_until(lambda: _completed_record(stack, job_id), 60, 0.2, "the job completed elsewhere")
+        handed_over = time.monotonic() - cut_at
+        time.sleep(max(0.0, PARTITION_SECONDS - handed_over))
+    finally:
+        worker_host.heal()
+    final = load.wait(240)
+    wait_until(lambda: _logged(stack, "conversion-1", "conversion-worker consuming", after=1), 60, 0.2, "the worker back")
+    assert record["attempts"] >= 2, record
+    assert stack.job_record(job_id) == record, "the late result changed the job"
+    assert _logged(stack, "conversion-1", "the task's delivery was lost"), "the cut-off worker dropped its result"
+    numbers = tally(stack, load, final, handed_over)
+    print(numbers.line("a worker partitioned"), f"(job {job_id} attempt {record['attempts']})")
+    assert numbers.accepted == 30 and numbers.lost == 0 and numbers.duplicated == 0, numbers
+
+
+def _ffmpeg_of(stack, worker: str) -> int | None:
+    """An ffmpeg that ``worker`` runs (its child, or with the sandbox bubblewrap's)."""
+    parent = stack.processes[worker].pid
+    return next((pid for pid in ffmpeg_processes(stack) if descends_from(pid, parent)), None)
+
+
+def _job_of(pid: int) -> str:
+    """The job id in an ffmpeg's command line (its input sits in ``<work dir>/<job id>-*/``)."""
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return re.search(r"/([0-9a-f]{32})-", cmdline).group(1)
+
+
+def _completed_record(stack, job_id: str) -> dict | None:
+    record = stack.job_record(job_id)
+    return record if record["status"] == "completed" else None
+
+
+def _logged(stack, service: str, prefix: str, after: int = 0) -> bool:
+    """Whether ``service`` logged a line starting with ``prefix`` more than ``after`` times."""
+    return sum(1 for r in log_lines(stack, service) if r["msg"].startswith(prefix)) > after
 
 
 def test_killing_the_quorum_queue_leader_loses_no_confirmed_task(hosts, host_stack, tones):

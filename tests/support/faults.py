@@ -390,8 +390,8 @@ def _unfinished_jobs(stack: Stack) -> list[str]:
 
 
 def _work_dir_entries(stack: Stack) -> list[str]:
-    root = work_dir(stack)
-    return sorted(p.name for p in root.iterdir() if p.name != "lost+found") if root.exists() else []
+    roots = [work_dir(stack), *stack.work_dirs[1:]]  # and those of workers on other hosts
+    return sorted(p.name for root in roots if root.exists() for p in root.iterdir() if p.name != "lost+found")
 
 
 def _eventually(predicate, timeout: float) -> None:

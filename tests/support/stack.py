@@ -141,7 +141,7 @@ class Stack:
         return env
 
     def start(self) -> Stack:
-        for d in (self.log_dir, self.storage_dir, self.work_dir):
+        for d in (self.log_dir, self.storage_dir, *self.work_dirs):
             d.mkdir(parents=True, exist_ok=True)
         if self.backend == "s3":
             create_bucket(self.s3_endpoint, self.bucket)
@@ -158,6 +158,17 @@ class Stack:
         if self.wait_for_consumers:
             wait_until(self._consumers_ready, 30, 0.1, "queue consumers")
         return self
+
+    def host_work_dir(self, host: Host) -> Path:
+        """The scratch directory of the workers on ``host``: a host has a disk of its own (and a
+        worker clears its job's leftovers there when a task comes back to it)."""
+        return self.base_dir / f"{self.work_dir.name}-{host.name}"
+
+    @property
+    def work_dirs(self) -> list[Path]:
+        """The root namespace's work dir and each host's."""
+        hosts = {h.name: h for h in self.placement.values()}.values()
+        return [self.work_dir, *(self.host_work_dir(h) for h in hosts)]
 
     def _gunicorn(self, service: str, port: int | None = None) -> list[str]:
         return [
@@ -185,6 +196,7 @@ class Stack:
         host = self.placement.get(name)
         if host is not None:
             env.update(self.host_env)
+            env["WORK_DIR"] = str(self.host_work_dir(host))
         process = subprocess.Popen(
             host.command(argv) if host is not None else argv,
             cwd=ROOT, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
@@ -247,7 +259,8 @@ class Stack:
         if self.backend == "s3":
             self._delete_bucket()
         shutil.rmtree(self.storage_dir, ignore_errors=True)
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        for directory in self.work_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
 
     def _delete_topology(self) -> None:
         connection = amqp_connection(self.amqp_url)
