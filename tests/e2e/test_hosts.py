@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.support.faults import assert_stack_clean, descends_from, ffmpeg_processes, log_lines, tone
 from tests.support.net import wait_until
@@ -26,6 +27,11 @@ HEARTBEAT_SECONDS = 3
 """The stacks' AMQP heartbeat: RabbitMQ drops a silent connection after two missed, about 6 s."""
 PARTITION_SECONDS = 15
 """How long a cut host stays cut off, at least (longer than the heartbeat timeout)."""
+HTTP_TIMEOUT_SECONDS = 3
+"""The stacks' ``HTTP_TIMEOUT_SECONDS`` in scenario (d)."""
+S3_OUTAGE_SECONDS = 20
+S3_RETRIES = 8
+"""``STORAGE_RETRIES`` in scenario (e): with 2 s timeouts and backoff to 5 s, about 45 s of trying."""
 RECOVERY_LIMIT_SECONDS = 30
 """Issue 18's bound on publishing and consuming coming back after a node dies."""
 
@@ -124,6 +130,60 @@ def _completed_record(stack, job_id: str) -> dict | None:
 def _logged(stack, service: str, prefix: str, after: int = 0) -> bool:
     """Whether ``service`` logged a line starting with ``prefix`` more than ``after`` times."""
     return sum(1 for r in log_lines(stack, service) if r["msg"].startswith(prefix)) > after
+
+
+def test_gateway_cut_off_from_metadata_answers_503_within_the_http_timeout_and_recovers(hosts, host_stack, tones):
+    """(d) The metadata host (its HTTP service, consumer and notifier) drops off the network under
+    load: the gateway's ``/status`` answers 503 ``metadata_unavailable`` within ``HTTP_TIMEOUT_SECONDS``
+    instead of hanging, and answers again once the link heals; every accepted job completes."""
+    metadata_host = hosts.add_host("metadata")
+    placement = {name: metadata_host for name in ("metadata", "metadata-consumer", "metadata-notifier")}
+    stack = host_stack(workers=2, placement=placement, HTTP_TIMEOUT_SECONDS=str(HTTP_TIMEOUT_SECONDS))
+    load = Load(stack, tones(60), count=30, interval=0.6).start()
+    wait_until(lambda: len(load.accepted) >= 10, 60, 0.1, "a third of the load accepted")
+    probe = load.accepted[0]
+    metadata_host.cut()
+    answers = []
+    try:
+        until = time.monotonic() + PARTITION_SECONDS
+        while time.monotonic() < until:
+            started = time.monotonic()
+            r = requests.get(f"{stack.url}/status/{probe}", timeout=HTTP_TIMEOUT_SECONDS * 3)
+            answers.append((r.status_code, r.json().get("error", {}).get("code"), time.monotonic() - started))
+    finally:
+        metadata_host.heal()
+    healed_at = time.monotonic()
+    wait_until(lambda: stack.status(probe).status_code == 200, 60, 0.1, "/status answered again")
+    recovery = time.monotonic() - healed_at
+    final = load.wait(240)
+    slowest = max(seconds for _, _, seconds in answers)
+    assert {(status, code) for status, code, _ in answers} == {(503, "metadata_unavailable")}, answers
+    assert slowest < HTTP_TIMEOUT_SECONDS + 1.5, answers
+    numbers = tally(stack, load, final, recovery)
+    print(numbers.line("d gateway cut from metadata"), f"(slowest 503 {slowest:.1f} s, {len(load.refused)} refused)")
+    assert numbers.accepted >= 10 and numbers.lost == 0 and numbers.duplicated == 0, numbers
+
+
+def test_s3_host_unreachable_for_20_s_jobs_retry_and_none_fails(hosts, host_stack, tones):
+    """(e) moto's host drops off the network for 20 s under load: workers retry their storage
+    calls (``STORAGE_RETRIES`` tries with backoff), the metadata consumer retries its manifest
+    writes; uploads during the outage are refused 503, and every accepted job completes."""
+    stack = host_stack(workers=2, S3_TIMEOUT_SECONDS="2", STORAGE_RETRIES=str(S3_RETRIES))
+    load = Load(stack, tones(60), count=30, interval=0.8).start()
+    wait_until(lambda: len(load.accepted) >= 8, 60, 0.1, "some of the load accepted")
+    hosts.moto_host.cut()
+    try:
+        time.sleep(S3_OUTAGE_SECONDS)
+    finally:
+        hosts.moto_host.heal()
+    healed_at = time.monotonic()
+    final = load.wait(240)
+    recovery = load.first_completed_after(healed_at)
+    numbers = tally(stack, load, final, recovery or 0.0)
+    failed = {j: body.get("error") for j, body in final.items() if body["status"] == "failed"}
+    print(numbers.line("e S3 host cut 20 s"), f"({len(load.refused)} refused during the outage)")
+    assert failed == {} and numbers.lost == 0 and numbers.duplicated == 0, (numbers, failed)
+    assert numbers.accepted >= 10 and recovery is not None
 
 
 def test_killing_the_quorum_queue_leader_loses_no_confirmed_task(hosts, host_stack, tones):
