@@ -186,9 +186,15 @@ class Load:
         """Seconds from ``t`` to the answer of the first submission sent after ``t`` that was accepted."""
         return next((s.answered - t for s in self.submissions if s.sent >= t and s.status == 202), None)
 
-    def first_completed_after(self, t: float) -> float | None:
-        """Seconds from ``t`` to the first job seen completed after ``t``."""
-        ends = [end - t for end, body in self.ended.values() if end >= t and body["status"] == "completed"]
+    def first_completed_after(self, t: float, accepted_after: bool = False) -> float | None:
+        """Seconds from ``t`` to the first job seen completed after ``t`` (with ``accepted_after``:
+        of the jobs whose submission was sent after ``t``, so whose task was published after it)."""
+        later = {s.job_id for s in self.submissions if s.sent >= t and s.status == 202}
+        ends = [
+            end - t
+            for job_id, (end, body) in list(self.ended.items())
+            if end >= t and body["status"] == "completed" and (not accepted_after or job_id in later)
+        ]
         return min(ends, default=None)
 
 
