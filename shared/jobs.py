@@ -211,9 +211,10 @@ class Job(BaseModel):
         Forward-only: a terminal job ignores everything but a ``queued`` event starting the next
         run of a retryable failure; a ``cancelled`` event ends any live job; an event of another
         run than the current one changes nothing, nor does a ``completed`` or ``failed`` event of an
-        attempt older than the one recorded (a superseded delivery's late result); ``processing`` applies with an attempt number
-        above the one recorded, or, for the current attempt, as a progress report that raises
-        ``progress``; an ``expired`` event moves a completed job, and only a completed one, on.
+        attempt older than the one recorded (a superseded delivery's late result); ``processing``
+        applies with an attempt number above the one recorded, or, for the current attempt, as a
+        progress report that raises ``progress``; an ``expired`` event moves a completed job, and
+        only a completed one, on.
         """
         return _TRANSITIONS[event.status](self, event)
 

@@ -89,7 +89,7 @@ def test_a_worker_host_partitioned_mid_conversion_hands_its_task_over_and_its_la
     connection) and the job's record and events stay as attempt 2 left them."""
     worker_host = hosts.add_host("worker")
     stack = host_stack(workers=2, placement={"conversion-1": worker_host})
-    load = Load(stack, tones(300), count=30, interval=0.3).start()
+    load = Load(stack, tones(120), count=30, interval=0.3).start()
     ffmpeg = wait_until(lambda: _ffmpeg_of(stack, "conversion-1"), 60, 0.02, "an ffmpeg on the worker host")
     job_id = _job_of(ffmpeg)
     worker_host.cut()
@@ -101,7 +101,9 @@ def test_a_worker_host_partitioned_mid_conversion_hands_its_task_over_and_its_la
     finally:
         worker_host.heal()
     final = load.wait(240)
-    wait_until(lambda: _logged(stack, "conversion-1", "conversion-worker consuming", after=1), 60, 0.2, "the worker back")
+    wait_until(
+        lambda: _logged(stack, "conversion-1", "conversion-worker consuming", after=1), 60, 0.2, "the worker back"
+    )
     assert record["attempts"] >= 2, record
     assert stack.job_record(job_id) == record, "the late result changed the job"
     assert _logged(stack, "conversion-1", "the task's delivery was lost"), "the cut-off worker dropped its result"

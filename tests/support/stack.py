@@ -199,7 +199,12 @@ class Stack:
             env["WORK_DIR"] = str(self.host_work_dir(host))
         process = subprocess.Popen(
             host.command(argv) if host is not None else argv,
-            cwd=ROOT, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         self.processes[name] = process
