@@ -22,6 +22,11 @@ Topology (every name starts with ``AMQP_PREFIX`` = ``<p>``, but the two public q
 Quorum queues count deliveries (``x-delivery-count``), which is how a worker knows the attempt
 number of a task redelivered after its previous worker died. pika's exceptions stop here and come
 out as :class:`~shared.errors.BrokerUnavailable`.
+
+``AMQP_URL`` may name a cluster's nodes: every connection (:func:`connect`) tries them in a random
+order, and a consumer or publisher that loses its connection opens the next one the same way, on
+whichever node serves. The quorum queues are replicated on the nodes in the cluster when first
+declared.
 """
 
 from __future__ import annotations
