@@ -53,6 +53,7 @@ ensure_test_packages() {  # what only the test suite drives
   [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)  # tests/e2e/test_nginx.py
   command -v ss >/dev/null || missing+=(iproute2)  # the heartbeat fault test reads the AMQP connection
   command -v pgrep >/dev/null || missing+=(procps)
+  command -v socat >/dev/null || missing+=(socat)  # tests/e2e/test_hosts.py: hosts reach the loopback Redis through a relay
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 

@@ -25,6 +25,11 @@ turns the feed into the ``<p>.progress`` messages (``services/upload/progress.py
 Quorum queues count deliveries (``x-delivery-count``), which is how a worker knows the attempt
 number of a task redelivered after its previous worker died. pika's exceptions stop here and come
 out as :class:`~shared.errors.BrokerUnavailable`.
+
+``AMQP_URL`` may name a cluster's nodes: every connection (:func:`connect`) tries them in a random
+order, and a consumer or publisher that loses its connection opens the next one the same way, on
+whichever node serves. The quorum queues are replicated on the nodes in the cluster when first
+declared.
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ import contextlib
 import functools
 import json
 import logging
+import random
 import threading
 import time
 import types
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
@@ -200,22 +206,38 @@ def delivery_attempt(properties: pika.BasicProperties) -> int:
     return int(headers.get("x-delivery-count", 0)) + 1
 
 
+def connection_parameters(
+    s: Settings, *, heartbeat: int | None = None, timeout: float | None = None
+) -> list[pika.URLParameters]:
+    """One ``pika.URLParameters`` per URL of ``AMQP_URL``, in a random order, so that the clients
+    of a cluster spread over its nodes and none waits on the same dead node first every time.
+
+    Each tries once: the next node is the retry (pika's multiple-host connection parameters, its
+    docs' "Connection Parameters"; the RabbitMQ docs' "Clustering and Client Connections").
+    """
+    every = []
+    for url in random.sample(s.amqp_urls, len(s.amqp_urls)):
+        params = pika.URLParameters(url)
+        params.heartbeat = s.amqp_heartbeat_seconds if heartbeat is None else heartbeat
+        params.blocked_connection_timeout = 30
+        params.socket_timeout = 5
+        params.connection_attempts = 1
+        if timeout is not None:
+            params.socket_timeout = params.stack_timeout = timeout
+        every.append(params)
+    return every
+
+
 def connect(s: Settings, *, heartbeat: int | None = None, timeout: float | None = None) -> pika.BlockingConnection:
-    """Open a blocking connection to ``AMQP_URL``; ``timeout`` (seconds) bounds the whole opening
-    (default: 5 s to connect the socket, pika's 15 s for the handshake).
+    """Open a blocking connection to the first node of ``AMQP_URL`` that answers, trying them in a
+    random order; ``timeout`` (seconds) bounds the opening on each node (default: 5 s to connect
+    the socket, pika's 15 s for the handshake).
 
     Raises:
-        BrokerUnavailable: the broker refused or did not answer.
+        BrokerUnavailable: every node refused or did not answer.
     """
-    params = pika.URLParameters(s.amqp_url)
-    params.heartbeat = s.amqp_heartbeat_seconds if heartbeat is None else heartbeat
-    params.blocked_connection_timeout = 30
-    params.socket_timeout = 5
-    params.connection_attempts = 1
-    if timeout is not None:
-        params.socket_timeout = params.stack_timeout = timeout
     try:
-        return pika.BlockingConnection(params)
+        return pika.BlockingConnection(connection_parameters(s, heartbeat=heartbeat, timeout=timeout))
     except CONNECTION_ERRORS as exc:
         raise BrokerUnavailable(f"RabbitMQ unreachable: {exc!r}") from exc
 
@@ -400,16 +422,27 @@ def dead_letter(code: str, reason: str) -> Settlement:
     return Settlement(Settle.DEAD_LETTER, code, reason)
 
 
+def _always_held() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Delivery:
     """A message as a handler sees it: where it came from, its body, and which delivery this is
     (``attempt``: 1 for the first, from the quorum queue's ``x-delivery-count``; ``redelivered``:
-    the broker's flag for a message delivered before and not acked)."""
+    the broker's flag for a message delivered before and not acked).
+
+    ``held()`` says whether the delivery is still this consumer's: false once the connection it
+    came on closed (a heartbeat timeout after a partition, say), when the broker has given the
+    message, or will give it, to another consumer as the next attempt (AMQP 0-9-1: unacked
+    deliveries are requeued when their channel closes). A handler that learns so drops its result.
+    """
 
     queue: str
     body: bytes
     attempt: int = 1
     redelivered: bool = False
+    held: Callable[[], bool] = field(default=_always_held, compare=False, repr=False)
 
 
 Handler = Callable[[Delivery], Settlement]
@@ -593,9 +626,11 @@ class Consumer:
                 log.info("%s consuming", self.name)
                 backoff = self.min_backoff
                 while not self._stopping.is_set():
+                    self._raise_if_closed()
                     self.connection.process_data_events(time_limit=0.5)
                 self._cancel_consumers()
                 while self.busy and time.monotonic() < self._stop_deadline:
+                    self._raise_if_closed()
                     self.connection.process_data_events(time_limit=0.2)
             except (BrokerUnavailable, *CONNECTION_ERRORS) as exc:
                 log.warning("%s lost RabbitMQ (%r); reconnecting in %.1f s", self.name, exc, backoff)
@@ -604,6 +639,17 @@ class Consumer:
                 backoff = min(backoff * 2, self.max_backoff)
             finally:
                 self._close()
+
+    def _raise_if_closed(self) -> None:
+        """Raise if the connection closed inside a callback that swallowed pika's error (a
+        fire-and-forget publish when a heartbeat timeout hit): pika's next ``process_data_events``
+        would fail with ``ValueError("Timeout closed before call")`` instead, killing the process.
+
+        Raises:
+            BrokerUnavailable: the connection is closed.
+        """
+        if not self.connection.is_open:
+            raise BrokerUnavailable("the RabbitMQ connection closed")
 
     def stop(self, grace_seconds: float = 0.0) -> None:
         """Stop taking messages; give a threaded handler at work ``grace_seconds`` more (signal-safe)."""
@@ -652,14 +698,20 @@ class Consumer:
 
     # --- one delivery -----------------------------------------------------------------------------
     def _on_message(self, consumption: _Consumption, channel, method, props, body: bytes) -> None:
-        delivery = Delivery(consumption.queue, body, delivery_attempt(props), bool(method.redelivered))
+        connection = self.connection
+        delivery = Delivery(
+            consumption.queue,
+            body,
+            delivery_attempt(props),
+            bool(method.redelivered),
+            held=lambda: connection.is_open and channel.is_open,
+        )
         if not consumption.threaded:
             settlement = self._handled(consumption, delivery)
             if settlement.settle is Settle.REQUEUE and settlement.delay_seconds:
                 time.sleep(settlement.delay_seconds)  # the I/O thread: a pause of a second at most
             self._settle(channel, method.delivery_tag, delivery, settlement)
             return
-        connection = self.connection
         args = (consumption, connection, channel, method.delivery_tag, delivery)
         self._work = threading.Thread(target=self._work_on, args=args, name=self.name, daemon=True)
         self._work.start()

@@ -31,6 +31,11 @@ KEY_PREFIX = r"^[^/].*/$"
 """A storage key prefix: not absolute, ending in ``/`` (a folder)."""
 
 
+def split_urls(value: str) -> tuple[str, ...]:
+    """The comma-separated URLs in ``value``, stripped, empty parts dropped."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 class Settings(BaseSettings):
     """Siphon's configuration; field name upper-cased is the environment variable."""
 
@@ -49,7 +54,12 @@ class Settings(BaseSettings):
     s3_timeout_seconds: float = Field(10.0, gt=0, description="Connect and read timeout of one S3 request, seconds.")
 
     # --- broker and job store ------------------------------------------------------------
-    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ URL.")
+    amqp_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/%2F",
+        description="RabbitMQ URL, or the URLs of a cluster's nodes comma-separated: each connection tries them "
+        "in a random order and takes the first that answers (pika's multiple-host connection parameters), and a "
+        "lost connection is reopened the same way, so siphon follows whichever node is serving.",
+    )
     amqp_prefix: str = Field(
         "siphon", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every exchange and queue name."
     )
@@ -264,6 +274,22 @@ class Settings(BaseSettings):
         le=65535,
         description="Port of the Prometheus `/metrics` endpoint of a conversion worker or the metadata event consumer, on every interface (0: none). The HTTP services serve `/metrics` on their own port.",
     )
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_urls(cls, value: str) -> str:
+        urls = split_urls(value)
+        if not urls:
+            raise ValueError("must name at least one amqp:// or amqps:// URL")
+        for url in urls:
+            if not url.startswith(("amqp://", "amqps://")):
+                raise ValueError(f"{url!r} is not an amqp:// or amqps:// URL")
+        return value
+
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """``AMQP_URL`` split into one URL per RabbitMQ node, in the order given."""
+        return split_urls(self.amqp_url)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -198,9 +198,11 @@ class Job(BaseModel):
 
         Forward-only: a terminal job ignores everything but a ``queued`` event starting the next
         retry of a retryable failure; a ``cancelled`` event ends any live job; an event of another
-        retry than the current one changes nothing; ``processing`` applies with an attempt number
-        above the one recorded, or, for the current attempt, as a progress report that raises
-        ``progress``; an ``expired`` event moves a completed job, and only a completed one, on.
+        retry than the current one changes nothing, nor does a ``completed`` or ``failed`` event of an
+        attempt older than the one recorded (a superseded delivery's late result); ``processing``
+        applies with an attempt number above the one recorded, or, for the current attempt, as a
+        progress report that raises ``progress``; an ``expired`` event moves a completed job, and
+        only a completed one, on.
         """
         return _TRANSITIONS[event.status](self, event)
 
@@ -237,8 +239,14 @@ class Job(BaseModel):
             }
         )
 
+    def _superseded(self, event: JobEvent) -> bool:
+        """Whether a worker's result comes from an earlier delivery than the attempt under way: the
+        late result of a worker cut off from the broker while its task went to another (issue 18).
+        The fence is the delivery count (``attempt``), which the quorum queue raises on each redelivery."""
+        return event.attempt < self.attempts
+
     def _on_completed(self, event: JobEvent) -> Self | None:
-        if not self._of_current_retry(event):
+        if not self._of_current_retry(event) or self._superseded(event):
             return None
         return self.model_copy(
             update={
@@ -254,7 +262,7 @@ class Job(BaseModel):
         )
 
     def _on_failed(self, event: JobEvent) -> Self | None:
-        if not self._of_current_retry(event):
+        if not self._of_current_retry(event) or self._superseded(event):
             return None
         return self.model_copy(
             update={

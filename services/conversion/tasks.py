@@ -97,10 +97,14 @@ class TaskRunner:
         report_progress: Callable[[JobEvent], None] | None = None,
         cancelled: threading.Event | None = None,
         jobs: JobLookup | None = None,
+        still_held: Callable[[], bool] = lambda: True,
     ):
         """``report_progress`` sends progress events (default: ``publish``; they need no confirm);
         ``cancelled`` is set (by the worker) when the client cancels this task's job; ``jobs``, if
-        given, is asked before the work starts whether the job was cancelled while queued."""
+        given, is asked before the work starts whether the job was cancelled while queued;
+        ``still_held`` says whether the task's delivery is still this worker's (broker.Delivery.held):
+        once it is not, another worker has the task as the next attempt, and this one stores and
+        publishes nothing more."""
         self.settings = s
         self.storage = storage
         self.converter = converter
@@ -108,6 +112,7 @@ class TaskRunner:
         self.report_progress = report_progress or publish
         self.cancelled = cancelled or threading.Event()
         self.jobs = jobs
+        self.still_held = still_held
         self.with_storage_retries = Retrying(
             stop=stop_after_attempt(s.storage_retries),
             wait=wait_exponential(multiplier=0.5, max=5),
@@ -153,6 +158,8 @@ class TaskRunner:
             converted_in = time.monotonic() - started
             if self.cancelled.is_set():
                 return self._cancelled_midway()
+            if not self.still_held():
+                return self._delivery_lost()
             self.with_storage_retries(self.storage.put_file, task.output_key, target)
             if self.cancelled.is_set():
                 self.with_storage_retries(self.storage.delete_prefix, task.output_key)
@@ -207,6 +214,8 @@ class TaskRunner:
                 "The conversion worker ran out of disk space; the job can be retried later.",
                 probe,
             )
+        if not self.still_held():
+            return self._delivery_lost()
         self.publish(
             JobEvent(
                 job_id=task.job_id,
@@ -259,6 +268,12 @@ class TaskRunner:
         log.info("job cancelled during its conversion; dropped")
         return CANCELLED
 
+    def _delivery_lost(self) -> Settlement:
+        """The task's delivery is no longer this worker's (its connection closed): the broker gives
+        the task to another worker, whose result counts; this one's is dropped unstored and unsent."""
+        log.warning("the task's delivery was lost with its broker connection; dropping this attempt's result")
+        return requeue_later(0, reason="delivery lost")
+
     def _interrupted(
         self, task: ConversionTask, attempt: int, exc: ConversionInterrupted, probe: ProbeResult | None
     ) -> Settlement:
@@ -281,6 +296,8 @@ class TaskRunner:
     ) -> Settlement:
         """Publish the ``failed`` event of ``job_id``'s retry ``retry`` (None: its first conversion),
         attempt ``attempt``; then ack, or dead-letter when ``dead_letter``."""
+        if not self.still_held():
+            return self._delivery_lost()
         log.info("job failed: %s: %s", code, message)
         self.publish(
             JobEvent(

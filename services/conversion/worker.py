@@ -106,5 +106,6 @@ class ConversionWorker:
             report_progress=self.consumer.thread_publisher(wait=False).publish_job_event,
             cancelled=task.cancelled,
             jobs=self.jobs,
+            still_held=delivery.held,
         )
         return runner.handle(delivery.body, delivery.attempt)

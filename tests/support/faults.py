@@ -29,7 +29,7 @@ import requests
 
 from tests.support.net import free_port, wait_until
 from tests.support.sources import ffmpeg
-from tests.support.stack import AMQP_URL, Stack
+from tests.support.stack import AMQP_URL, Stack, amqp_connection
 
 TONE_SAMPLE_RATE_HZ = 48000
 """Stereo 48 kHz: converting it to MP3 costs about 4 ms of CPU per second of audio here."""
@@ -132,8 +132,9 @@ def log_lines(stack: Stack, service: str) -> list[dict]:
 
 # --- the broker ------------------------------------------------------------------------------
 @contextlib.contextmanager
-def amqp_channel() -> Iterator:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+def amqp_channel(url: str = AMQP_URL) -> Iterator:
+    """A channel on a plain pika connection to ``url`` (one node or several, comma-separated)."""
+    connection = amqp_connection(url)
     try:
         yield connection.channel()
     finally:
@@ -143,7 +144,7 @@ def amqp_channel() -> Iterator:
 
 def publish_raw_task(stack: Stack, body: bytes) -> None:
     """Publish ``body`` to the stack's tasks exchange exactly as the upload service routes a task."""
-    with amqp_channel() as channel:
+    with amqp_channel(stack.amqp_url) as channel:
         channel.confirm_delivery()
         channel.basic_publish(
             stack.topology.tasks_exchange,
@@ -157,7 +158,7 @@ def publish_raw_task(stack: Stack, body: bytes) -> None:
 def dead_letters(stack: Stack) -> list[tuple[bytes, dict]]:
     """Take every message out of the stack's dead-letter queue: ``(body, headers)`` each."""
     taken = []
-    with amqp_channel() as channel:
+    with amqp_channel(stack.amqp_url) as channel:
         while True:
             method, properties, body = channel.basic_get(stack.topology.dead_letter_queue, auto_ack=True)
             if method is None:
@@ -167,12 +168,12 @@ def dead_letters(stack: Stack) -> list[tuple[bytes, dict]]:
 
 def queue_depth(stack: Stack, queue: str) -> int:
     """Messages ready in ``queue`` (not counting unacknowledged ones)."""
-    with amqp_channel() as channel:
+    with amqp_channel(stack.amqp_url) as channel:
         return channel.queue_declare(queue, passive=True).method.message_count
 
 
 def consumer_count(stack: Stack, queue: str) -> int:
-    with amqp_channel() as channel:
+    with amqp_channel(stack.amqp_url) as channel:
         return channel.queue_declare(queue, passive=True).method.consumer_count
 
 
@@ -389,8 +390,8 @@ def _unfinished_jobs(stack: Stack) -> list[str]:
 
 
 def _work_dir_entries(stack: Stack) -> list[str]:
-    root = work_dir(stack)
-    return sorted(p.name for p in root.iterdir() if p.name != "lost+found") if root.exists() else []
+    roots = [work_dir(stack), *stack.work_dirs[1:]]  # and those of workers on other hosts
+    return sorted(p.name for root in roots if root.exists() for p in root.iterdir() if p.name != "lost+found")
 
 
 def _eventually(predicate, timeout: float) -> None:

@@ -25,6 +25,7 @@ import requests
 
 from services.metadata.rqueues import rq_slug
 from shared.broker import Topology
+from tests.support.hosts import Host
 from tests.support.moto import create_bucket, list_keys, s3_client
 from tests.support.net import free_port, wait_until
 
@@ -35,12 +36,28 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TERMINAL = ("completed", "failed", "cancelled", "expired")
 
 
+def amqp_connection(url: str = AMQP_URL) -> pika.BlockingConnection:
+    """A plain pika connection to the first node of ``url`` (one URL or several, comma-separated)
+    that answers.
+
+    Raises:
+        pika.exceptions.AMQPConnectionError: no node answered.
+    """
+    return pika.BlockingConnection([pika.URLParameters(u.strip()) for u in url.split(",") if u.strip()])
+
+
 @dataclass
 class Stack:
     """A running stack. ``backend`` is ``local`` or ``s3`` (then ``s3_endpoint`` is the moto URL).
 
     ``wait_for_consumers=False`` starts it without waiting for queue consumers (a stack whose
     ``AMQP_URL`` points at no broker has none).
+
+    Across hosts (tests/support/hosts.py): ``placement`` puts services (``gateway``,
+    ``conversion-2``, ...) on a :class:`~tests.support.hosts.Host`, where they listen on its address
+    and get ``host_env`` on top of their environment (say, a ``REDIS_URL`` through a relay); the
+    others run in the root namespace and listen on ``bind_host``. ``amqp_url`` may name a cluster's
+    nodes, comma-separated.
     """
 
     base_dir: Path
@@ -52,6 +69,10 @@ class Stack:
     redis_url: str = REDIS_URL
     """The Redis the test reads and cleans (with ``REDIS_SENTINELS`` in ``env_overrides``, the
     primary the Sentinels name: a test that fails Redis over sets it to the new one)."""
+    amqp_url: str = AMQP_URL
+    bind_host: str = "127.0.0.1"
+    placement: dict[str, Host] = field(default_factory=dict)
+    host_env: dict[str, str] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     commands: dict[str, list[str]] = field(default_factory=dict)
@@ -73,23 +94,32 @@ class Stack:
         )
 
     # --- lifecycle ------------------------------------------------------------------------
+    def address(self, name: str) -> str:
+        """The address service ``name`` listens on: its host's, or ``bind_host``."""
+        host = self.placement.get(name)
+        return host.address if host is not None else self.bind_host
+
+    def base_url(self, name: str) -> str:
+        """``http://<address>:<port>`` of HTTP service ``name``."""
+        return f"http://{self.address(name)}:{self.ports[name]}"
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['gateway']}"
+        return self.base_url("gateway")
 
     @property
     def env(self) -> dict[str, str]:
         env = {
             **os.environ,
-            "AMQP_URL": AMQP_URL,
+            "AMQP_URL": self.amqp_url,
             "AMQP_PREFIX": self.prefix,
             "REDIS_URL": self.redis_url,
             "REDIS_PREFIX": self.redis_prefix,
             "STORAGE_BACKEND": self.backend,
             "STORAGE_DIR": str(self.storage_dir),
             "WORK_DIR": str(self.work_dir),
-            "UPLOAD_URL": f"http://127.0.0.1:{self.ports['upload']}",
-            "METADATA_URL": f"http://127.0.0.1:{self.ports['metadata']}",
+            "UPLOAD_URL": self.base_url("upload"),
+            "METADATA_URL": self.base_url("metadata"),
             "WEB_WORKERS": "1",
             "WEB_THREADS": "16",
             "LOG_LEVEL": "INFO",
@@ -114,7 +144,7 @@ class Stack:
         return env
 
     def start(self) -> Stack:
-        for d in (self.log_dir, self.storage_dir, self.work_dir):
+        for d in (self.log_dir, self.storage_dir, *self.work_dirs):
             d.mkdir(parents=True, exist_ok=True)
         if self.backend == "s3":
             create_bucket(self.s3_endpoint, self.bucket)
@@ -132,13 +162,24 @@ class Stack:
             wait_until(self._consumers_ready, 30, 0.1, "queue consumers")
         return self
 
+    def host_work_dir(self, host: Host) -> Path:
+        """The scratch directory of the workers on ``host``: a host has a disk of its own (and a
+        worker clears its job's leftovers there when a task comes back to it)."""
+        return self.base_dir / f"{self.work_dir.name}-{host.name}"
+
+    @property
+    def work_dirs(self) -> list[Path]:
+        """The root namespace's work dir and each host's."""
+        hosts = {h.name: h for h in self.placement.values()}.values()
+        return [self.work_dir, *(self.host_work_dir(h) for h in hosts)]
+
     def _gunicorn(self, service: str, port: int | None = None) -> list[str]:
         return [
             str(BIN / "gunicorn"),
             "--config",
             str(ROOT / f"services/{service}/gunicorn.conf.py"),
             "--bind",
-            f"127.0.0.1:{port or self.ports[service]}",
+            f"{self.address(service)}:{port or self.ports[service]}",
             f"services.{service}.wsgi:app",
         ]
 
@@ -155,8 +196,18 @@ class Stack:
         if name == "metadata-consumer" or name.startswith("conversion-"):
             env["METRICS_PORT"] = str(self.metrics_ports.setdefault(name, free_port()))
             env["METRICS_HOST"] = "127.0.0.1"  # loopback only
+        host = self.placement.get(name)
+        if host is not None:
+            env.update(self.host_env)
+            env["WORK_DIR"] = str(self.host_work_dir(host))
         process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            host.command(argv) if host is not None else argv,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         self.processes[name] = process
@@ -178,13 +229,13 @@ class Stack:
 
     def _healthy(self, name: str) -> bool:
         try:
-            return requests.get(f"http://127.0.0.1:{self.ports[name]}/healthz", timeout=1).ok
+            return requests.get(f"{self.base_url(name)}/healthz", timeout=1).ok
         except requests.RequestException:
             return False
 
     def _consumers_ready(self) -> bool:
         try:
-            connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+            connection = amqp_connection(self.amqp_url)
         except pika.exceptions.AMQPError:
             return False
         try:
@@ -216,10 +267,11 @@ class Stack:
         if self.backend == "s3":
             self._delete_bucket()
         shutil.rmtree(self.storage_dir, ignore_errors=True)
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        for directory in self.work_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
 
     def _delete_topology(self) -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        connection = amqp_connection(self.amqp_url)
         channel = connection.channel()
         for queue in (*self.topology.queues, *self.topology.retired_queues):
             channel.queue_delete(queue)
@@ -259,7 +311,7 @@ class Stack:
 
     def job_record(self, job_id: str) -> dict:
         """The metadata service's full record of a job (its internal ``GET /jobs/<id>``)."""
-        response = requests.get(f"http://127.0.0.1:{self.ports['metadata']}/jobs/{job_id}", timeout=10)
+        response = requests.get(f"{self.base_url('metadata')}/jobs/{job_id}", timeout=10)
         response.raise_for_status()
         return response.json()
 

@@ -143,8 +143,11 @@ def test_compose_builds_the_four_services_two_gateways_and_the_metadata_consumer
     assert SERVICES["gateway-2"] == SERVICES["gateway"], "the second gateway is the first one again"
 
 
+RABBITMQ_NODES = ["rabbitmq-1", "rabbitmq-2", "rabbitmq-3"]
+
+
 def test_compose_has_the_infrastructure():
-    assert SERVICES["rabbitmq"]["image"].startswith("rabbitmq:3-management")
+    assert all(SERVICES[n]["image"].startswith("rabbitmq:3-management") for n in RABBITMQ_NODES)
     assert {"redis", "redis-replica", "minio", "createbucket", "nginx"} <= set(SERVICES)
     assert SERVICES["createbucket"]["image"].startswith("minio/mc")
 
@@ -230,7 +233,7 @@ def test_minio_notifies_the_exchange_the_queue_intake_consumes_as_siphon_declare
     assert minio["MINIO_NOTIFY_AMQP_DURABLE_SIPHON"] == "on"
     assert minio.get("MINIO_NOTIFY_AMQP_AUTO_DELETED_SIPHON", "off") == "off"
     assert minio.get("MINIO_NOTIFY_AMQP_INTERNAL_SIPHON", "off") == "off"
-    amqp = urlsplit(intake.amqp_url)
+    amqp = urlsplit(intake.amqp_urls[0])
     assert urlsplit(minio["MINIO_NOTIFY_AMQP_URL_SIPHON"]).netloc == amqp.netloc
     script = " ".join(SERVICES["createbucket"]["entrypoint"])
     notification = f"--prefix {intake.s3_incoming_prefix} local/{intake.s3_bucket} arn:minio:sqs::SIPHON:amqp"
@@ -301,6 +304,27 @@ def test_nginx_balances_over_every_gateway_and_waits_for_them():
 @pytest.mark.parametrize("name", ["conversion", "metadata-consumer"])
 def test_processes_without_an_http_api_serve_metrics_on_a_port(name):
     assert int(environment_of(name)["METRICS_PORT"]) > 0
+
+
+def test_rabbitmq_is_three_nodes_of_one_cluster_sharing_a_cookie():
+    conf = (ROOT / "deploy/rabbitmq/cluster.conf").read_text()
+    for node in RABBITMQ_NODES:
+        service = SERVICES[node]
+        assert service["hostname"] == node and f"= rabbit@{node}\n" in conf
+        assert "./deploy/rabbitmq/cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro" in service["volumes"]
+    assert len({SERVICES[n]["environment"]["RABBITMQ_ERLANG_COOKIE"] for n in RABBITMQ_NODES}) == 1
+    assert len({v for n in RABBITMQ_NODES for v in SERVICES[n]["volumes"] if "-data:" in v}) == 3, "a disk each"
+
+
+@pytest.mark.parametrize("name", SIPHON)
+def test_siphon_services_list_every_rabbitmq_node_and_wait_for_all(name):
+    environment = environment_of(name)
+    if "AMQP_URL" not in environment:
+        return
+    urls = load_settings(amqp_url=environment["AMQP_URL"]).amqp_urls
+    assert sorted(urlsplit(u).hostname for u in urls) == RABBITMQ_NODES
+    # quorum queues are replicated on the nodes in the cluster when first declared: all three
+    assert set(RABBITMQ_NODES) <= set(SERVICES[name]["depends_on"]), name
 
 
 def test_depends_on_names_existing_services():

@@ -351,3 +351,22 @@ def test_the_readme_says_how_to_create_the_auth_secret():
     assert f"create secret generic {AUTH_SECRET}" in readme
     assert "--from-file=api_keys=" in readme and "--from-literal=download_link_secret=" in readme
     assert "siphon keys new" in readme
+
+
+# --- the RabbitMQ cluster (deploy/k8s/rabbitmq/, the RabbitMQ Cluster Operator's kind) ----------
+RABBITMQ_CLUSTER = yaml.safe_load((K8S / "rabbitmq" / "rabbitmq-cluster.yaml").read_text())
+
+
+def test_rabbitmq_is_a_three_node_cluster_of_the_operator():
+    assert (RABBITMQ_CLUSTER["apiVersion"], RABBITMQ_CLUSTER["kind"]) == ("rabbitmq.com/v1beta1", "RabbitmqCluster")
+    assert RABBITMQ_CLUSTER["spec"]["replicas"] == 3
+    assert "cluster_partition_handling = pause_minority" in RABBITMQ_CLUSTER["spec"]["rabbitmq"]["additionalConfig"]
+
+
+def test_the_readme_amqp_url_lists_every_node_of_that_cluster():
+    name, namespace = RABBITMQ_CLUSTER["metadata"]["name"], RABBITMQ_CLUSTER["metadata"]["namespace"]
+    [url] = re.findall(r"AMQP_URL='([^']+)'", (K8S / "README.md").read_text())
+    settings = load_settings(amqp_url=url)
+    hosts = sorted(u.split("@", 1)[1].split(":", 1)[0] for u in settings.amqp_urls)
+    # the operator's pods <name>-server-<i> behind its headless Service <name>-nodes
+    assert hosts == [f"{name}-server-{i}.{name}-nodes.{namespace}" for i in range(RABBITMQ_CLUSTER["spec"]["replicas"])]

@@ -233,3 +233,22 @@ def test_a_failure_names_its_task_retry_and_the_next_task_starts_clean(runner, c
         (JobStatus.PROCESSING, None),
         (JobStatus.FAILED, None),
     ], "nothing of one task's retry is left over for the next"
+
+
+@pytest.mark.parametrize("lost", ["before storing", "before publishing"])
+def test_a_delivery_lost_with_its_connection_stores_and_publishes_no_result(runner, storage, events, lost):
+    # A worker cut off from the broker: its task went to another worker as the next attempt, whose
+    # result counts (issue 18, scenario a). Held until the output is stored, or not even that long.
+    answers = iter([True, False] if lost == "before publishing" else [False])
+    runner.still_held = lambda: next(answers)
+    outcome = runner.handle(TASK, attempt=1)
+    assert outcome.settle is Settle.REQUEUE, "moot (the channel is gone), but never an ack"
+    assert statuses(events) == [JobStatus.PROCESSING], "no completed or failed event"
+    assert (output_key(JOB_ID) in storage.objects) is (lost == "before publishing")
+
+
+def test_a_failure_of_a_lost_delivery_is_not_published(runner, converter, events):
+    converter.fail("convert", MediaError("no samples", code="no_audio_frames"))
+    runner.still_held = lambda: False
+    assert runner.handle(TASK, attempt=1).settle is Settle.REQUEUE
+    assert statuses(events) == [JobStatus.PROCESSING]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pika
 import pytest
 
-from shared.broker import DELIVERY_LIMIT, Topology, delivery_attempt
+from shared.broker import DELIVERY_LIMIT, Topology, connection_parameters, delivery_attempt
 from shared.config import Settings, load_settings
 
 
@@ -40,3 +40,18 @@ def test_broker_delivery_limit_is_a_backstop_above_any_allowed_max_attempts():
 )
 def test_delivery_attempt_counts_from_one(headers, attempt):
     assert delivery_attempt(pika.BasicProperties(headers=headers)) == attempt
+
+
+def test_a_cluster_url_list_gives_one_single_try_parameter_set_per_node():
+    urls = [f"amqp://u:p@10.0.0.{i}:5672/%2F" for i in (1, 2, 3)]
+    s = load_settings(amqp_url=" , ".join(urls), amqp_heartbeat_seconds=7)
+    assert s.amqp_urls == tuple(urls)
+    params = connection_parameters(s, timeout=2)
+    assert sorted(p.host for p in params) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert all(p.connection_attempts == 1 and p.heartbeat == 7 and p.socket_timeout == 2 for p in params)
+
+
+def test_the_node_order_is_shuffled_so_clients_spread_over_the_cluster():
+    s = load_settings(amqp_url=",".join(f"amqp://10.0.0.{i}" for i in range(1, 6)))
+    orders = {tuple(p.host for p in connection_parameters(s)) for _ in range(50)}
+    assert len(orders) > 1

@@ -110,3 +110,14 @@ def test_an_smtp_ca_file_that_is_not_there_stops_the_service_naming_the_variable
         load_settings(smtp_ca_file=tmp_path / "missing.pem")
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     assert load_settings(smtp_ca_file=tmp_path / "ca.pem").smtp_ca_file == tmp_path / "ca.pem"
+
+
+@pytest.mark.parametrize("value", ["", " , ", "amqp://a:5672/,redis://b:6379/0", "http://rabbit:5672/"])
+def test_amqp_url_must_name_amqp_urls_only(value):
+    with pytest.raises(ConfigError, match=r"^AMQP_URL: "):
+        load_settings(amqp_url=value)
+
+
+def test_amqp_url_takes_one_url_or_a_cluster_list():
+    assert load_settings(amqp_url="amqps://h/%2F").amqp_urls == ("amqps://h/%2F",)
+    assert load_settings(amqp_url="amqp://a,amqp://b").amqp_urls == ("amqp://a", "amqp://b")

@@ -110,3 +110,66 @@ def test_the_queue_intake_consumes_its_two_queues_and_no_job_events():
         "siphon.s3-events",
         "transcoding_jobs",
     ]
+
+
+class AnyChannel:
+    """A channel that accepts every call (declarations, qos, consume) and is open."""
+
+    is_open = True
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class ConnectionClosedInACallback:
+    """A connection that closes during its first ``process_data_events`` without raising (as when a
+    fire-and-forget publish swallowed pika's heartbeat-timeout error), then fails as pika does."""
+
+    def __init__(self):
+        self.is_open = True
+        self.calls = 0
+
+    def channel(self):
+        return AnyChannel()
+
+    def process_data_events(self, time_limit):
+        if not self.is_open:
+            raise ValueError("Timeout closed before call")  # what pika 1.3 raises here
+        self.calls += 1
+        self.is_open = False
+
+    def close(self):
+        pass
+
+
+class ConnectionThatStops(ConnectionClosedInACallback):
+    def __init__(self, consumer):
+        super().__init__()
+        self.consumer = consumer
+
+    def process_data_events(self, time_limit):
+        self.consumer.stop()
+
+
+def test_a_connection_closed_inside_a_callback_is_reopened_not_fatal(monkeypatch):
+    consumer = Consumer(load_settings(), TOPOLOGY, "unit", min_backoff=0)
+    consumer.consume("unit.conversion", lambda delivery: ACK)
+    opened = [ConnectionClosedInACallback(), ConnectionThatStops(consumer)]
+    monkeypatch.setattr(broker, "connect", lambda s, **kw: opened.pop(0) if opened else pytest.fail("third connection"))
+    consumer.run()  # returns once stopped on the second connection; before the fix, ValueError escaped
+    assert opened == []
+
+
+def test_a_delivery_is_held_while_its_connection_and_channel_are_open(monkeypatch):
+    consumer = Consumer(load_settings(), TOPOLOGY, "unit")
+    seen = []
+    consumer.consume("unit.conversion", lambda delivery: seen.append(delivery) or ACK)
+    consumer.connection = types.SimpleNamespace(is_open=True)
+    channel = RecordingChannel()
+    channel.is_open = True
+    method = types.SimpleNamespace(delivery_tag=1, redelivered=False)
+    consumer._on_message(consumer._consumptions[0], channel, method, pika.BasicProperties(), b"body")
+    [delivery] = seen
+    assert delivery.held()
+    consumer.connection.is_open = False
+    assert not delivery.held(), "the connection closed: the broker gives the message out again"

@@ -100,9 +100,17 @@ def test_failed_straight_from_queued_records_the_error():
     assert (failed.error, failed.finished_at, failed.attempts) == (ERROR, 5.0, 1)
 
 
-def test_failed_never_lowers_the_attempt_count():
-    failed = job(JobStatus.PROCESSING, attempts=4).apply(event(JobStatus.FAILED, attempt=1, error=ERROR))
-    assert failed.attempts == 4
+def test_failed_of_the_attempt_under_way_keeps_the_attempt_count():
+    failed = job(JobStatus.PROCESSING, attempts=4).apply(event(JobStatus.FAILED, attempt=4, error=ERROR))
+    assert failed.status is JobStatus.FAILED and failed.attempts == 4
+
+
+@pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.FAILED])
+def test_a_late_result_of_a_superseded_delivery_changes_nothing(status):
+    # attempt 1's worker was cut off; the broker gave the task out again as attempt 2, now under way
+    redelivered = job(JobStatus.PROCESSING, attempts=2, started_at=10.0)
+    assert redelivered.apply(event(status, attempt=1, output_size=1, error=ERROR)) is None
+    assert redelivered.apply(event(status, attempt=2, output_size=1, error=ERROR)).status is status
 
 
 @pytest.mark.parametrize("terminal", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED])
