@@ -9,8 +9,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import redis
 
 from shared.config import env_var_names
+from tests.support.stack import REDIS_URL
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +26,20 @@ def clean_environment(monkeypatch):
 def run_id() -> str:
     """A short id unique to this test, for prefixes and bucket names."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def prefix(run_id) -> str:
+    """This test's Redis key prefix (``REDIS_PREFIX``)."""
+    return f"it-{run_id}:"
+
+
+@pytest.fixture
+def redis_client(prefix):
+    """A client of the machine's Redis; the keys under ``prefix`` are deleted afterwards."""
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    yield client
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

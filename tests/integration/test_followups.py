@@ -27,11 +27,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def prefix(run_id) -> str:
-    return f"it-{run_id}:"
-
-
-@pytest.fixture
 def client(prefix):
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
     yield client

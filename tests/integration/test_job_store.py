@@ -19,19 +19,8 @@ from shared.messages import JobEvent
 from shared.storage import LocalStorage
 from tests.support.net import free_port
 from tests.support.old_records import old_record
-from tests.support.stack import REDIS_URL
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def redis_client(run_id):
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-    yield client
-    keys = list(client.scan_iter(f"it-{run_id}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture
@@ -77,7 +66,8 @@ def test_a_job_survives_the_loss_of_its_redis_key(store, redis_client, run_id):
 
 
 def test_concurrent_events_from_threads_stay_consistent(store, storage):
-    """Eight consumers apply 40 redeliveries of one job in random order, then race to finish it."""
+    """Eight consumers apply 40 redeliveries of one job in random order, then race to finish it while
+    a 41st delivery starts."""
     job = JobRecord.new(new_job_id(), "clip.mp4", 10)
     store.create(job)
     attempts = list(range(1, 41))
@@ -113,7 +103,9 @@ def test_concurrent_events_from_threads_stay_consistent(store, storage):
 
     race([[final] for final in finals * 3])
     settled = store.get(job.job_id)
-    assert settled.status.is_terminal
+    # Either attempt 40's result came first and ended the job (a terminal job never reopens), or the
+    # redelivery (attempt 41) did and fenced that older attempt's late result out.
+    assert settled.status.is_terminal or (settled.status, settled.attempts) == (JobStatus.PROCESSING, 41)
     assert manifest(storage, job.job_id) == settled, "the durable copy agrees with Redis"
 
 

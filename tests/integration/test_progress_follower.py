@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 
 from services.metadata.bootstrap import metadata_parts
 from services.metadata.records import JobRecord, NotificationRecord
@@ -18,30 +17,14 @@ from shared.config import load_settings
 from shared.jobs import Job, JobErrorInfo, JobStatus, input_key, new_job_id
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
-from tests.support.stack import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def prefix(run_id) -> str:
-    return f"it-{run_id}:"
-
-
-@pytest.fixture
-def client(prefix):
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-    yield client
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
-def store(client, tmp_path, prefix):
+def store(redis_client, tmp_path, prefix):
     storage = LocalStorage(tmp_path / "storage")
-    return metadata_parts(load_settings(redis_prefix=prefix), client=client, storage=storage).store
+    return metadata_parts(load_settings(redis_prefix=prefix), client=redis_client, storage=storage).store
 
 
 def new_job(store) -> Job:
@@ -56,9 +39,9 @@ def drain(follower: ProgressFollower) -> None:
         pass
 
 
-def test_the_stores_transitions_come_out_as_one_message_each_and_the_end_once(client, store, prefix):
+def test_the_stores_transitions_come_out_as_one_message_each_and_the_end_once(redis_client, store, prefix):
     published: list[dict] = []
-    follower = ProgressFollower(client, prefix, published.append, name="it", block_seconds=0.01)
+    follower = ProgressFollower(redis_client, prefix, published.append, name="it", block_seconds=0.01)
     follower.step()  # the group, at the feed's end
     job = new_job(store)
     store.apply(JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, attempt=1))
@@ -77,12 +60,12 @@ def test_the_stores_transitions_come_out_as_one_message_each_and_the_end_once(cl
     assert {(m["job_id"], m["input_key"], m["output_key"]) for m in published} == {
         (job.job_id, job.input_key, job.output_key)
     }
-    assert client.xpending(changes_key(prefix), GROUP)["pending"] == 0
+    assert redis_client.xpending(changes_key(prefix), GROUP)["pending"] == 0
 
 
-def test_a_retried_run_is_followed_from_queued(client, store, prefix):
+def test_a_retry_is_followed_from_queued(redis_client, store, prefix):
     published: list[dict] = []
-    follower = ProgressFollower(client, prefix, published.append, name="it", block_seconds=0.01)
+    follower = ProgressFollower(redis_client, prefix, published.append, name="it", block_seconds=0.01)
     follower.step()
     job = new_job(store)
     down = JobErrorInfo(code="storage_unavailable", message="down")

@@ -4,7 +4,6 @@ against the real Redis (the rollback path runs a Lua script, which fakeredis can
 from __future__ import annotations
 
 import pytest
-import redis
 
 from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
@@ -12,26 +11,10 @@ from services.metadata.unfinished import UnfinishedJobs
 from shared.jobs import JobErrorInfo, JobStatus, new_job_id
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
-from tests.support.stack import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
 ALICE = "key:alice"
-
-
-@pytest.fixture
-def prefix(run_id) -> str:
-    return f"it-{run_id}:"
-
-
-@pytest.fixture
-def redis_client(prefix):
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    yield client
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture
