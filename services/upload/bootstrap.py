@@ -9,6 +9,7 @@ from flask import current_app
 
 from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
+from shared.video_codecs import offered_video_codecs
 from shared.auth import Authenticator
 from shared.broker import ConfirmingPublisher, Topology
 from shared.callbacks import CallbackGuard
@@ -31,6 +32,7 @@ def make_intake(s: Settings) -> Intake:
         topology=topology,
         max_upload_bytes=s.max_upload_bytes,
         intake_owner=s.intake_owner,
+        video_codecs=offered_video_codecs(s.video_codecs, s.ffmpeg_path),
     )
 
 
