@@ -27,12 +27,23 @@ ENCODERS_TIMEOUT_SECONDS = 10
 """Wall-clock limit of the one ``ffmpeg -encoders`` run, seconds."""
 
 
-@lru_cache(maxsize=8)
 def ffmpeg_encoders(ffmpeg: str) -> frozenset[str]:
     """The encoder names ``ffmpeg -hide_banner -encoders`` lists; empty when ffmpeg cannot run."""
+    return ffmpeg_listing(ffmpeg, "-encoders")
+
+
+def ffmpeg_filters(ffmpeg: str) -> frozenset[str]:
+    """The filter names ``ffmpeg -hide_banner -filters`` lists (``zscale`` only where built with zimg)."""
+    return ffmpeg_listing(ffmpeg, "-filters")
+
+
+@lru_cache(maxsize=16)
+def ffmpeg_listing(ffmpeg: str, what: str) -> frozenset[str]:
+    """The names in ``ffmpeg -hide_banner <what>`` (``-encoders``, ``-filters``), asked once per
+    process; empty when ffmpeg cannot run."""
     try:
         done = subprocess.run(
-            [ffmpeg, "-hide_banner", "-encoders"],
+            [ffmpeg, "-hide_banner", what],
             capture_output=True,
             timeout=ENCODERS_TIMEOUT_SECONDS,
             stdin=subprocess.DEVNULL,
@@ -43,8 +54,9 @@ def ffmpeg_encoders(ffmpeg: str) -> frozenset[str]:
     names = set()
     for line in done.stdout.decode(errors="replace").splitlines():
         parts = line.split()
-        # An encoder line is " V....D libx264  description"; the legend above it has "=" in its second field.
-        if len(parts) >= 2 and len(parts[0]) == 6 and "=" not in parts[1]:
+        # An entry is " V....D libx264  text" (encoders) or " TS. bwdif  V->V  text" (filters); the
+        # legend above has "=" in its second field.
+        if len(parts) >= 2 and len(parts[0]) in (3, 6) and "=" not in parts[1] and parts[1] != "=":
             names.add(parts[1])
     return frozenset(names)
 

@@ -372,7 +372,18 @@ def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe", jail: Jail | Non
     counted = xing_seconds(path)
     if counted is not None:
         return counted
-    entries = ("-select_streams", "a:0", "-show_entries", "format=duration:stream=index")
+    return _duration_with(path, "a:0", ffprobe, jail)
+
+
+def measure_video_seconds(path: Path, ffprobe: str = "ffprobe", jail: Jail | None = None) -> float:
+    """Seconds of media in a video file siphon wrote (the container's duration, read back with
+    ffprobe in ``jail``); 0.0 when it holds no video stream."""
+    return _duration_with(path, "v:0", ffprobe, jail)
+
+
+def _duration_with(path: Path, stream: str, ffprobe: str, jail: Jail | None) -> float:
+    """The container's duration (seconds) when it has a ``stream`` (a stream specifier), else 0.0."""
+    entries = ("-select_streams", stream, "-show_entries", "format=duration:stream=index")
     done = run_ffprobe(ffprobe, path, *entries, jail=jail)
     if done is None:
         return 0.0

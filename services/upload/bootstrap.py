@@ -9,7 +9,6 @@ from flask import current_app
 
 from services.upload.direct import DirectUploads
 from services.upload.intake import Intake
-from shared.video_codecs import offered_video_codecs
 from shared.auth import Authenticator
 from shared.broker import ConfirmingPublisher, Topology
 from shared.callbacks import CallbackGuard
@@ -17,6 +16,7 @@ from shared.config import Settings
 from shared.metadata_client import MetadataClient
 from shared.quotas import Quotas
 from shared.storage import make_storage
+from shared.video_codecs import offered_video_codecs
 
 EXTENSION = "siphon.upload"
 """The key of :class:`UploadParts` in ``app.extensions``."""

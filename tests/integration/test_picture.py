@@ -125,7 +125,11 @@ def convert_like_a_task(converter, source: Path, folder: Path, probe_form: dict,
     target = folder / f"out.{options.output_format.extension}"
     probed = converter.probe_for(source, options, picture_to=target.with_suffix(".cover"))
     converter.convert(
-        probed.result, source, target, options_from_form(convert_form or probe_form, VIDEO_CODECS), early_picture=probed.early_picture
+        probed.result,
+        source,
+        target,
+        options_from_form(convert_form or probe_form, VIDEO_CODECS),
+        early_picture=probed.early_picture,
     )
     return target
 
