@@ -18,7 +18,7 @@ A video format (mp4, webm, mkv) maps the video stream as well, with its filters 
 
            -map 0:<video stream> [-map 0:<audio stream>] -sn -dn -map_chapters -1
            -vf <filters> -fps_mode vfr -c:v <encoder> <crf or bitrate> <preset> [-tag:v hvc1]
-           [-c:a <encoder> ... -af aresample=async=1]  -movflags +faststart (mp4)
+           [-c:a <encoder> ... -af aresample=async=1:first_pts=0,apad <SHORTEST>]  -movflags +faststart (mp4)
 
 The input is confined (``-protocol_whitelist file``, ``-format_whitelist``) and is the only one:
 with a second input ffmpeg 5.1 reads every input on a thread of its own, which costs CPU in
@@ -55,6 +55,10 @@ from shared.options import FORMATS, ConversionOptions, OutputFormat
 from shared.options import MP3_SAMPLE_RATES_HZ as MP3_SAMPLE_RATES_HZ  # re-exported (imported from here)
 
 DEFAULT_SAMPLE_RATE_HZ = 44100
+
+VIDEO_SAMPLE_RATE_HZ = 48000
+"""The audio rate of a video output unless the client sets ``sample_rate`` (video's usual rate,
+and Opus's own: RFC 6716 §2), Hz."""
 
 LAME_VBR_KBPS = (245, 225, 190, 175, 165, 130, 115, 100, 85, 65)
 """Average bitrate of LAME's VBR presets -V0 ... -V9 (LAME's usage notes, "VBR presets"), kbps: what
@@ -103,8 +107,12 @@ def mp3_channels(source_channels: int | None) -> int:
 
 
 def output_sample_rate(output: OutputFormat, source_hz: int | None) -> int:
-    """The sample rate to write: for formats with a fixed set of rates, the source's if allowed,
-    else the next higher one (no band-limiting), else the highest; otherwise the source's own."""
+    """The sample rate to write: :data:`VIDEO_SAMPLE_RATE_HZ` for a video format; for formats with a
+    fixed set of rates, the source's if allowed, else the next higher one (no band-limiting), else
+    the highest; otherwise the source's own."""
+    if output.is_video and source_hz != VIDEO_SAMPLE_RATE_HZ:
+        # Video's own rate: an 8 kHz AAC track has 128 ms frames, too coarse to end with the picture.
+        return VIDEO_SAMPLE_RATE_HZ
     if output.sample_rates_hz is None:
         return source_hz or DEFAULT_SAMPLE_RATE_HZ
     if source_hz is None:
@@ -211,9 +219,9 @@ def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, lim
         maps = ["-map", f"0:{plan.video.index}"]
         maps += [] if plan.audio_index is None else ["-map", f"0:{plan.audio_index}"]
         maps += ["-sn", "-dn", "-map_chapters", "-1"]  # chapters become a text track in MP4, listed as a stream
-        in_sync = ",".join(f for f in (plan.audio_filter, "aresample=async=1") if f)
+        in_sync = ",".join(f for f in (plan.audio_filter, "aresample=async=1:first_pts=0", "apad") if f)
         audio = plan.video.arguments(plan.output.muxer)
-        audio += [] if plan.audio_index is None else audio_options(plan, in_sync)
+        audio += [] if plan.audio_index is None else [*audio_options(plan, in_sync), *SHORTEST]
     return [
         ffmpeg,
         "-nostdin",
@@ -241,6 +249,12 @@ def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, lim
         "-y",
         f"file:{target}",
     ]
+
+
+SHORTEST = ("-shortest", "-fflags", "+shortest", "-max_interleave_delta", "0")
+"""End the output with its shortest stream, exactly: ``-shortest`` alone lets ffmpeg 5.1's muxer write
+the audio it had queued, ~90 ms past the last picture; the muxer's own ``shortest`` flag with no
+interleaving delay cuts at it (ffmpeg-formats(1), "fflags", "max_interleave_delta")."""
 
 
 def audio_options(plan: EncodePlan, audio_filter: str | None) -> list[str]:

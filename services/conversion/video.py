@@ -3,6 +3,7 @@ and time limit that make it a picture every browser plays.
 
 The filter chain (ffmpeg-filters(1)), in order, each only where it is needed::
 
+    setpts='if(eq(N,0),0,PTS)'                the first picture from 0, where the audio starts
     [bwdif=mode=send_frame:deint=all]         interlaced input (the probe's field_order is tt, bb, tb or bt)
     scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min(<height>,ih)/2)*2'
                                               square pixels at the display aspect ratio, never
@@ -16,7 +17,12 @@ Rotation needs no filter: ffmpeg's ``-autorotate`` (on by default) turns the pic
 input's display matrix before the chain, so ``ih`` is already the upright height, and writes no
 display matrix to the output. Timestamps are kept (``-fps_mode vfr``: a variable frame rate stays
 variable instead of frames being duplicated), and the audio is resampled to its timestamps
-(``aresample=async=1``) so the two tracks stay together.
+(``aresample=async=1:first_pts=0``: stretched or padded with silence to them, from 0) so the two
+tracks stay together. The picture sets the length: audio that ends early is padded with silence
+(``apad``) and audio past the last picture is cut (``-shortest``), since containers' own
+durations are too often wrong to pad by (a 1 s fragmented MP4 declaring 143 165 s). Sources often start one track a few frames after the other (B-frame delay
+without an edit list); both tracks then start at 0: the first picture is shown from 0 and the
+audio is padded with silence from 0, every later timestamp kept.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ from shared.errors import MediaError
 from shared.options import ConversionOptions
 
 VIDEO_ENTRIES = (
-    "stream=width,height,sample_aspect_ratio,pix_fmt,field_order,color_transfer,r_frame_rate,avg_frame_rate"
-    ":stream_side_data=rotation"
+    "stream=index,width,height,sample_aspect_ratio,pix_fmt,field_order,color_transfer"
+    ",r_frame_rate,avg_frame_rate:stream_side_data=rotation"
 )
 """What :func:`probe_video` reads of the video stream (``ffprobe -show_entries``)."""
 
@@ -168,12 +174,13 @@ def probe_video(path: Path, index: int, ffprobe: str = "ffprobe", jail: Jail | N
     done = run_ffprobe(ffprobe, path, "-select_streams", str(index), "-show_entries", VIDEO_ENTRIES, jail=jail)
     if done is None:
         raise MediaError("Reading the video stream took too long.", code=codes.TIMEOUT)
-    streams = json.loads(done.stdout or b"{}").get("streams") or [{}]
-    return parse_video(index, streams[0])
+    streams = json.loads(done.stdout or b"{}").get("streams") or []
+    entry = next((s for s in streams if s.get("index") == index), {})
+    return parse_video(index, entry)
 
 
 def parse_video(index: int, entry: dict) -> VideoFacts:
-    """:class:`VideoFacts` from one stream of ``ffprobe -show_entries`` :data:`VIDEO_ENTRIES` JSON.
+    """:class:`VideoFacts` from stream ``entry`` of ``ffprobe -show_entries`` :data:`VIDEO_ENTRIES` JSON.
 
     Raises:
         MediaError: ``no_video_stream`` when the entry has no width or height.
@@ -207,7 +214,11 @@ def _ratio(text: str | None) -> Fraction | None:
 
 
 def plan_video(
-    facts: VideoFacts, options: ConversionOptions, encoder: str, can_tonemap: bool, max_pixels: int
+    facts: VideoFacts,
+    options: ConversionOptions,
+    encoder: str,
+    can_tonemap: bool,
+    max_pixels: int,
 ) -> VideoPlan:
     """The video part of the command for ``facts`` as ``options`` ask, with ``encoder`` (for
     ``options.codec``); ``can_tonemap`` when the ffmpeg build has the zscale filter.
@@ -236,7 +247,8 @@ def filter_chain(facts: VideoFacts, options: ConversionOptions, can_tonemap: boo
     """The ``-vf`` chain (see the module docstring)."""
     upright_height = facts.width if abs(facts.rotation) % 180 == 90 else facts.height
     height = min(options.height or upright_height, upright_height)
-    chain = ["bwdif=mode=send_frame:deint=all"] if facts.interlaced else []
+    chain = ["setpts='if(eq(N,0),0,PTS)'"]
+    chain += ["bwdif=mode=send_frame:deint=all"] if facts.interlaced else []
     chain += [f"scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min({height},ih)/2)*2'", "setsar=1"]
     if facts.hdr and can_tonemap:
         chain.append(TONEMAP_CHAIN)
