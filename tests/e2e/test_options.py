@@ -69,7 +69,7 @@ def fetch(stack: Stack, job_id: str, extension: str, tmp_path: Path) -> Path:
         ({"start": "five"}, "start"),
         ({"audio_track": "-1"}, "audio_track"),
         ({"normalize": "-100"}, "normalize"),
-        ({"format": "mp4"}, "format"),
+        ({"format": "avi"}, "format"),
         ({"format": "wav", "bitrate": "128"}, "bitrate"),
         ({"cover": "poster"}, "cover"),
         ({"title": "t" * 1025}, "title"),

@@ -108,7 +108,10 @@ def test_the_default_mp3_takes_no_video_at_all():
 # --- the picture --------------------------------------------------------------------------------
 def test_height_never_upscales_and_keeps_both_sides_even():
     chain = filter_chain(HD, ConversionOptions(format="mp4", height=240), can_tonemap=True)
-    assert chain == "setpts='if(eq(N,0),0,PTS)',scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min(240,ih)/2)*2',setsar=1,format=yuv420p"
+    assert (
+        chain
+        == "setpts='if(eq(N,0),0,PTS)',scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min(240,ih)/2)*2',setsar=1,format=yuv420p"
+    )
     assert "min(1080,ih)" in filter_chain(HD, ConversionOptions(format="mp4", height=2160), can_tonemap=True)
     assert "min(1080,ih)" in filter_chain(HD, ConversionOptions(format="mp4"), can_tonemap=True)
 
