@@ -251,10 +251,43 @@ def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, lim
     ]
 
 
-SHORTEST = ("-shortest", "-fflags", "+shortest", "-max_interleave_delta", "0")
-"""End the output with its shortest stream, exactly: ``-shortest`` alone lets ffmpeg 5.1's muxer write
-the audio it had queued, ~90 ms past the last picture; the muxer's own ``shortest`` flag with no
-interleaving delay cuts at it (ffmpeg-formats(1), "fflags", "max_interleave_delta")."""
+SHORTEST = ("-shortest",)
+"""End the (endlessly padded) audio with the picture. In ffmpeg 5.1 ``-shortest`` lets up to
+~120 ms more audio through (what was queued for interleaving), so the converter cuts that off
+afterwards (``services.conversion.converter``, ``cut_command``); the muxer's own ``shortest`` flag
+is no cure: with an encoder that looks ahead (x264 past ``veryfast``, x265, libvpx) it cuts the
+audio a quarter second early."""
+
+
+def cut_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, seconds: float) -> list[str]:
+    """Copy ``source`` (an output siphon wrote) to ``target`` with nothing past ``seconds``
+    (stream copy, packet-exact: at most one audio frame past it)."""
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        *confinement_options(),
+        "-f",
+        plan.output.muxer if plan.output.muxer != "webm" else "matroska",
+        "-i",
+        f"file:{source}",
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-t",
+        _seconds(seconds),
+        *muxer_options(plan.output),
+        "-progress",
+        "pipe:1",
+        "-nostats",
+        "-f",
+        plan.output.muxer,
+        "-y",
+        f"file:{target}",
+    ]
 
 
 def audio_options(plan: EncodePlan, audio_filter: str | None) -> list[str]:

@@ -20,9 +20,10 @@ variable instead of frames being duplicated), and the audio is resampled to its 
 (``aresample=async=1:first_pts=0``: stretched or padded with silence to them, from 0) so the two
 tracks stay together. The picture sets the length: audio that ends early is padded with silence
 (``apad``) and audio past the last picture is cut (``-shortest``), since containers' own
-durations are too often wrong to pad by (a 1 s fragmented MP4 declaring 143 165 s). Sources often start one track a few frames after the other (B-frame delay
-without an edit list); both tracks then start at 0: the first picture is shown from 0 and the
-audio is padded with silence from 0, every later timestamp kept.
+durations are too often wrong to pad by (a 1 s fragmented MP4 declaring 143 165 s). Sources
+often start one track a few frames after the other (B-frame delay without an edit list); both
+tracks then start at 0: the first picture is shown from 0 and the audio is padded with silence
+from 0, every later timestamp kept.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.conversion.encode import EncodeLimits, build_command
+from services.conversion.encode import EncodeLimits, build_command, cut_command
 from services.conversion.plan import VideoInput, plan_encode
 from services.conversion.probe import AudioStream, ProbeResult, VideoStream
 from services.conversion.video import (
@@ -109,8 +109,8 @@ def test_the_default_mp3_takes_no_video_at_all():
 def test_height_never_upscales_and_keeps_both_sides_even():
     chain = filter_chain(HD, ConversionOptions(format="mp4", height=240), can_tonemap=True)
     assert (
-        chain
-        == "setpts='if(eq(N,0),0,PTS)',scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min(240,ih)/2)*2',setsar=1,format=yuv420p"
+        chain == "setpts='if(eq(N,0),0,PTS)',"
+        "scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min(240,ih)/2)*2',setsar=1,format=yuv420p"
     )
     assert "min(1080,ih)" in filter_chain(HD, ConversionOptions(format="mp4", height=2160), can_tonemap=True)
     assert "min(1080,ih)" in filter_chain(HD, ConversionOptions(format="mp4"), can_tonemap=True)
@@ -231,3 +231,13 @@ def test_the_audio_ends_with_the_picture_padded_or_cut():
 def test_video_outputs_take_48k_audio_unless_asked():
     assert value(command(format="mp4"), "-ar") == "48000"
     assert value(command(format="mkv", sample_rate=44100), "-ar") == "44100"
+
+
+def test_the_overrun_cut_is_a_confined_stream_copy_up_to_the_picture():
+    chosen = ConversionOptions(format="webm")
+    plan = plan_encode(CLIP, chosen, 2, 14400, VideoInput(HD, "libvpx-vp9", True, 10**9))
+    args = cut_command("ffmpeg", plan, Path("/w/out.webm"), Path("/w/cut.webm"), 2.4)
+    assert (
+        value(args, "-c") == "copy" and value(args, "-t") == "2.400000" and values(args, "-f") == ["matroska", "webm"]
+    )
+    assert values(args, "-protocol_whitelist") == ["file"] and args[-3:] == ["webm", "-y", "file:/w/cut.webm"]
