@@ -45,13 +45,12 @@ def convert(converter: Converter, source: Path, **options) -> Path:
     return target
 
 
-def test_a_portrait_phone_clip_stays_portrait_without_a_rotation_flag(converter, tmp_path):
-    source = make(
-        tmp_path / "phone.mp4",
-        PICTURE.format(size="320x180", rate=25, seconds=1),
-        TONE.format(seconds=1),
-        *("-c:v", "libx264", "-c:a", "aac", "-metadata:s:v", "rotate=90"),
-    )
+def test_a_portrait_phone_clip_stays_portrait_without_a_rotation_flag(converter, media_dir, tmp_path):
+    # ffmpeg 5.1 cannot write a display matrix (-display_rotation came in 6.0), so a real phone clip:
+    # 1280x720 HEVC Main10 HLG with a -90° display matrix.
+    source = tmp_path / "phone.MOV"
+    source.write_bytes((media_dir / "iphone_hevc_dolbyvision_aac_stereo.MOV").read_bytes())
+    assert stream(source, "v:0", "width,height:stream_side_data=rotation")["side_data_list"][-1]["rotation"] == -90
     output = convert(converter, source, format="mp4", height=240)
     assert video_problems(source, output, "h264", "aac", 240) == []
     picture = stream(output, "v:0", "width,height:stream_side_data=rotation")

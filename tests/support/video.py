@@ -91,14 +91,15 @@ def display_aspect(path: Path) -> float:
 
 
 def reference_seconds(source: Path) -> float:
-    """How long plain ffmpeg finds ``source``'s picture when it decodes its first video stream
-    (what a container's header says can be wrong, or missing); the picture sets a video output's
-    length (``services.conversion.video``)."""
+    """Where plain ffmpeg finds ``source``'s picture ending when it decodes its first video and audio
+    streams (on the same timeline as a conversion: from the earlier track's start), seconds; what a
+    container's header says can be wrong, or missing. The picture sets a video output's length
+    (``services.conversion.video``)."""
     with tempfile.TemporaryDirectory(prefix="siphon-reference-") as tmp:
         decoded = Path(tmp) / "decoded.nut"
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(source), "-map", "0:v:0"]
-            + ["-c:v", "rawvideo", "-s", "16x16", "-pix_fmt", "gray", "-y", str(decoded)],
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(source), "-map", "0:v:0", "-map", "0:a:0?"]
+            + ["-c:v", "rawvideo", "-s", "16x16", "-pix_fmt", "gray", "-c:a", "pcm_s16le", "-y", str(decoded)],
             capture_output=True,
             timeout=FFPROBE_TIMEOUT_SECONDS,
             stdin=subprocess.DEVNULL,
