@@ -5,14 +5,18 @@ interlacing, a variable frame rate, a silent video, and audio asked to become vi
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from services.conversion.converter import Converter
+from services.conversion.encode import ConversionInterrupted
 from shared.config import load_settings
 from shared.errors import MediaError
 from shared.options import ConversionOptions
+from tests.support.processes import live_mentioning
 from tests.support.video import ffprobe_json, stream_spans, video_problems
 
 pytestmark = pytest.mark.integration
@@ -128,3 +132,41 @@ def test_an_audio_file_asked_for_video_fails_no_video_stream(converter, tmp_path
     with pytest.raises(MediaError) as info:
         convert(converter, source, format="mp4")
     assert info.value.code == "no_video_stream"
+
+
+@pytest.fixture
+def long_clip(tmp_path) -> Path:
+    """A 60 s 640x360 clip with a tone: long enough to be cancelled mid-way."""
+    return make(
+        tmp_path / "long.mkv",
+        PICTURE.format(size="640x360", rate=25, seconds=60),
+        TONE.format(seconds=60),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"),
+    )
+
+
+def test_a_cancel_stops_a_video_job_mid_way_with_its_progress_reported(converter, tmp_path, long_clip):
+    cancelled, fractions = threading.Event(), []
+    target = tmp_path / "cancelled.webm"
+
+    def progress(fraction: float) -> None:
+        fractions.append(fraction)
+        if not cancelled.is_set():
+            cancelled.set()
+            converter.abort_current()
+
+    started = time.monotonic()
+    with pytest.raises(ConversionInterrupted):
+        converter.convert(
+            converter.probe(long_clip), long_clip, target, ConversionOptions(format="webm"), progress, cancelled
+        )
+    assert fractions and 0 <= fractions[0] < 1 and time.monotonic() - started < 30
+    assert live_mentioning(str(target)) == [], "ffmpeg must not outlive a cancel"
+
+
+def test_a_frame_over_max_video_pixels_fails_too_large_before_ffmpeg_runs(tmp_path, long_clip):
+    converter = Converter(load_settings(work_dir=tmp_path / "work", max_video_pixels=640 * 360 - 1))
+    target = tmp_path / "bomb.mp4"
+    with pytest.raises(MediaError) as info:
+        converter.convert(converter.probe(long_clip), long_clip, target, ConversionOptions(format="mp4"))
+    assert info.value.code == "too_large" and not target.exists()
