@@ -140,7 +140,9 @@ class Converter:
         plan = plan_encode(probe, options, self.vbr_quality, self.limits.max_duration_seconds, video)
         timeout = self.limits.timeout_seconds
         if plan.video is not None:
-            timeout = timeout_seconds(timeout, plan.expected_seconds, plan.video.codec, plan.video.output_pixels)
+            timeout = timeout_seconds(
+                timeout, plan.expected_seconds, plan.video.codec, plan.video.output_pixels, options.preset
+            )
             jail = self.sandbox.with_cpu_seconds(timeout * (os.cpu_count() or 1)).jail(target.parent, source)
         passes = 1 if options.normalize is None or plan.audio_index is None else 2
         started = time.monotonic()

@@ -102,9 +102,15 @@ libvpx's ``--deadline``/``--cpu-used``; SVT-AV1's presets 0-13; libaom's ``cpu-u
 
 DEFAULT_PRESET = "medium"
 
-ENCODE_SECONDS_PER_SECOND = {"h264": 2.0, "hevc": 8.0, "vp9": 8.0, "av1": 10.0}
-"""Wall-clock seconds one second of 1080p input may take to encode, per codec, at the slowest
-preset siphon offers on one busy core: a generous bound, for the time limit, not an estimate."""
+ENCODE_SECONDS_PER_SECOND = {"h264": 3.0, "hevc": 12.0, "vp9": 12.0, "av1": 15.0}
+"""Wall-clock seconds one second of 1080p input may take to encode at ``preset=medium``, per codec:
+a bound for the time limit, not an estimate. Measured on this project's 2-core machine under a
+load of 5 per core (Debian's ffmpeg 5.1, 1 s of 1080p testsrc2): libx265 13 s, libsvtav1 11 s,
+libvpx-vp9 11 s; libx264 about a quarter of libx265."""
+
+PRESET_TIME_FACTOR = {"fastest": 0.5, "fast": 0.75, "medium": 1.0, "slow": 2.5, "smallest": 8.0}
+"""How much longer than ``medium`` each preset may take (x264's own guide puts ``veryslow`` at
+~5 × ``medium``; SVT-AV1 preset 2 against 8 is slower still)."""
 
 REFERENCE_PIXELS = 1920 * 1080
 """The frame size :data:`ENCODE_SECONDS_PER_SECOND` is for; larger outputs get proportionally longer."""
@@ -283,10 +289,13 @@ def encoder_args(encoder: str, codec: str, options: ConversionOptions) -> list[s
     return [*rate, *PRESET_ARGS[encoder][options.preset or DEFAULT_PRESET], *extra]
 
 
-def timeout_seconds(base_seconds: float, media_seconds: float | None, codec: str, pixels: int) -> float:
+def timeout_seconds(
+    base_seconds: float, media_seconds: float | None, codec: str, pixels: int, preset: str | None = None
+) -> float:
     """The wall-clock limit of a video job's ffmpeg, seconds: ``base_seconds`` (the audio jobs'
     CONVERSION_TIMEOUT_SECONDS) plus ``media_seconds`` of input × :data:`ENCODE_SECONDS_PER_SECOND`
-    for ``codec``, scaled by the output's ``pixels`` against 1080p (never below 1080p's share).
-    A 10-minute 1080p AV1 job gets 1800 + 600 × 10 = 7800 s."""
-    scale = max(1.0, pixels / REFERENCE_PIXELS)
+    for ``codec`` × :data:`PRESET_TIME_FACTOR` for ``preset`` (``medium`` when None), scaled by the
+    output's ``pixels`` against 1080p (never below 1080p's share). A 10-minute 1080p AV1 job at
+    ``medium`` gets 1800 + 600 × 15 = 10 800 s."""
+    scale = max(1.0, pixels / REFERENCE_PIXELS) * PRESET_TIME_FACTOR[preset or DEFAULT_PRESET]
     return base_seconds + (media_seconds or 0.0) * ENCODE_SECONDS_PER_SECOND[codec] * scale

@@ -209,9 +209,11 @@ def test_preset_fastest_is_each_encoders_fastest():
 
 # --- the time limit -----------------------------------------------------------------------------
 def test_the_timeout_grows_with_duration_codec_and_size():
-    assert timeout_seconds(1800, 600, "av1", 1920 * 1080) == 1800 + 600 * 10
-    assert timeout_seconds(1800, 600, "h264", 320 * 240) == 1800 + 600 * 2
-    assert timeout_seconds(1800, 600, "av1", 3840 * 2160) == 1800 + 600 * 10 * 4
+    assert timeout_seconds(1800, 600, "av1", 1920 * 1080) == 1800 + 600 * 15  # the 10-minute AV1 job
+    assert timeout_seconds(1800, 600, "h264", 320 * 240) == 1800 + 600 * 3
+    assert timeout_seconds(1800, 600, "av1", 3840 * 2160) == 1800 + 600 * 15 * 4
+    assert timeout_seconds(1800, 600, "hevc", 1920 * 1080, "smallest") == 1800 + 600 * 12 * 8
+    assert timeout_seconds(1800, 600, "h264", 1920 * 1080, "fastest") == 1800 + 600 * 3 * 0.5
     assert timeout_seconds(1800, None, "h264", 1) == 1800
 
 
