@@ -152,6 +152,16 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long a worker lets its current conversion finish before requeueing it, seconds.",
     )
     mp3_vbr_quality: int = Field(2, ge=0, le=9, description="Default LAME VBR quality (-V scale, 0 best).")
+    video_codecs: str = Field(
+        "auto",
+        pattern=r"^(auto|(h264|hevc|vp9|av1)(,(h264|hevc|vp9|av1))*)?$",
+        description="Video codecs offered (`format` mp4, webm, mkv): `auto` asks `FFMPEG_PATH -encoders` once at start and offers those it can encode (none without ffmpeg), or a comma-separated list of h264, hevc, vp9, av1 (for a process without ffmpeg, like the gateway's container: what its workers' ffmpeg has; empty: no video).",
+    )
+    max_video_pixels: int = Field(
+        8192 * 4320,
+        gt=0,
+        description="Largest video frame a video job may decode, width × height in pixels (8K by default); a larger one fails `too_large` before ffmpeg runs.",
+    )
     sandbox: Literal["bwrap", "off"] = Field(
         "bwrap",
         description="How a worker confines ffmpeg, ffprobe and its forked libav children: `bwrap` (bubblewrap, plus seccomp and Landlock in the children; the worker refuses to start if it cannot apply them) or `off` (unconfined, logged as a warning). docs/security.md#decoders-in-a-kernel-sandbox.",

@@ -1,4 +1,8 @@
-"""From a local input file to a checked audio file: probe, plan, (measure loudness,) encode, verify.
+"""From a local input file to a checked audio (or video) file: probe, plan, (measure loudness,) encode, verify.
+
+A video job also reads its video stream (``services.conversion.video.probe_video``) and gets a
+time limit and a CPU allowance that grow with the input's duration and the codec
+(``video.timeout_seconds``).
 
 The cover picture is made in a forked child while ffmpeg encodes (``services.conversion.picture``)
 and embedded in the output before it is verified.
@@ -7,6 +11,7 @@ and embedded in the output before it is verified.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,17 +22,37 @@ from mutagen import MutagenError
 
 from services.conversion import loudnorm
 from services.conversion import media_codes as codes
-from services.conversion.encode import EncodeLimits, EncodePlan, EncodeResult, FfmpegProcess, build_command
+from services.conversion.encode import (
+    EncodeLimits,
+    EncodePlan,
+    EncodeResult,
+    FfmpegProcess,
+    build_command,
+    cut_command,
+)
 from services.conversion.forked import Outcome
 from services.conversion.picture import PictureFromProbe, PictureMaker, embed_picture
-from services.conversion.plan import Cover, choose_cover, plan_encode
-from services.conversion.probe import ProbeResult, measure_audio_seconds, probe_media, probe_media_then
+from services.conversion.plan import Cover, VideoInput, choose_cover, plan_encode
+from services.conversion.probe import (
+    ProbeResult,
+    measure_audio_seconds,
+    measure_video_seconds,
+    probe_media,
+    probe_media_then,
+    track_ends,
+)
 from services.conversion.sandbox import Jail, Sandbox
+from services.conversion.video import probe_video, timeout_seconds
 from shared.config import Settings
 from shared.errors import MediaError
 from shared.options import ConversionOptions
+from shared.video_codecs import encoder_for, ffmpeg_filters
 
 logger = logging.getLogger(__name__)
+
+AUDIO_OVERRUN_SECONDS = 0.04
+"""Audio past a video output's last picture that is cut off afterwards, seconds (issue #17 wants
+the tracks to end within 0.1 s)."""
 
 MIN_AUDIO_SECONDS = 0.001
 """An output holding less audio than this is treated as holding none, seconds."""
@@ -64,6 +89,7 @@ class Converter:
         self.vbr_quality = s.mp3_vbr_quality
         self.sandbox = sandbox or Sandbox.from_settings(s)
         self.limits = EncodeLimits(s.max_duration_seconds, s.max_output_bytes, s.conversion_timeout_seconds)
+        self.max_video_pixels = s.max_video_pixels
         self._current: FfmpegProcess | None = None
         self._aborted = False
 
@@ -109,15 +135,22 @@ class Converter:
             OSError: the work directory is full (``errno.ENOSPC``).
             SandboxFailed: a process could not be confined.
         """
-        plan = plan_encode(probe, options, self.vbr_quality, self.limits.max_duration_seconds)
         jail = self.sandbox.jail(target.parent, source)
-        passes = 1 if options.normalize is None else 2
+        video = self._video_input(probe, source, options, jail) if options.output_format.is_video else None
+        plan = plan_encode(probe, options, self.vbr_quality, self.limits.max_duration_seconds, video)
+        timeout = self.limits.timeout_seconds
+        if plan.video is not None:
+            timeout = timeout_seconds(
+                timeout, plan.expected_seconds, plan.video.codec, plan.video.output_pixels, options.preset
+            )
+            jail = self.sandbox.with_cpu_seconds(timeout * (os.cpu_count() or 1)).jail(target.parent, source)
+        passes = 1 if options.normalize is None or plan.audio_index is None else 2
         started = time.monotonic()
         cover = choose_cover(probe, options, options.output_format)
         cover_path = target.with_suffix(".cover")
         picture = None if cover is None else self._picture(cover, source, cover_path, early_picture, jail)
         try:
-            if options.normalize is not None:
+            if passes == 2:
                 plan = self._with_loudnorm(
                     plan,
                     options.normalize,
@@ -134,7 +167,10 @@ class Converter:
                 share,
                 cancelled,
                 jail,
+                timeout,
             )
+            if plan.video is not None and plan.audio_index is not None:
+                self._cut_to_picture(plan, target, cancelled, jail)
             if picture is not None:
                 self._embed(picture, plan, target)
         finally:
@@ -144,7 +180,12 @@ class Converter:
         size = target.stat().st_size if target.exists() else 0
         # ffmpeg's progress clock follows the input's timestamps, not the samples written (FFmpeg 5.1
         # reports 1.6 s for the 0.31 s it decodes of an E-AC-3 file), so the output itself is measured.
-        seconds = measure_audio_seconds(target, self.ffprobe, jail) if size else 0.0
+        if plan.video is not None:
+            seconds = measure_video_seconds(target, self.ffprobe, jail) if size else 0.0
+            if seconds < MIN_AUDIO_SECONDS:
+                raise MediaError("The video stream holds no decodable pictures.", code=codes.DECODE_FAILED)
+        else:
+            seconds = measure_audio_seconds(target, self.ffprobe, jail) if size else 0.0
         if seconds < MIN_AUDIO_SECONDS:
             raise MediaError("The audio stream holds no decodable audio.", code=codes.NO_AUDIO_FRAMES)
         if size >= self.limits.max_output_bytes:
@@ -154,6 +195,29 @@ class Converter:
         elapsed = time.monotonic() - started
         return EncodeResult(
             duration_seconds=seconds, size_bytes=size, speed=round(seconds / elapsed, 2) if elapsed > 0 else None
+        )
+
+    def _cut_to_picture(self, plan: EncodePlan, target: Path, cancelled: threading.Event | None, jail: Jail) -> None:
+        """Cut the audio ``-shortest`` let past the last picture (see ``encode.SHORTEST``), when it
+        is more than :data:`AUDIO_OVERRUN_SECONDS`: a stream copy of the output, so its cost is
+        reading and writing the file once."""
+        ends = track_ends(target, self.ffprobe, jail)
+        if "video" not in ends or ends.get("audio", 0.0) - ends["video"] <= AUDIO_OVERRUN_SECONDS:
+            return
+        cut = target.with_name(f"cut-{target.name}")
+        command = cut_command(self.ffmpeg, plan, target, cut, ends["video"])
+        self._run(command, target.with_suffix(".cut.log"), lambda seconds: None, cancelled, jail)
+        cut.replace(target)
+
+    def _video_input(self, probe: ProbeResult, source: Path, options: ConversionOptions, jail: Jail) -> VideoInput:
+        """What the plan needs of the video stream and of this worker's ffmpeg (the video stream
+        read with ffprobe in ``jail``; no facts when the input has no moving picture)."""
+        stream = probe.moving_picture()
+        return VideoInput(
+            facts=probe_video(source, stream.index, self.ffprobe, jail) if stream is not None else None,
+            encoder=encoder_for(options.codec, self.ffmpeg),
+            can_tonemap="zscale" in ffmpeg_filters(self.ffmpeg),
+            max_pixels=self.max_video_pixels,
         )
 
     @staticmethod
@@ -199,6 +263,7 @@ class Converter:
         on_progress: Callable[[float], None],
         cancelled: threading.Event | None,
         jail: Jail,
+        timeout_seconds: float | None = None,
     ) -> FfmpegProcess:
         process = self._current = FfmpegProcess(command, log, jail)
         # Checked after _current is set: a cancel landing before this line is seen here, one after it
@@ -206,7 +271,7 @@ class Converter:
         if self._aborted or (cancelled is not None and cancelled.is_set()):
             process.abort()
         try:
-            process.run(self.limits.timeout_seconds, on_progress)
+            process.run(timeout_seconds or self.limits.timeout_seconds, on_progress)
         finally:
             self._current = None
         return process

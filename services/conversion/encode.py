@@ -13,6 +13,13 @@ encoders in ffmpeg-codecs(1), the muxers in ffmpeg-formats(1))::
            -t <max seconds> -fs <max bytes> -progress pipe:1 -nostats
            -f <muxer> -y file:<output>
 
+A video format (mp4, webm, mkv) maps the video stream as well, with its filters and encoder
+(``services.conversion.video``), and the audio stream only when the input has one::
+
+           -map 0:<video stream> [-map 0:<audio stream>] -sn -dn -map_chapters -1
+           -vf <filters> -fps_mode vfr -c:v <encoder> <crf or bitrate> <preset> [-tag:v hvc1]
+           [-c:a <encoder> ... -af aresample=async=1:first_pts=0,apad <SHORTEST>]  -movflags +faststart (mp4)
+
 The input is confined (``-protocol_whitelist file``, ``-format_whitelist``) and is the only one:
 with a second input ffmpeg 5.1 reads every input on a thread of its own, which costs CPU in
 proportion to the file. So the output takes the one mapped audio stream and ``-vn -sn -dn``, and the
@@ -42,11 +49,16 @@ from services.conversion import media_codes as codes
 from services.conversion.forked import die_with
 from services.conversion.probe import AudioStream, ProbeResult, confinement_options, explain_unreadable
 from services.conversion.sandbox import Jail, bwrap_failure
+from services.conversion.video import VideoPlan
 from shared.errors import MediaError, SandboxFailed
 from shared.options import FORMATS, ConversionOptions, OutputFormat
 from shared.options import MP3_SAMPLE_RATES_HZ as MP3_SAMPLE_RATES_HZ  # re-exported (imported from here)
 
 DEFAULT_SAMPLE_RATE_HZ = 44100
+
+VIDEO_SAMPLE_RATE_HZ = 48000
+"""The audio rate of a video output unless the client sets ``sample_rate`` (video's usual rate,
+and Opus's own: RFC 6716 §2), Hz."""
 
 LAME_VBR_KBPS = (245, 225, 190, 175, 165, 130, 115, 100, 85, 65)
 """Average bitrate of LAME's VBR presets -V0 ... -V9 (LAME's usage notes, "VBR presets"), kbps: what
@@ -95,8 +107,12 @@ def mp3_channels(source_channels: int | None) -> int:
 
 
 def output_sample_rate(output: OutputFormat, source_hz: int | None) -> int:
-    """The sample rate to write: for formats with a fixed set of rates, the source's if allowed,
-    else the next higher one (no band-limiting), else the highest; otherwise the source's own."""
+    """The sample rate to write: :data:`VIDEO_SAMPLE_RATE_HZ` for a video format; for formats with a
+    fixed set of rates, the source's if allowed, else the next higher one (no band-limiting), else
+    the highest; otherwise the source's own."""
+    if output.is_video and source_hz != VIDEO_SAMPLE_RATE_HZ:
+        # Video's own rate: an 8 kHz AAC track has 128 ms frames, too coarse to end with the picture.
+        return VIDEO_SAMPLE_RATE_HZ
     if output.sample_rates_hz is None:
         return source_hz or DEFAULT_SAMPLE_RATE_HZ
     if source_hz is None:
@@ -128,7 +144,7 @@ def muxer_options(output: OutputFormat) -> list[str]:
     """What each muxer needs beyond its name."""
     if output.muxer == "mp3":
         return ["-id3v2_version", "4"]
-    if output.muxer == "ipod":
+    if output.muxer in ("ipod", "mp4"):
         return ["-movflags", "+faststart"]  # the index first, so players start before the whole file is in
     if output.encoder == "flac":
         return ["-sample_fmt", "s16"]  # 16-bit like the WAV output; FFmpeg would pick 32-bit for float sources
@@ -160,11 +176,12 @@ class EncodePlan:
 
     ``start_seconds``/``end_seconds`` trim the input; ``tags`` are ``(key, value)`` pairs in
     FFmpeg's generic names; ``expected_seconds`` is how much audio the output should hold (for
-    progress), None when the input does not say how long it is.
+    progress), None when the input does not say how long it is. ``video`` is set for a video
+    format; then ``audio_index`` is None when the input has no audio (the output has none either).
     """
 
     demuxer: str
-    audio_index: int
+    audio_index: int | None
     output: OutputFormat
     rate_control: tuple[str, ...]
     sample_rate_hz: int
@@ -174,6 +191,7 @@ class EncodePlan:
     tags: tuple[tuple[str, str], ...] = ()
     audio_filter: str | None = None
     expected_seconds: float | None = None
+    video: VideoPlan | None = None
 
 
 def _seconds(value: float) -> str:
@@ -193,19 +211,17 @@ def input_options(plan: EncodePlan, source: Path) -> list[str]:
 def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, limits: EncodeLimits) -> list[str]:
     """The ffmpeg argv (see the module docstring)."""
     inputs = input_options(plan, source)
-    maps = ["-map", f"0:{plan.audio_index}", "-vn", "-sn", "-dn"]
     tags = [arg for key, value in plan.tags for arg in ("-metadata", f"{key}={value}")]
-    audio = [
-        "-c:a",
-        plan.output.encoder,
-        *plan.rate_control,
-        "-ar",
-        str(plan.sample_rate_hz),
-        "-ac",
-        str(plan.channels),
-    ]
-    if plan.audio_filter:
-        audio += ["-af", plan.audio_filter]
+    if plan.video is None:
+        maps = ["-map", f"0:{plan.audio_index}", "-vn", "-sn", "-dn"]
+        audio = audio_options(plan, plan.audio_filter)
+    else:
+        maps = ["-map", f"0:{plan.video.index}"]
+        maps += [] if plan.audio_index is None else ["-map", f"0:{plan.audio_index}"]
+        maps += ["-sn", "-dn", "-map_chapters", "-1"]  # chapters become a text track in MP4, listed as a stream
+        in_sync = ",".join(f for f in (plan.audio_filter, "aresample=async=1:first_pts=0", "apad") if f)
+        audio = plan.video.arguments(plan.output.muxer)
+        audio += [] if plan.audio_index is None else [*audio_options(plan, in_sync), *SHORTEST]
     return [
         ffmpeg,
         "-nostdin",
@@ -233,6 +249,59 @@ def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, lim
         "-y",
         f"file:{target}",
     ]
+
+
+SHORTEST = ("-shortest",)
+"""End the (endlessly padded) audio with the picture. In ffmpeg 5.1 ``-shortest`` lets up to
+~120 ms more audio through (what was queued for interleaving), so the converter cuts that off
+afterwards (``services.conversion.converter``, ``cut_command``); the muxer's own ``shortest`` flag
+is no cure: with an encoder that looks ahead (x264 past ``veryfast``, x265, libvpx) it cuts the
+audio a quarter second early."""
+
+
+def cut_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, seconds: float) -> list[str]:
+    """Copy ``source`` (an output siphon wrote) to ``target`` with nothing past ``seconds``
+    (stream copy, packet-exact: at most one audio frame past it)."""
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        *confinement_options(),
+        "-f",
+        plan.output.muxer if plan.output.muxer != "webm" else "matroska",
+        "-i",
+        f"file:{source}",
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-t",
+        _seconds(seconds),
+        *muxer_options(plan.output),
+        "-progress",
+        "pipe:1",
+        "-nostats",
+        "-f",
+        plan.output.muxer,
+        "-y",
+        f"file:{target}",
+    ]
+
+
+def audio_options(plan: EncodePlan, audio_filter: str | None) -> list[str]:
+    """The audio encoder's arguments: codec, rate control, rate (Hz), channels, then ``audio_filter``."""
+    audio = [
+        "-c:a",
+        plan.output.encoder,
+        *plan.rate_control,
+        "-ar",
+        str(plan.sample_rate_hz),
+        "-ac",
+        str(plan.channels),
+    ]
+    return [*audio, "-af", audio_filter] if audio_filter else audio
 
 
 def build_mp3_command(

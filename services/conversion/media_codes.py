@@ -17,6 +17,9 @@ OUTPUT_TOO_LARGE = "output_too_large"  # the MP3 would exceed MAX_OUTPUT_BYTES
 TIMEOUT = "timeout"  # FFmpeg ran longer than CONVERSION_TIMEOUT_SECONDS
 AUDIO_TRACK_NOT_FOUND = "audio_track_not_found"  # the audio_track option names a stream the file lacks
 TRIM_OUT_OF_RANGE = "trim_out_of_range"  # the start option lies at or past the end of the media
+NO_VIDEO_STREAM = "no_video_stream"  # a video format (mp4, webm, mkv) was asked of a file with no moving picture
+TOO_LARGE = "too_large"  # a video frame has more pixels than MAX_VIDEO_PIXELS (a decompression bomb)
+VIDEO_CODEC_UNAVAILABLE = "video_codec_unavailable"  # the worker's ffmpeg has no encoder for the asked codec
 
 # Operational codes (not the file's fault). The three a retry may cure are the job model's (shared/jobs.py):
 # DISK_FULL, the worker's WORK_DIR ran out of space; STORAGE_UNAVAILABLE, object storage kept failing for

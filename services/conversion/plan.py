@@ -7,7 +7,9 @@
 * the tags: the source's :data:`CARRIED_TAGS`, overridden by ``title``/``artist``/``album``;
 * the cover picture (:func:`choose_cover`: a :class:`Cover`, made and embedded beside the ffmpeg
   command by ``services.conversion.picture``, so not part of the plan);
-* how many seconds of audio the output should hold, for progress.
+* how many seconds of audio the output should hold, for progress;
+* for a video format, the video stream's part (``services.conversion.video.plan_video``); the
+  audio track is then optional: an input without one gives an output without one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from services.conversion.encode import (
     rate_control,
 )
 from services.conversion.probe import AudioStream, ProbeResult
+from services.conversion.video import VideoFacts, VideoPlan, plan_video
 from shared.errors import MediaError
 from shared.options import ConversionOptions, OutputFormat
 
@@ -40,6 +43,18 @@ COVER_END_MARGIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
+class VideoInput:
+    """What a video job's plan needs beside the probe: the video stream's ``facts`` (None when the
+    input has no moving picture), the worker's ``encoder`` for the asked codec (None when its
+    ffmpeg has none), whether its ffmpeg can tone-map (zscale), and MAX_VIDEO_PIXELS."""
+
+    facts: VideoFacts | None
+    encoder: str | None
+    can_tonemap: bool
+    max_pixels: int
+
+
+@dataclass(frozen=True)
 class Cover:
     """A picture to embed from input stream ``index``: one frame near ``at_seconds`` seconds encoded
     as JPEG (exactly the frame at that time when ``exact``, else the keyframe at or before it), or,
@@ -51,30 +66,51 @@ class Cover:
 
 
 def plan_encode(
-    probe: ProbeResult, options: ConversionOptions, default_quality: int, max_duration_seconds: float
+    probe: ProbeResult,
+    options: ConversionOptions,
+    default_quality: int,
+    max_duration_seconds: float,
+    video: VideoInput | None = None,
 ) -> EncodePlan:
-    """The plan for converting ``probe``'s file with ``options``.
+    """The plan for converting ``probe``'s file with ``options`` (``video`` for a video format).
 
     Raises:
         MediaError: ``no_audio_stream``, ``unsupported_codec``, ``audio_track_not_found``,
-            ``trim_out_of_range``.
+            ``trim_out_of_range``; for a video format ``no_video_stream``, ``too_large`` and
+            ``video_codec_unavailable`` instead of ``no_audio_stream``.
     """
-    stream = probe.audio_track(options.audio_track)
     output = options.output_format
-    channels = options.channels or mp3_channels(stream.channels)
+    if output.is_video and not probe.audio_streams and options.audio_track is None:
+        stream = None  # a silent video stays a video, without an audio track
+    else:
+        stream = probe.audio_track(options.audio_track)
+    video_plan = _plan_video(options, video) if output.is_video else None
+    channels = options.channels or mp3_channels(stream.channels if stream else None)
     _check_trim(probe, options)
     return EncodePlan(
         demuxer=probe.demuxer,
-        audio_index=stream.index,
+        audio_index=stream.index if stream else None,
         output=output,
         rate_control=tuple(rate_control(output, options, default_quality, channels)),
-        sample_rate_hz=options.sample_rate or output_sample_rate(output, stream.sample_rate_hz),
+        sample_rate_hz=options.sample_rate or output_sample_rate(output, stream.sample_rate_hz if stream else None),
         channels=channels,
         start_seconds=options.start,
         end_seconds=options.end,
         tags=carried_tags(probe, stream, options),
         expected_seconds=expected_seconds(probe.duration_seconds, options, max_duration_seconds),
+        video=video_plan,
     )
+
+
+def _plan_video(options: ConversionOptions, video: VideoInput | None) -> VideoPlan:
+    if video is None or video.facts is None:
+        raise MediaError(
+            f"The file has no video stream; {options.format} needs one (ask for an audio format).",
+            code=codes.NO_VIDEO_STREAM,
+        )
+    if video.encoder is None:
+        raise MediaError(f"This worker's FFmpeg has no {options.codec} encoder.", code=codes.VIDEO_CODEC_UNAVAILABLE)
+    return plan_video(video.facts, options, video.encoder, video.can_tonemap, video.max_pixels)
 
 
 def _check_trim(probe: ProbeResult, options: ConversionOptions) -> None:
@@ -96,11 +132,17 @@ def expected_seconds(duration: float | None, options: ConversionOptions, max_dur
     return seconds if seconds > 0 else None
 
 
-def carried_tags(probe: ProbeResult, stream: AudioStream, options: ConversionOptions) -> tuple[tuple[str, str], ...]:
+def carried_tags(
+    probe: ProbeResult, stream: AudioStream | None, options: ConversionOptions
+) -> tuple[tuple[str, str], ...]:
     """The tags to write: the container's (else the audio stream's, as in Ogg) :data:`CARRIED_TAGS`,
     with the client's ``title``, ``artist`` and ``album`` in place of the source's."""
     chosen: dict[str, str] = {}
-    for tags in (stream.tags, probe.tags, {key: getattr(options, key) or "" for key in ("title", "artist", "album")}):
+    for tags in (
+        stream.tags if stream else {},
+        probe.tags,
+        {key: getattr(options, key) or "" for key in ("title", "artist", "album")},
+    ):
         chosen.update({key: clean for key in CARRIED_TAGS if (clean := clean_tag(tags.get(key, "")))})
     return tuple(chosen.items())
 

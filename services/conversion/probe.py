@@ -372,7 +372,18 @@ def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe", jail: Jail | Non
     counted = xing_seconds(path)
     if counted is not None:
         return counted
-    entries = ("-select_streams", "a:0", "-show_entries", "format=duration:stream=index")
+    return _duration_with(path, "a:0", ffprobe, jail)
+
+
+def measure_video_seconds(path: Path, ffprobe: str = "ffprobe", jail: Jail | None = None) -> float:
+    """Seconds of media in a video file siphon wrote (the container's duration, read back with
+    ffprobe in ``jail``); 0.0 when it holds no video stream."""
+    return _duration_with(path, "v:0", ffprobe, jail)
+
+
+def _duration_with(path: Path, stream: str, ffprobe: str, jail: Jail | None) -> float:
+    """The container's duration (seconds) when it has a ``stream`` (a stream specifier), else 0.0."""
+    entries = ("-select_streams", stream, "-show_entries", "format=duration:stream=index")
     done = run_ffprobe(ffprobe, path, *entries, jail=jail)
     if done is None:
         return 0.0
@@ -381,6 +392,26 @@ def measure_audio_seconds(path: Path, ffprobe: str = "ffprobe", jail: Jail | Non
     if done.returncode != 0 or not data.get("streams") or duration in (None, "N/A"):
         return 0.0
     return float(duration)
+
+
+def track_ends(path: Path, ffprobe: str = "ffprobe", jail: Jail | None = None) -> dict[str, float]:
+    """Where the first video and first audio stream of a file siphon wrote end (keys ``video``,
+    ``audio``), seconds: start_time + duration, or the Matroska ``DURATION`` tag; a stream whose end
+    ffprobe does not report is left out."""
+    done = run_ffprobe(
+        ffprobe, path, "-show_entries", "stream=codec_type,start_time,duration:stream_tags=DURATION", jail=jail
+    )
+    ends: dict[str, float] = {}
+    for stream in json.loads(done.stdout or b"{}").get("streams", []) if done is not None else []:
+        kind, start = stream.get("codec_type"), stream.get("start_time")
+        if kind in ends or start in (None, "N/A"):
+            continue
+        if stream.get("duration") not in (None, "N/A"):
+            ends[kind] = float(start) + float(stream["duration"])
+        elif tag := (stream.get("tags") or {}).get("DURATION"):
+            hours, minutes, seconds = tag.split(":")
+            ends[kind] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return ends
 
 
 def explain_unreadable(path: Path, stderr: str) -> MediaError:

@@ -27,7 +27,9 @@ one that fails later fails the job with ``sandbox_failed`` (:class:`~shared.erro
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import math
 import os
 import resource
 import shutil
@@ -125,6 +127,12 @@ class Sandbox:
     @property
     def enabled(self) -> bool:
         return self.mechanism != "off"
+
+    def with_cpu_seconds(self, at_least: float) -> Sandbox:
+        """This sandbox with at least ``at_least`` CPU seconds (RLIMIT_CPU) for one run: a video
+        encode uses every core for longer than an audio job may."""
+        seconds = max(self.limits.cpu_seconds, math.ceil(at_least))
+        return dataclasses.replace(self, limits=dataclasses.replace(self.limits, cpu_seconds=seconds))
 
     def jail(self, work_dir: Path | None, *inputs: Path) -> Jail:
         """A run that may read ``inputs`` (files) and read and write ``work_dir`` (None: nothing)."""

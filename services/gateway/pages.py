@@ -7,6 +7,7 @@ GET /docs           that document as a readable page (templates/docs.html, no Ja
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -23,6 +24,15 @@ def load_openapi(path: Path = OPENAPI_PATH) -> dict:
     """The OpenAPI document as a dict; raises ``OSError`` or ``yaml.YAMLError`` if it cannot be read."""
     with path.open(encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+def with_video_codecs(openapi: dict, codecs: tuple[str, ...]) -> dict:
+    """A copy of ``openapi`` with ``ConversionOptions.video_codec``'s enum set to the ``codecs``
+    this deployment offers (``shared.video_codecs``: ``VIDEO_CODECS``, or what ffmpeg encodes)."""
+    openapi = copy.deepcopy(openapi)
+    field = openapi["components"]["schemas"]["ConversionOptions"]["properties"]["video_codec"]
+    field["enum"] = list(codecs)
+    return openapi
 
 
 def pages_blueprint(openapi: dict) -> Blueprint:

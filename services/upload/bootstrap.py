@@ -19,6 +19,7 @@ from shared.metadata_client import MetadataClient
 from shared.quotas import Quotas
 from shared.redis_client import redis_client
 from shared.storage import make_storage
+from shared.video_codecs import offered_video_codecs
 
 EXTENSION = "siphon.upload"
 """The key of :class:`UploadParts` in ``app.extensions``."""
@@ -34,6 +35,7 @@ def make_intake(s: Settings) -> Intake:
         topology=topology,
         max_upload_bytes=s.max_upload_bytes,
         intake_owner=s.intake_owner,
+        video_codecs=offered_video_codecs(s.video_codecs, s.ffmpeg_path),
     )
 
 

@@ -171,7 +171,7 @@ class DirectUploads:
                 code="upload_expired",
                 status=410,
             )
-        options = options_from_json({k: v for k, v in body.items() if k not in START_FIELDS})
+        options = options_from_json({k: v for k, v in body.items() if k not in START_FIELDS}, self.intake.video_codecs)
         filename = body.get("filename")
         job = new_job(upload_id, clean_filename(filename if isinstance(filename, str) else None), size, options, owner)
         job = job.model_copy(update={"quota_subject": quota_subject})

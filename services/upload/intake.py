@@ -40,6 +40,7 @@ class Intake:
         topology: Topology,
         max_upload_bytes: int,
         intake_owner: str = "intake",
+        video_codecs: tuple[str, ...] = (),
     ):
         self.storage = storage
         self.metadata = metadata
@@ -47,6 +48,8 @@ class Intake:
         self.topology = topology
         self.max_upload_bytes = max_upload_bytes
         self.intake_owner = intake_owner
+        self.video_codecs = video_codecs
+        """The video codecs offered (``shared.video_codecs``); a job asking for another is refused."""
 
     def submit(
         self,

@@ -28,8 +28,9 @@ class PipelineRefused(RequestRejected):
     code = "pipeline_refused"
 
 
-def options_from_json(value: object) -> ConversionOptions:
-    """Options from a decoded JSON value: an object of option names, or None / {} for the defaults.
+def options_from_json(value: object, video_codecs: tuple[str, ...]) -> ConversionOptions:
+    """Options from a decoded JSON value: an object of option names, or None / {} for the defaults;
+    ``video_codecs`` as :func:`~shared.options.options_from_form` takes them.
 
     Raises:
         PipelineRefused: ``value`` is (or holds) a GStreamer pipeline.
@@ -48,7 +49,7 @@ def options_from_json(value: object) -> ConversionOptions:
     unknown = sorted(set(value) - set(OPTION_FIELDS))
     if unknown:
         raise InvalidOption(unknown[0], ", ".join(OPTION_FIELDS), f"Unknown option '{unknown[0]}'.")
-    return options_from_form({name: _scalar(name, raw) for name, raw in value.items()})
+    return options_from_form({name: _scalar(name, raw) for name, raw in value.items()}, video_codecs)
 
 
 def _is_pipeline(value: object) -> bool:

@@ -60,8 +60,8 @@ class QueueJob:
         )
 
 
-def parse_job_message(body: bytes) -> QueueJob:
-    """Validate a job message.
+def parse_job_message(body: bytes, video_codecs: tuple[str, ...] = ()) -> QueueJob:
+    """Validate a job message; ``video_codecs`` are the codecs offered (``Intake.video_codecs``).
 
     Raises:
         MessageError: not a JSON object (``invalid_message``), a bad ``job_id`` (``invalid_job_id``)
@@ -76,7 +76,7 @@ def parse_job_message(body: bytes) -> QueueJob:
     if not isinstance(job_id, str) or not is_valid_job_id(job_id):
         raise MessageError("job_id must be 32 lower-case hex digits (e.g. uuid.uuid4().hex).", code="invalid_job_id")
     input_key = checked_key("input_key", data.get("input_key"))
-    options = options_from_json(data.get("transcode_options"))
+    options = options_from_json(data.get("transcode_options"), video_codecs)
     extension = options.output_format.extension
     given_output = data.get("output_key")
     if given_output is None:
@@ -128,7 +128,7 @@ class JobQueueIntake:
             Unavailable: storage, the metadata service or RabbitMQ is down (requeue the message).
         """
         try:
-            request = parse_job_message(body)
+            request = parse_job_message(body, self.intake.video_codecs)
             size = self.intake.stored_size(request.input_key)
         except ObjectNotFound:
             return self._refuse(body, INPUT_MISSING, f"There is no object at input_key {request.input_key!r}.")

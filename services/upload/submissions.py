@@ -54,7 +54,9 @@ def submit_multipart(form, upload) -> Job:
     """
     if upload is None:
         raise RequestRejected("Send the video as a multipart/form-data part named 'file'.", code="missing_file")
-    options = options_from_form(form)  # before anything is stored: a bad option keeps nothing
+    options = options_from_form(
+        form, parts().intake.video_codecs
+    )  # before anything is stored: a bad option keeps nothing
     targets = targets_from_form(form, parts().callbacks)
     if targets.email and quota_subject():  # before the file is stored: a refusal keeps nothing
         parts().quotas.charge("emails", quota_subject())

@@ -20,7 +20,7 @@ from services.conversion.converter import Converter
 from services.conversion.encode import ConversionInterrupted, EncodeResult
 from shared.config import load_settings
 from shared.errors import MediaError
-from shared.options import ConversionOptions, options_from_form
+from shared.options import VIDEO_CODECS, ConversionOptions, options_from_form
 from tests.support.processes import live_mentioning
 from tests.support.sources import (
     CHAPTERS,
@@ -60,7 +60,7 @@ def covered_m4a(tmp_path_factory) -> Path:
 
 
 def convert(converter: Converter, source: Path, target_dir: Path, **form: str) -> tuple[Path, EncodeResult]:
-    options = options_from_form(form)
+    options = options_from_form(form, VIDEO_CODECS)
     target = target_dir / f"out.{options.output_format.extension}"
     return target, converter.convert(converter.probe(source), source, target, options)
 

@@ -119,13 +119,17 @@ def tagged_video(tmp_path_factory) -> Path:
 
 def convert_like_a_task(converter, source: Path, folder: Path, probe_form: dict, convert_form: dict | None = None):
     """Probe and convert as ``tasks.py`` does: the probe's child makes the picture ``probe_form`` calls for."""
-    from shared.options import options_from_form
+    from shared.options import VIDEO_CODECS, options_from_form
 
-    options = options_from_form(probe_form)
+    options = options_from_form(probe_form, VIDEO_CODECS)
     target = folder / f"out.{options.output_format.extension}"
     probed = converter.probe_for(source, options, picture_to=target.with_suffix(".cover"))
     converter.convert(
-        probed.result, source, target, options_from_form(convert_form or probe_form), early_picture=probed.early_picture
+        probed.result,
+        source,
+        target,
+        options_from_form(convert_form or probe_form, VIDEO_CODECS),
+        early_picture=probed.early_picture,
     )
     return target
 

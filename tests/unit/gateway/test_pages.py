@@ -64,3 +64,15 @@ def test_method_not_allowed_lists_the_allowed_methods(client):
     assert response.status_code == 405
     assert response.json["error"]["code"] == "method_not_allowed"
     assert "POST" in response.headers["Allow"]
+
+
+def test_openapi_lists_the_video_codecs_this_deployment_offers(openapi):
+    def offered(setting: str) -> list[str]:
+        app = create_app(
+            load_settings(video_codecs=setting), metadata=FakeMetadata(), storage=FakeStorage(), upload=FakeUpload()
+        )
+        schema = app.test_client().get("/openapi.json").get_json()["components"]["schemas"]["ConversionOptions"]
+        return schema["properties"]["video_codec"]["enum"]
+
+    assert offered("vp9,h264") == ["h264", "vp9"]
+    assert offered("") == []

@@ -10,6 +10,7 @@ from shared.options import (
     FORMATS_BY_EXTENSION,
     MP3_BITRATES_KBPS,
     MP3_SAMPLE_RATES_HZ,
+    VIDEO_CODECS,
     ConversionOptions,
     InvalidOption,
     options_from_form,
@@ -20,19 +21,19 @@ from shared.options import (
 def invalid(form: dict) -> dict:
     """The error body an invalid form gets."""
     with pytest.raises(InvalidOption) as info:
-        options_from_form(form)
+        options_from_form(form, VIDEO_CODECS)
     assert (info.value.status, info.value.code) == (400, "invalid_option")
     return info.value.to_dict()
 
 
 def test_no_fields_is_the_plain_mp3():
-    options = options_from_form({})
+    options = options_from_form({}, VIDEO_CODECS)
     assert options == ConversionOptions() and options.output_format is FORMATS["mp3"]
     assert options.recorded() == {}
 
 
 def test_unknown_and_empty_fields_are_ignored():
-    assert options_from_form({"file": "x", "colour": "blue", "bitrate": ""}).recorded() == {}
+    assert options_from_form({"file": "x", "colour": "blue", "bitrate": ""}, VIDEO_CODECS).recorded() == {}
 
 
 @pytest.mark.parametrize(
@@ -67,17 +68,17 @@ def test_unknown_and_empty_fields_are_ignored():
     ],
 )
 def test_valid_values_are_recorded_as_understood(form, recorded):
-    assert options_from_form(form).recorded() == recorded
+    assert options_from_form(form, VIDEO_CODECS).recorded() == recorded
 
 
 @pytest.mark.parametrize("bitrate", MP3_BITRATES_KBPS)
 def test_every_mp3_bitrate_is_accepted(bitrate):
-    assert options_from_form({"bitrate": str(bitrate)}).bitrate == bitrate
+    assert options_from_form({"bitrate": str(bitrate)}, VIDEO_CODECS).bitrate == bitrate
 
 
 @pytest.mark.parametrize("rate", MP3_SAMPLE_RATES_HZ)
 def test_every_mp3_sample_rate_is_accepted(rate):
-    assert options_from_form({"sample_rate": str(rate)}).sample_rate == rate
+    assert options_from_form({"sample_rate": str(rate)}, VIDEO_CODECS).sample_rate == rate
 
 
 @pytest.mark.parametrize(
@@ -166,5 +167,87 @@ def test_every_format_is_reachable_by_its_extension_with_its_media_type():
         "ogg": "audio/ogg",
         "flac": "audio/flac",
         "wav": "audio/wav",
+        "mp4": "video/mp4",
+        "webm": "video/webm",
+        "mkv": "video/x-matroska",
     }
     assert {f.name for f in FORMATS.values() if f.cover_art} == {"mp3", "m4a", "flac"}
+
+
+# --- video formats -----------------------------------------------------------------------------
+
+
+def test_video_formats_are_served_with_their_media_types():
+    assert {ext: FORMATS_BY_EXTENSION[ext].media_type for ext in ("mp4", "webm", "mkv")} == {
+        "mp4": "video/mp4",
+        "webm": "video/webm",
+        "mkv": "video/x-matroska",
+    }
+
+
+@pytest.mark.parametrize(("fmt", "codec"), [("mp4", "h264"), ("webm", "vp9"), ("mkv", "h264")])
+def test_a_video_format_without_a_codec_gets_its_default(fmt, codec):
+    options = options_from_form({"format": fmt}, VIDEO_CODECS)
+    assert options.codec == codec and options.output_format.is_video
+
+
+def test_every_video_option_is_taken_and_recorded():
+    form = {
+        "format": "webm",
+        "video_codec": "av1",
+        "height": "240",
+        "max_fps": "29.97",
+        "crf": "40",
+        "preset": "fastest",
+        "start": "1",
+        "end": "3",
+    }
+    recorded = options_from_form(form, VIDEO_CODECS).recorded()
+    assert recorded == {**form, "height": 240, "max_fps": 29.97, "crf": 40, "start": 1.0, "end": 3.0}
+
+
+def test_the_audio_formats_have_no_video_codec():
+    assert options_from_form({"format": "mp3"}, VIDEO_CODECS).codec is None
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "allowed_part"),
+    [
+        ({"format": "avi"}, "format", "mp4, webm, mkv"),
+        ({"format": "mp4", "video_codec": "vp9"}, "video_codec", "h264"),
+        ({"format": "webm", "video_codec": "h264"}, "video_codec", "vp9"),
+        ({"format": "mp4", "video_codec": "mpeg2"}, "video_codec", "h264"),
+        ({"format": "mp4", "height": "8"}, "height", "16 to 4320"),
+        ({"format": "mp4", "height": "tall"}, "height", "16 to 4320"),
+        ({"format": "mp4", "crf": "52"}, "crf", "h264 0-51"),
+        ({"format": "webm", "crf": "64"}, "crf", "vp9 0-63"),
+        ({"format": "mp4", "crf": "20", "video_bitrate": "800"}, "crf", "not with video_bitrate"),
+        ({"format": "mp4", "video_bitrate": "10"}, "video_bitrate", "50 to 100000"),
+        ({"format": "mp4", "preset": "ultrafast"}, "preset", "fastest, fast, medium, slow, smallest"),
+        ({"format": "mp4", "max_fps": "0"}, "max_fps", "at most 240"),
+        ({"format": "mp3", "height": "240"}, "height", "video formats only"),
+        ({"height": "240"}, "height", "video formats only"),
+        ({"format": "m4a", "video_codec": "h264"}, "video_codec", "h264"),
+        ({"format": "mp4", "cover": "frame"}, "cover", "not for video formats"),
+    ],
+)
+def test_a_bad_video_option_names_the_field_and_what_is_allowed(form, field, allowed_part):
+    body = invalid(form)
+    assert body["field"] == field
+    assert allowed_part in body["allowed"]
+
+
+def test_a_codec_this_server_cannot_encode_is_refused_with_the_offered_ones():
+    with pytest.raises(InvalidOption) as info:
+        options_from_form({"format": "webm", "video_codec": "av1"}, ("h264", "vp9"))
+    assert (info.value.field, info.value.allowed) == ("video_codec", "vp9")
+
+
+def test_a_format_whose_default_codec_is_not_offered_is_refused():
+    with pytest.raises(InvalidOption) as info:
+        options_from_form({"format": "mp4"}, ("vp9",))
+    assert info.value.field == "video_codec" and "no encoder" in info.value.allowed
+
+
+def test_audio_formats_need_no_video_codec_at_all():
+    assert options_from_form({"format": "opus"}, ()).format == "opus"
