@@ -31,13 +31,14 @@ from services.gateway.downloads import downloads
 from services.gateway.health import health
 from services.gateway.jobs import jobs
 from services.gateway.live import live
-from services.gateway.pages import load_openapi, pages_blueprint
+from services.gateway.pages import load_openapi, pages_blueprint, with_offered_formats
 from services.gateway.quotas import install_quotas
 from services.gateway.submissions import submissions
 from shared.auth import warn_if_open
 from shared.config import Settings, settings
 from shared.http import install_job_log_context, install_json_errors
 from shared.metrics import install_metrics
+from shared.video_codecs import offered_video_codecs
 
 
 def create_app(s: Settings | None = None, **overrides) -> Flask:
@@ -60,7 +61,8 @@ def app_on(gateway: GatewayParts) -> Flask:
     install_metrics(app)
     app.after_request(metrics.count_error_answer)
     install_quotas(app, gateway.limits)
-    app.register_blueprint(pages_blueprint(load_openapi()))  # GET /, /docs, /openapi.json
+    codecs = offered_video_codecs(gateway.settings.video_codecs, gateway.settings.ffmpeg_path)
+    app.register_blueprint(pages_blueprint(with_offered_formats(load_openapi(), codecs)))  # GET /, /docs, /openapi.json
     for blueprint in (submissions, jobs, downloads, live, health):
         app.register_blueprint(blueprint)
     return app
