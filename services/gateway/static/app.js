@@ -314,6 +314,10 @@ function showResult(card, url) {
   const player = document.createElement(card.dataset.video === "true" ? "video" : "audio");
   player.controls = true;
   player.preload = "metadata";
+  player.addEventListener("error", () => {
+    card.dataset.playerError = player.error ? String(player.error.code) : "unknown";
+    setText(card, ".message", "This browser cannot play the file; download it instead.");
+  });
   player.src = url;
   const result = card.querySelector(".result");
   result.replaceChildren(player);
