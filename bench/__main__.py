@@ -3,6 +3,7 @@
 ./scripts/bench                   everything, local and S3 (moto server), into docs/performance.md
 ./scripts/bench --quick           tiny inputs, one run each, local only: a smoke run in seconds
 ./scripts/bench --backends local --phases latency --runs 9
+./scripts/bench --backends local --phases video --runs 3 --throughput-runs 1
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from bench.machine import describe, load_average, reference_loop
 from bench.phases import Bench, measure_latency, measure_memory, measure_status, measure_throughput
 from bench.report import BackendResults, details, render_markdown, render_text, table, write_markdown
 from bench.sandbox import measure_sandbox_cost
+from bench.video import FULL_VIDEO, QUICK_VIDEO, VIDEO_FIELDS, ensure_video_inputs, measure_video
+from shared.config import load_settings
 from tests.support.moto import moto_server
 from tests.support.stack import ROOT, Stack
 
-PHASES = ("memory", "latency", "throughput", "status")
+PHASES = ("memory", "latency", "throughput", "status", "video")
 STACK_ENV = {"WEB_WORKERS": "2", "WEB_THREADS": "32", "OUTPUT_CACHE": "false"}
 """gunicorn as ``./scripts/up`` runs it (the test stack's default is one worker), and no output
 cache: the benchmark posts the same files again and again, and every run must convert."""
@@ -119,6 +122,27 @@ def _run_phases(args, inputs: Inputs, backend: str, stack: Stack, bench: Bench, 
         bench.client.wait(bench.completed_job_id)
         say(f"{backend}: /status under load for {args.status_seconds:g} s")
         results.status = measure_status(bench, stack.url, args.status_seconds, args.connections)
+    if "video" in args.phases:
+        _run_video_phase(args, backend, stack, bench, results)
+
+
+def _run_video_phase(args, backend: str, stack: Stack, bench: Bench, results: BackendResults) -> None:
+    """bench/video.py: the same stack, a client that asks for mp4/h264 at preset=fastest."""
+    inputs = ensure_video_inputs(QUICK_VIDEO if args.quick else FULL_VIDEO, args.cache_dir, args.ffmpeg)
+    say(f"{backend}: video, {inputs[0].label} × {args.runs}, then {len(inputs)} at once × {args.throughput_runs}")
+    fields = {**bench.client.fields, **VIDEO_FIELDS}
+    video = Bench(
+        bench.processes,
+        ApiClient(stack.url, poll_interval=args.poll_interval, fields=fields),
+        args.ffmpeg,
+        bench.out_dir,
+    )
+    try:
+        results.video = measure_video(
+            video.convert, load_settings(), inputs, bench.out_dir, args.workers, args.runs, args.throughput_runs
+        )
+    finally:
+        bench.failed_jobs += video.failed_jobs
 
 
 def main(argv: list[str] | None = None) -> int:

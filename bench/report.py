@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.phases import STATUS_SERVICES, Latency, Memory, StatusLoad, Throughput
+from bench.video import VideoResults, video_details, video_row_specs
 
 MB = 1e6
 SERVICES = ("gateway", "upload", "conversion", "metadata")
@@ -24,6 +25,7 @@ class BackendResults:
     throughput: Throughput | None = None
     memory: Memory | None = None
     status: StatusLoad | None = None
+    video: VideoResults | None = None
     failed_jobs: int = 0
 
 
@@ -143,6 +145,8 @@ def build_rows(sample: BackendResults) -> list[Row]:
         rows += _memory_rows(sample.memory)
     if sample.status:
         rows += _status_rows()
+    if sample.video:
+        rows += [Row(*spec) for spec in video_row_specs()]
     return rows
 
 
@@ -184,6 +188,8 @@ def details(results: dict[str, BackendResults]) -> list[str]:
                 f"{backend}, peak RSS after {m.small_label} → after {m.large_label} "
                 f"(whole job {m.large_seconds:.1f} s): {peaks}"
             )
+        if r.video:
+            lines += video_details(backend, r.video)
         if r.status:
             lines.append(f"{backend}, /status load: {r.status.load.tool}, {r.status.load.errors} errors")
         lines.append(f"{backend}: {r.failed_jobs} jobs failed and were run again")

@@ -49,7 +49,8 @@ def with_offered_formats(openapi: dict, video_codecs: tuple[str, ...]) -> dict:
     fmt["x-video-codecs"] = by_format
     codec = properties.setdefault("video_codec", {"type": "string"})
     codec.setdefault(
-        "description", "Video codec of a video format (default: the format's first); those this server's ffmpeg encodes."
+        "description",
+        "Video codec of a video format (default: the format's first); those this server's ffmpeg encodes.",
     )
     if video_codecs:
         codec["enum"] = list(video_codecs)

@@ -25,6 +25,8 @@ ROWS = (
     "/status CPU per request, gateway",
     "/status CPU per request, metadata",
     "/status CPU-bound ceiling",
+    "video: siphon / plain",
+    "video throughput efficiency",
 )
 
 

@@ -155,14 +155,18 @@ def choose_output(page, format_name: str, codec: str | None = None, height: str 
         page.select_option("#height", height)
 
 
-def play_to_the_end(page, player) -> float:
+PLAY_TO_THE_END = """(v, timeoutMs) => new Promise((done, fail) => {
+  if (v.ended) return done();
+  v.addEventListener("ended", done);
+  v.addEventListener("error", () => fail(String(v.error && v.error.message)));
+  setTimeout(() => fail(`not ended at ${v.currentTime} of ${v.duration}`), timeoutMs);
+})"""
+
+
+def play_to_the_end(player) -> float:
     """Play ``player`` (muted, at :data:`PLAYBACK_RATE`) until it ends; return its ``duration``, seconds."""
-    player.evaluate("v => { v.muted = true; v.playbackRate = %s; return v.play(); }" % PLAYBACK_RATE)
-    player.evaluate(
-        "v => new Promise((done, fail) => { if (v.ended) return done();"
-        " v.addEventListener('ended', done); v.addEventListener('error', () => fail(String(v.error && v.error.message)));"
-        " setTimeout(() => fail('not ended at ' + v.currentTime + ' of ' + v.duration), %d); })" % PLAYED_TIMEOUT_MS
-    )
+    player.evaluate("(v, rate) => { v.muted = true; v.playbackRate = rate; return v.play(); }", PLAYBACK_RATE)
+    player.evaluate(PLAY_TO_THE_END, PLAYED_TIMEOUT_MS)
     return player.evaluate("v => v.duration")
 
 
@@ -265,7 +269,7 @@ def test_an_mp4_plays_in_a_video_element_to_its_end_and_its_link_downloads_it(wa
     player = card.locator(".result video")
     expect(player).to_be_visible()
     expected = source_seconds(media_dir / VIDEO)
-    assert abs(play_to_the_end(page, player) - expected) <= expected * VIDEO_DURATION_TOLERANCE_RATIO
+    assert abs(play_to_the_end(player) - expected) <= expected * VIDEO_DURATION_TOLERANCE_RATIO
     assert player.evaluate("v => v.videoHeight") == 240
     assert page.evaluate("window.mediaErrors") == []
     assert card.get_attribute("data-player-error") is None
@@ -285,7 +289,7 @@ def test_each_container_plays_to_its_end_in_chromium(watched_page, media_dir, fo
     expect(card).to_have_attribute("data-state", "completed", timeout=JOB_TIMEOUT_MS)
     player = card.locator(".result video")
     expected = source_seconds(media_dir / VIDEO)
-    assert abs(play_to_the_end(page, player) - expected) <= expected * VIDEO_DURATION_TOLERANCE_RATIO
+    assert abs(play_to_the_end(player) - expected) <= expected * VIDEO_DURATION_TOLERANCE_RATIO
     assert page.evaluate("window.mediaErrors") == []
 
 

@@ -32,7 +32,10 @@ def conversion_options(document: dict) -> dict:
 
 def test_openapi_json_serves_the_document_and_it_is_valid_openapi_3_1(openapi):
     app = create_app(
-        load_settings(VIDEO_CODECS="h264,vp9"), metadata=FakeMetadata(), storage=FakeStorage(), upload=FakeUpload(202, b"{}")
+        load_settings(VIDEO_CODECS="h264,vp9"),
+        metadata=FakeMetadata(),
+        storage=FakeStorage(),
+        upload=FakeUpload(202, b"{}"),
     )
     response = app.test_client().get("/openapi.json")
     assert response.status_code == 200 and response.mimetype == "application/json"
