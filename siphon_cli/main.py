@@ -101,7 +101,7 @@ def cli(ctx: click.Context, url: str, api_key: str | None) -> None:
     "-o",
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write the MP3s (default: next to each input).",
+    help="Where to write the outputs (default: next to each input).",
 )
 @click.option(
     "--timeout",
@@ -119,6 +119,14 @@ def cli(ctx: click.Context, url: str, api_key: str | None) -> None:
     callback=lambda ctx, param, values: parse_fields(values),
     help="A form field sent with each file, e.g. -F bitrate=192 (conversion options). Repeatable.",
 )
+@click.option(
+    "--format",
+    "output_format",
+    metavar="FORMAT",
+    help="Output format: mp3 (the default), m4a, opus, ogg, flac, wav, or video: mp4, webm, mkv.",
+)
+@click.option("--video-codec", metavar="CODEC", help="Video codec: h264, hevc (mp4, mkv), vp9, av1 (webm, mkv).")
+@click.option("--height", type=click.IntRange(min=1), help="Largest output height of a video, pixels (never upscaled).")
 @click.option("--progress/--no-progress", default=True, help="Draw progress bars on stderr.")
 @takes_api_key
 @click.pass_obj
@@ -129,13 +137,19 @@ def convert(
     output_dir: Path | None,
     timeout: float,
     fields: dict[str, str],
+    output_format: str | None,
+    video_codec: str | None,
+    height: int | None,
     progress: bool,
 ) -> None:
-    """Upload FILES, follow their jobs, and download each MP3.
+    """Upload FILES, follow their jobs, and download each output (MP3 unless --format says).
 
-    Prints the path of each MP3 on stdout; a file that fails is reported on stderr with its
-    error code, and the exit code is then non-zero.
+    Prints the path of each output on stdout; a file that fails is reported on stderr with its
+    error code, and the exit code is then non-zero. --format, --video-codec and --height are the
+    API's ``format``, ``video_codec`` and ``height`` (the server checks them: a bad value is its 400).
     """
+    named = {"format": output_format, "video_codec": video_codec, "height": height}
+    fields = {**fields, **{name: str(value) for name, value in named.items() if value is not None}}
     if output_dir:
         output_dir.mkdir(parents=True, exist_ok=True)
     submitted, errors = submit_all(client, files, fields, progress)

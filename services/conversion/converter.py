@@ -22,7 +22,14 @@ from mutagen import MutagenError
 
 from services.conversion import loudnorm
 from services.conversion import media_codes as codes
-from services.conversion.encode import EncodeLimits, EncodePlan, EncodeResult, FfmpegProcess, build_command
+from services.conversion.encode import (
+    EncodeLimits,
+    EncodePlan,
+    EncodeResult,
+    FfmpegProcess,
+    build_command,
+    cut_command,
+)
 from services.conversion.forked import Outcome
 from services.conversion.picture import PictureFromProbe, PictureMaker, embed_picture
 from services.conversion.plan import Cover, VideoInput, choose_cover, plan_encode
@@ -32,6 +39,7 @@ from services.conversion.probe import (
     measure_video_seconds,
     probe_media,
     probe_media_then,
+    track_ends,
 )
 from services.conversion.sandbox import Jail, Sandbox
 from services.conversion.video import probe_video, timeout_seconds
@@ -41,6 +49,10 @@ from shared.options import ConversionOptions
 from shared.video_codecs import encoder_for, ffmpeg_filters
 
 logger = logging.getLogger(__name__)
+
+AUDIO_OVERRUN_SECONDS = 0.04
+"""Audio past a video output's last picture that is cut off afterwards, seconds (issue #17 wants
+the tracks to end within 0.1 s)."""
 
 MIN_AUDIO_SECONDS = 0.001
 """An output holding less audio than this is treated as holding none, seconds."""
@@ -128,7 +140,9 @@ class Converter:
         plan = plan_encode(probe, options, self.vbr_quality, self.limits.max_duration_seconds, video)
         timeout = self.limits.timeout_seconds
         if plan.video is not None:
-            timeout = timeout_seconds(timeout, plan.expected_seconds, plan.video.codec, plan.video.output_pixels)
+            timeout = timeout_seconds(
+                timeout, plan.expected_seconds, plan.video.codec, plan.video.output_pixels, options.preset
+            )
             jail = self.sandbox.with_cpu_seconds(timeout * (os.cpu_count() or 1)).jail(target.parent, source)
         passes = 1 if options.normalize is None or plan.audio_index is None else 2
         started = time.monotonic()
@@ -155,6 +169,8 @@ class Converter:
                 jail,
                 timeout,
             )
+            if plan.video is not None and plan.audio_index is not None:
+                self._cut_to_picture(plan, target, cancelled, jail)
             if picture is not None:
                 self._embed(picture, plan, target)
         finally:
@@ -180,6 +196,18 @@ class Converter:
         return EncodeResult(
             duration_seconds=seconds, size_bytes=size, speed=round(seconds / elapsed, 2) if elapsed > 0 else None
         )
+
+    def _cut_to_picture(self, plan: EncodePlan, target: Path, cancelled: threading.Event | None, jail: Jail) -> None:
+        """Cut the audio ``-shortest`` let past the last picture (see ``encode.SHORTEST``), when it
+        is more than :data:`AUDIO_OVERRUN_SECONDS`: a stream copy of the output, so its cost is
+        reading and writing the file once."""
+        ends = track_ends(target, self.ffprobe, jail)
+        if "video" not in ends or ends.get("audio", 0.0) - ends["video"] <= AUDIO_OVERRUN_SECONDS:
+            return
+        cut = target.with_name(f"cut-{target.name}")
+        command = cut_command(self.ffmpeg, plan, target, cut, ends["video"])
+        self._run(command, target.with_suffix(".cut.log"), lambda seconds: None, cancelled, jail)
+        cut.replace(target)
 
     def _video_input(self, probe: ProbeResult, source: Path, options: ConversionOptions, jail: Jail) -> VideoInput:
         """What the plan needs of the video stream and of this worker's ffmpeg (the video stream

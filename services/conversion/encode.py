@@ -18,7 +18,7 @@ A video format (mp4, webm, mkv) maps the video stream as well, with its filters 
 
            -map 0:<video stream> [-map 0:<audio stream>] -sn -dn -map_chapters -1
            -vf <filters> -fps_mode vfr -c:v <encoder> <crf or bitrate> <preset> [-tag:v hvc1]
-           [-c:a <encoder> ... -af aresample=async=1]  -movflags +faststart (mp4)
+           [-c:a <encoder> ... -af aresample=async=1:first_pts=0,apad <SHORTEST>]  -movflags +faststart (mp4)
 
 The input is confined (``-protocol_whitelist file``, ``-format_whitelist``) and is the only one:
 with a second input ffmpeg 5.1 reads every input on a thread of its own, which costs CPU in
@@ -55,6 +55,10 @@ from shared.options import FORMATS, ConversionOptions, OutputFormat
 from shared.options import MP3_SAMPLE_RATES_HZ as MP3_SAMPLE_RATES_HZ  # re-exported (imported from here)
 
 DEFAULT_SAMPLE_RATE_HZ = 44100
+
+VIDEO_SAMPLE_RATE_HZ = 48000
+"""The audio rate of a video output unless the client sets ``sample_rate`` (video's usual rate,
+and Opus's own: RFC 6716 §2), Hz."""
 
 LAME_VBR_KBPS = (245, 225, 190, 175, 165, 130, 115, 100, 85, 65)
 """Average bitrate of LAME's VBR presets -V0 ... -V9 (LAME's usage notes, "VBR presets"), kbps: what
@@ -103,8 +107,12 @@ def mp3_channels(source_channels: int | None) -> int:
 
 
 def output_sample_rate(output: OutputFormat, source_hz: int | None) -> int:
-    """The sample rate to write: for formats with a fixed set of rates, the source's if allowed,
-    else the next higher one (no band-limiting), else the highest; otherwise the source's own."""
+    """The sample rate to write: :data:`VIDEO_SAMPLE_RATE_HZ` for a video format; for formats with a
+    fixed set of rates, the source's if allowed, else the next higher one (no band-limiting), else
+    the highest; otherwise the source's own."""
+    if output.is_video and source_hz != VIDEO_SAMPLE_RATE_HZ:
+        # Video's own rate: an 8 kHz AAC track has 128 ms frames, too coarse to end with the picture.
+        return VIDEO_SAMPLE_RATE_HZ
     if output.sample_rates_hz is None:
         return source_hz or DEFAULT_SAMPLE_RATE_HZ
     if source_hz is None:
@@ -211,9 +219,9 @@ def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, lim
         maps = ["-map", f"0:{plan.video.index}"]
         maps += [] if plan.audio_index is None else ["-map", f"0:{plan.audio_index}"]
         maps += ["-sn", "-dn", "-map_chapters", "-1"]  # chapters become a text track in MP4, listed as a stream
-        in_sync = ",".join(f for f in (plan.audio_filter, "aresample=async=1") if f)
+        in_sync = ",".join(f for f in (plan.audio_filter, "aresample=async=1:first_pts=0", "apad") if f)
         audio = plan.video.arguments(plan.output.muxer)
-        audio += [] if plan.audio_index is None else audio_options(plan, in_sync)
+        audio += [] if plan.audio_index is None else [*audio_options(plan, in_sync), *SHORTEST]
     return [
         ffmpeg,
         "-nostdin",
@@ -233,6 +241,45 @@ def build_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, lim
         _seconds(limits.max_duration_seconds),
         "-fs",
         str(limits.max_output_bytes),
+        "-progress",
+        "pipe:1",
+        "-nostats",
+        "-f",
+        plan.output.muxer,
+        "-y",
+        f"file:{target}",
+    ]
+
+
+SHORTEST = ("-shortest",)
+"""End the (endlessly padded) audio with the picture. In ffmpeg 5.1 ``-shortest`` lets up to
+~120 ms more audio through (what was queued for interleaving), so the converter cuts that off
+afterwards (``services.conversion.converter``, ``cut_command``); the muxer's own ``shortest`` flag
+is no cure: with an encoder that looks ahead (x264 past ``veryfast``, x265, libvpx) it cuts the
+audio a quarter second early."""
+
+
+def cut_command(ffmpeg: str, plan: EncodePlan, source: Path, target: Path, seconds: float) -> list[str]:
+    """Copy ``source`` (an output siphon wrote) to ``target`` with nothing past ``seconds``
+    (stream copy, packet-exact: at most one audio frame past it)."""
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        *confinement_options(),
+        "-f",
+        plan.output.muxer if plan.output.muxer != "webm" else "matroska",
+        "-i",
+        f"file:{source}",
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-t",
+        _seconds(seconds),
+        *muxer_options(plan.output),
         "-progress",
         "pipe:1",
         "-nostats",

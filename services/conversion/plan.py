@@ -80,11 +80,11 @@ def plan_encode(
             ``video_codec_unavailable`` instead of ``no_audio_stream``.
     """
     output = options.output_format
-    video_plan = _plan_video(options, video) if output.is_video else None
-    if video_plan is not None and not probe.audio_streams and options.audio_track is None:
+    if output.is_video and not probe.audio_streams and options.audio_track is None:
         stream = None  # a silent video stays a video, without an audio track
     else:
         stream = probe.audio_track(options.audio_track)
+    video_plan = _plan_video(options, video) if output.is_video else None
     channels = options.channels or mp3_channels(stream.channels if stream else None)
     _check_trim(probe, options)
     return EncodePlan(

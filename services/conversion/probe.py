@@ -394,6 +394,26 @@ def _duration_with(path: Path, stream: str, ffprobe: str, jail: Jail | None) -> 
     return float(duration)
 
 
+def track_ends(path: Path, ffprobe: str = "ffprobe", jail: Jail | None = None) -> dict[str, float]:
+    """Where the first video and first audio stream of a file siphon wrote end (keys ``video``,
+    ``audio``), seconds: start_time + duration, or the Matroska ``DURATION`` tag; a stream whose end
+    ffprobe does not report is left out."""
+    done = run_ffprobe(
+        ffprobe, path, "-show_entries", "stream=codec_type,start_time,duration:stream_tags=DURATION", jail=jail
+    )
+    ends: dict[str, float] = {}
+    for stream in json.loads(done.stdout or b"{}").get("streams", []) if done is not None else []:
+        kind, start = stream.get("codec_type"), stream.get("start_time")
+        if kind in ends or start in (None, "N/A"):
+            continue
+        if stream.get("duration") not in (None, "N/A"):
+            ends[kind] = float(start) + float(stream["duration"])
+        elif tag := (stream.get("tags") or {}).get("DURATION"):
+            hours, minutes, seconds = tag.split(":")
+            ends[kind] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return ends
+
+
 def explain_unreadable(path: Path, stderr: str) -> MediaError:
     """The :class:`MediaError` for a file ffprobe or ffmpeg could not open, judged from its bytes."""
     if "not on whitelist" in stderr:

@@ -3,6 +3,7 @@ and time limit that make it a picture every browser plays.
 
 The filter chain (ffmpeg-filters(1)), in order, each only where it is needed::
 
+    setpts='if(eq(N,0),0,PTS)'                the first picture from 0, where the audio starts
     [bwdif=mode=send_frame:deint=all]         interlaced input (the probe's field_order is tt, bb, tb or bt)
     scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min(<height>,ih)/2)*2'
                                               square pixels at the display aspect ratio, never
@@ -16,7 +17,13 @@ Rotation needs no filter: ffmpeg's ``-autorotate`` (on by default) turns the pic
 input's display matrix before the chain, so ``ih`` is already the upright height, and writes no
 display matrix to the output. Timestamps are kept (``-fps_mode vfr``: a variable frame rate stays
 variable instead of frames being duplicated), and the audio is resampled to its timestamps
-(``aresample=async=1``) so the two tracks stay together.
+(``aresample=async=1:first_pts=0``: stretched or padded with silence to them, from 0) so the two
+tracks stay together. The picture sets the length: audio that ends early is padded with silence
+(``apad``) and audio past the last picture is cut (``-shortest``), since containers' own
+durations are too often wrong to pad by (a 1 s fragmented MP4 declaring 143 165 s). Sources
+often start one track a few frames after the other (B-frame delay without an edit list); both
+tracks then start at 0: the first picture is shown from 0 and the audio is padded with silence
+from 0, every later timestamp kept.
 """
 
 from __future__ import annotations
@@ -33,8 +40,8 @@ from shared.errors import MediaError
 from shared.options import ConversionOptions
 
 VIDEO_ENTRIES = (
-    "stream=width,height,sample_aspect_ratio,pix_fmt,field_order,color_transfer,r_frame_rate,avg_frame_rate"
-    ":stream_side_data=rotation"
+    "stream=index,width,height,sample_aspect_ratio,pix_fmt,field_order,color_transfer"
+    ",r_frame_rate,avg_frame_rate:stream_side_data=rotation"
 )
 """What :func:`probe_video` reads of the video stream (``ffprobe -show_entries``)."""
 
@@ -95,9 +102,15 @@ libvpx's ``--deadline``/``--cpu-used``; SVT-AV1's presets 0-13; libaom's ``cpu-u
 
 DEFAULT_PRESET = "medium"
 
-ENCODE_SECONDS_PER_SECOND = {"h264": 2.0, "hevc": 8.0, "vp9": 8.0, "av1": 10.0}
-"""Wall-clock seconds one second of 1080p input may take to encode, per codec, at the slowest
-preset siphon offers on one busy core: a generous bound, for the time limit, not an estimate."""
+ENCODE_SECONDS_PER_SECOND = {"h264": 3.0, "hevc": 12.0, "vp9": 12.0, "av1": 15.0}
+"""Wall-clock seconds one second of 1080p input may take to encode at ``preset=medium``, per codec:
+a bound for the time limit, not an estimate. Measured on this project's 2-core machine under a
+load of 5 per core (Debian's ffmpeg 5.1, 1 s of 1080p testsrc2): libx265 13 s, libsvtav1 11 s,
+libvpx-vp9 11 s; libx264 about a quarter of libx265."""
+
+PRESET_TIME_FACTOR = {"fastest": 0.5, "fast": 0.75, "medium": 1.0, "slow": 2.5, "smallest": 8.0}
+"""How much longer than ``medium`` each preset may take (x264's own guide puts ``veryslow`` at
+~5 × ``medium``; SVT-AV1 preset 2 against 8 is slower still)."""
 
 REFERENCE_PIXELS = 1920 * 1080
 """The frame size :data:`ENCODE_SECONDS_PER_SECOND` is for; larger outputs get proportionally longer."""
@@ -168,12 +181,13 @@ def probe_video(path: Path, index: int, ffprobe: str = "ffprobe", jail: Jail | N
     done = run_ffprobe(ffprobe, path, "-select_streams", str(index), "-show_entries", VIDEO_ENTRIES, jail=jail)
     if done is None:
         raise MediaError("Reading the video stream took too long.", code=codes.TIMEOUT)
-    streams = json.loads(done.stdout or b"{}").get("streams") or [{}]
-    return parse_video(index, streams[0])
+    streams = json.loads(done.stdout or b"{}").get("streams") or []
+    entry = next((s for s in streams if s.get("index") == index), {})
+    return parse_video(index, entry)
 
 
 def parse_video(index: int, entry: dict) -> VideoFacts:
-    """:class:`VideoFacts` from one stream of ``ffprobe -show_entries`` :data:`VIDEO_ENTRIES` JSON.
+    """:class:`VideoFacts` from stream ``entry`` of ``ffprobe -show_entries`` :data:`VIDEO_ENTRIES` JSON.
 
     Raises:
         MediaError: ``no_video_stream`` when the entry has no width or height.
@@ -207,7 +221,11 @@ def _ratio(text: str | None) -> Fraction | None:
 
 
 def plan_video(
-    facts: VideoFacts, options: ConversionOptions, encoder: str, can_tonemap: bool, max_pixels: int
+    facts: VideoFacts,
+    options: ConversionOptions,
+    encoder: str,
+    can_tonemap: bool,
+    max_pixels: int,
 ) -> VideoPlan:
     """The video part of the command for ``facts`` as ``options`` ask, with ``encoder`` (for
     ``options.codec``); ``can_tonemap`` when the ffmpeg build has the zscale filter.
@@ -236,7 +254,8 @@ def filter_chain(facts: VideoFacts, options: ConversionOptions, can_tonemap: boo
     """The ``-vf`` chain (see the module docstring)."""
     upright_height = facts.width if abs(facts.rotation) % 180 == 90 else facts.height
     height = min(options.height or upright_height, upright_height)
-    chain = ["bwdif=mode=send_frame:deint=all"] if facts.interlaced else []
+    chain = ["setpts='if(eq(N,0),0,PTS)'"]
+    chain += ["bwdif=mode=send_frame:deint=all"] if facts.interlaced else []
     chain += [f"scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min({height},ih)/2)*2'", "setsar=1"]
     if facts.hdr and can_tonemap:
         chain.append(TONEMAP_CHAIN)
@@ -270,10 +289,13 @@ def encoder_args(encoder: str, codec: str, options: ConversionOptions) -> list[s
     return [*rate, *PRESET_ARGS[encoder][options.preset or DEFAULT_PRESET], *extra]
 
 
-def timeout_seconds(base_seconds: float, media_seconds: float | None, codec: str, pixels: int) -> float:
+def timeout_seconds(
+    base_seconds: float, media_seconds: float | None, codec: str, pixels: int, preset: str | None = None
+) -> float:
     """The wall-clock limit of a video job's ffmpeg, seconds: ``base_seconds`` (the audio jobs'
     CONVERSION_TIMEOUT_SECONDS) plus ``media_seconds`` of input × :data:`ENCODE_SECONDS_PER_SECOND`
-    for ``codec``, scaled by the output's ``pixels`` against 1080p (never below 1080p's share).
-    A 10-minute 1080p AV1 job gets 1800 + 600 × 10 = 7800 s."""
-    scale = max(1.0, pixels / REFERENCE_PIXELS)
+    for ``codec`` × :data:`PRESET_TIME_FACTOR` for ``preset`` (``medium`` when None), scaled by the
+    output's ``pixels`` against 1080p (never below 1080p's share). A 10-minute 1080p AV1 job at
+    ``medium`` gets 1800 + 600 × 15 = 10 800 s."""
+    scale = max(1.0, pixels / REFERENCE_PIXELS) * PRESET_TIME_FACTOR[preset or DEFAULT_PRESET]
     return base_seconds + (media_seconds or 0.0) * ENCODE_SECONDS_PER_SECOND[codec] * scale

@@ -28,34 +28,33 @@ def load_openapi(path: Path = OPENAPI_PATH) -> dict:
         return yaml.safe_load(f)
 
 
+def with_video_codecs(openapi: dict, codecs: tuple[str, ...]) -> dict:
+    """A copy of ``openapi`` with ``ConversionOptions.video_codec``'s enum set to the ``codecs``
+    this deployment offers (``shared.video_codecs``: ``VIDEO_CODECS``, or what ffmpeg encodes)."""
+    openapi = copy.deepcopy(openapi)
+    field = openapi["components"]["schemas"]["ConversionOptions"]["properties"]["video_codec"]
+    field["enum"] = list(codecs)
+    return openapi
+
+
 def with_offered_formats(openapi: dict, video_codecs: tuple[str, ...]) -> dict:
-    """A copy of ``openapi`` whose ``ConversionOptions`` says what this deployment offers: the
-    ``format`` enum (every audio format, and each video format that has an offered codec), its
-    ``x-video-codecs`` extension (each video format's offered codecs, its default first) and the
-    ``video_codec`` enum (``video_codecs``, from ``VIDEO_CODECS``: ``shared.video_codecs``). The web
-    page builds its format and codec choices from these, so it offers only what the server takes.
+    """:func:`with_video_codecs`, and ``ConversionOptions.format`` as this deployment offers it: the
+    enum holds every audio format and each video format that has an offered codec, and its
+    ``x-video-codecs`` extension maps each of those video formats to its offered codecs, the
+    format's default first. The web page builds its format and codec choices from these, so it
+    offers only what the server takes.
 
     Raises:
-        KeyError: ``openapi`` has no ``components.schemas.ConversionOptions.properties``.
+        KeyError: ``openapi`` has no ``ConversionOptions`` with ``format`` and ``video_codec``.
     """
-    offered = copy.deepcopy(openapi)
-    properties = offered["components"]["schemas"]["ConversionOptions"]["properties"]
+    offered = with_video_codecs(openapi, video_codecs)
     by_format = {
         f.name: [codec for codec in f.video_codecs if codec in video_codecs] for f in FORMATS.values() if f.is_video
     }
     by_format = {name: codecs for name, codecs in by_format.items() if codecs}
-    fmt = properties.setdefault("format", {"type": "string"})
+    fmt = offered["components"]["schemas"]["ConversionOptions"]["properties"]["format"]
     fmt["enum"] = [f.name for f in FORMATS.values() if not f.is_video or f.name in by_format]
     fmt["x-video-codecs"] = by_format
-    codec = properties.setdefault("video_codec", {"type": "string"})
-    codec.setdefault(
-        "description",
-        "Video codec of a video format (default: the format's first); those this server's ffmpeg encodes.",
-    )
-    if video_codecs:
-        codec["enum"] = list(video_codecs)
-    else:
-        codec.pop("enum", None)
     return offered
 
 

@@ -121,3 +121,18 @@ def test_a_stream_that_breaks_off_falls_back_to_polling():
             return {"status": "failed", "error": {"code": "not_media", "message": "No."}}
 
     assert [b["status"] for b in stream_or_poll(BrokenStreamClient(), "a" * 32)] == ["queued", "failed"]
+
+
+def test_format_video_codec_and_height_flags_are_sent_as_the_apis_fields(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from siphon_cli import main
+
+    sent = []
+    monkeypatch.setattr(main, "submit_all", lambda client, files, fields, progress: (sent.append(fields), ([], []))[1])
+    video = tmp_path / "clip.mov"
+    video.write_bytes(b"\0" * 16)
+    args = ["convert", str(video), "--format", "webm", "--video-codec", "av1", "--height", "240", "-F", "crf=40"]
+    result = CliRunner().invoke(main.cli, args, env={"SIPHON_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 0, result.output
+    assert sent == [{"crf": "40", "format": "webm", "video_codec": "av1", "height": "240"}]

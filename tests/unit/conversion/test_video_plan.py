@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.conversion.encode import EncodeLimits, build_command
+from services.conversion.encode import EncodeLimits, build_command, cut_command
 from services.conversion.plan import VideoInput, plan_encode
 from services.conversion.probe import AudioStream, ProbeResult, VideoStream
 from services.conversion.video import (
@@ -67,7 +67,7 @@ def test_each_container_gets_its_video_and_audio_encoders_and_muxer(fmt, codec, 
     args = command(format=fmt, video_codec=codec)
     assert (value(args, "-c:v"), value(args, "-c:a"), args[-3]) == (encoder, audio, muxer)
     assert values(args, "-map") == ["0:0", "0:1"] and "-vn" not in args
-    assert value(args, "-fps_mode") == "vfr" and value(args, "-af") == "aresample=async=1"
+    assert value(args, "-fps_mode") == "vfr" and value(args, "-af") == "aresample=async=1:first_pts=0,apad"
 
 
 def test_mp4_is_faststart_and_hevc_in_mp4_is_tagged_hvc1():
@@ -108,7 +108,10 @@ def test_the_default_mp3_takes_no_video_at_all():
 # --- the picture --------------------------------------------------------------------------------
 def test_height_never_upscales_and_keeps_both_sides_even():
     chain = filter_chain(HD, ConversionOptions(format="mp4", height=240), can_tonemap=True)
-    assert chain == "scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min(240,ih)/2)*2',setsar=1,format=yuv420p"
+    assert (
+        chain == "setpts='if(eq(N,0),0,PTS)',"
+        "scale=w='max(2,trunc(oh*dar/2)*2)':h='trunc(min(240,ih)/2)*2',setsar=1,format=yuv420p"
+    )
     assert "min(1080,ih)" in filter_chain(HD, ConversionOptions(format="mp4", height=2160), can_tonemap=True)
     assert "min(1080,ih)" in filter_chain(HD, ConversionOptions(format="mp4"), can_tonemap=True)
 
@@ -121,7 +124,7 @@ def test_a_rotated_input_is_limited_by_its_upright_height():
 
 def test_interlaced_input_is_deinterlaced_and_progressive_is_not():
     interlaced = VideoFacts(0, 720, 576, field_order="tt")
-    assert filter_chain(interlaced, ConversionOptions(format="mp4"), True).startswith("bwdif=")
+    assert "bwdif=mode=send_frame" in filter_chain(interlaced, ConversionOptions(format="mp4"), True)
     assert "bwdif" not in filter_chain(VideoFacts(0, 720, 576, field_order="progressive"), ConversionOptions(), True)
 
 
@@ -206,7 +209,37 @@ def test_preset_fastest_is_each_encoders_fastest():
 
 # --- the time limit -----------------------------------------------------------------------------
 def test_the_timeout_grows_with_duration_codec_and_size():
-    assert timeout_seconds(1800, 600, "av1", 1920 * 1080) == 1800 + 600 * 10
-    assert timeout_seconds(1800, 600, "h264", 320 * 240) == 1800 + 600 * 2
-    assert timeout_seconds(1800, 600, "av1", 3840 * 2160) == 1800 + 600 * 10 * 4
+    assert timeout_seconds(1800, 600, "av1", 1920 * 1080) == 1800 + 600 * 15  # the 10-minute AV1 job
+    assert timeout_seconds(1800, 600, "h264", 320 * 240) == 1800 + 600 * 3
+    assert timeout_seconds(1800, 600, "av1", 3840 * 2160) == 1800 + 600 * 15 * 4
+    assert timeout_seconds(1800, 600, "hevc", 1920 * 1080, "smallest") == 1800 + 600 * 12 * 8
+    assert timeout_seconds(1800, 600, "h264", 1920 * 1080, "fastest") == 1800 + 600 * 3 * 0.5
     assert timeout_seconds(1800, None, "h264", 1) == 1800
+
+
+# --- tracks that start or end apart -----------------------------------------------------------
+def test_the_first_picture_starts_at_zero_and_the_audio_is_padded_from_zero():
+    args = command(format="mp4")
+    assert value(args, "-vf").startswith("setpts='if(eq(N,0),0,PTS)',")
+    assert "first_pts=0" in value(args, "-af")
+
+
+def test_the_audio_ends_with_the_picture_padded_or_cut():
+    args = command(format="mp4")
+    assert value(args, "-af").endswith(",apad") and "-shortest" in args
+    assert "-shortest" not in command(probe=SILENT, format="mp4")
+
+
+def test_video_outputs_take_48k_audio_unless_asked():
+    assert value(command(format="mp4"), "-ar") == "48000"
+    assert value(command(format="mkv", sample_rate=44100), "-ar") == "44100"
+
+
+def test_the_overrun_cut_is_a_confined_stream_copy_up_to_the_picture():
+    chosen = ConversionOptions(format="webm")
+    plan = plan_encode(CLIP, chosen, 2, 14400, VideoInput(HD, "libvpx-vp9", True, 10**9))
+    args = cut_command("ffmpeg", plan, Path("/w/out.webm"), Path("/w/cut.webm"), 2.4)
+    assert (
+        value(args, "-c") == "copy" and value(args, "-t") == "2.400000" and values(args, "-f") == ["matroska", "webm"]
+    )
+    assert values(args, "-protocol_whitelist") == ["file"] and args[-3:] == ["webm", "-y", "file:/w/cut.webm"]

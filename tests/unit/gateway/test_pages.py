@@ -102,6 +102,18 @@ def test_without_video_codecs_only_audio_formats_are_offered_and_the_document_st
     properties = conversion_options(offered)
     assert properties["format"]["enum"] == AUDIO_FORMATS
     assert properties["format"]["x-video-codecs"] == {}
-    assert "enum" not in properties["video_codec"]
+    assert properties["video_codec"]["enum"] == []
     validate(offered)
     assert openapi == before  # the loaded document is not changed
+
+
+def test_openapi_lists_the_video_codecs_this_deployment_offers(openapi):
+    def offered(setting: str) -> list[str]:
+        app = create_app(
+            load_settings(video_codecs=setting), metadata=FakeMetadata(), storage=FakeStorage(), upload=FakeUpload()
+        )
+        schema = app.test_client().get("/openapi.json").get_json()["components"]["schemas"]["ConversionOptions"]
+        return schema["properties"]["video_codec"]["enum"]
+
+    assert offered("vp9,h264") == ["h264", "vp9"]
+    assert offered("") == []

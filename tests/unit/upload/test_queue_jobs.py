@@ -117,6 +117,28 @@ def test_an_exclamation_mark_in_a_title_is_only_a_title():
     assert parsed.options.title == "Help!"
 
 
+def test_a_video_job_takes_the_video_options_and_lands_at_its_output_key(job_id):
+    options = {"format": "mp4", "video_codec": "hevc", "height": 720, "crf": 24, "preset": "fast"}
+    raw = message(job_id=job_id, input_key=VIDEO, output_key="out/talk.mp4", transcode_options=options)
+    parsed = parse_job_message(raw, ("h264", "hevc"))
+    assert parsed.output_key == "out/talk.mp4" and parsed.options.recorded() == options
+    with pytest.raises(RequestRejected) as refused:
+        parse_job_message(message(job_id=job_id, input_key=VIDEO, output_key="out/talk.mp3", transcode_options=options))
+    assert refused.value.code == "invalid_option"  # this intake offers no video codec at all
+    with pytest.raises(MessageError) as wrong_key:
+        parse_job_message(raw.replace(b"talk.mp4", b"talk.mp3"), ("h264", "hevc"))
+    assert wrong_key.value.code == "invalid_key"
+
+
+def test_the_queue_intake_offers_its_intakes_video_codecs(storage, metadata, publisher, progress, job_id):
+    intake = Intake(storage, metadata, publisher, TOPOLOGY, max_upload_bytes=LIMIT, video_codecs=("vp9",))
+    queue = JobQueueIntake(intake, progress.append)
+    webm = {"format": "webm", "height": 240}
+    assert queue.handle(message(job_id=job_id, input_key=VIDEO, transcode_options=webm)) == ACK
+    [task] = tasks(publisher)
+    assert task.options.format == "webm" and task.output_key.endswith(".webm")
+
+
 # --- handling ---------------------------------------------------------------------------------
 def test_a_valid_message_becomes_a_queued_job_and_a_task_with_its_options(queue, metadata, publisher, job_id):
     verdict = queue.handle(
