@@ -3,12 +3,14 @@
 ./scripts/bench                   everything, on the configuration ./scripts/up starts, into docs/performance.md
 ./scripts/bench --quick           tiny inputs, one run each: a smoke run in seconds
 ./scripts/bench --backends local,s3 --phases latency --runs 9   S3 (moto server) beside it
+./scripts/bench --phases video --runs 3 --throughput-runs 1   the video phase alone
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -23,10 +25,12 @@ from bench.phases import Bench, measure_cpu, measure_latency, measure_memory, me
 from bench.procs import machine_cpu_seconds, own_cpu_seconds
 from bench.report import BackendResults, details, render_markdown, render_text, table, write_markdown
 from bench.sandbox import measure_sandbox_cost
+from bench.video import FULL_VIDEO, QUICK_VIDEO, VIDEO_FIELDS, ensure_video_inputs, measure_video
+from shared.config import load_settings
 from tests.support.moto import moto_server
 from tests.support.stack import ROOT, Stack
 
-PHASES = ("memory", "latency", "cpu", "throughput", "status")
+PHASES = ("memory", "latency", "cpu", "throughput", "status", "video")
 HIGH_LIMIT = "1000000"
 STACK_ENV = {
     "WEB_WORKERS": "2",
@@ -135,6 +139,21 @@ def _run_phases(args, inputs: Inputs, backend: str, stack: Stack, bench: Bench, 
     if "status" in args.phases:
         say(f"{backend}: /status under load for {args.status_seconds:g} s, a completed job then a processing one")
         results.status = measure_status_both(bench, inputs.clip, inputs.huge, args.status_seconds, args.connections)
+    if "video" in args.phases:
+        _run_video_phase(args, backend, stack, bench, results)
+
+
+def _run_video_phase(args, backend: str, stack: Stack, bench: Bench, results: BackendResults) -> None:
+    """bench/video.py: the same stack, a client that asks for mp4/h264 at preset=fastest."""
+    inputs = ensure_video_inputs(QUICK_VIDEO if args.quick else FULL_VIDEO, args.cache_dir, args.ffmpeg)
+    say(f"{backend}: video, {inputs[0].label} × {args.runs}, then {len(inputs)} at once × {args.throughput_runs}")
+    video = dataclasses.replace(bench, fields={**bench.fields, **VIDEO_FIELDS}, failed_jobs=0)
+    try:
+        results.video = measure_video(
+            video.convert, load_settings(), inputs, bench.out_dir, args.workers, args.runs, args.throughput_runs
+        )
+    finally:
+        bench.failed_jobs += video.failed_jobs
 
 
 def main(argv: list[str] | None = None) -> int:

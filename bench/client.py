@@ -119,11 +119,11 @@ class ApiClient:
         finally:
             conn.close()
 
-    def download(self, job_id: str, target: Path) -> int:
-        """Save the job's MP3 to ``target``; return its size in bytes."""
+    def download(self, job_id: str, target: Path, extension: str = "mp3") -> int:
+        """Save the job's output (``/download/<job_id>.<extension>``) to ``target``; return its size in bytes."""
         conn = self.connection()
         try:
-            conn.request("GET", f"/download/{job_id}.mp3")
+            conn.request("GET", f"/download/{job_id}.{extension}")
             response = conn.getresponse()
             if response.status != 200:
                 raise BenchError(f"GET /download answered {response.status}: {response.read(300)!r}")
@@ -135,7 +135,8 @@ class ApiClient:
             conn.close()
 
     def convert(self, source: Path, target: Path) -> float:
-        """One whole job: POST, wait, download to ``target``; return the wall time in seconds.
+        """One whole job: POST, wait, download to ``target`` (its suffix is the job's format:
+        ``.mp3``, ``.mp4``); return the wall time in seconds.
 
         Raises:
             JobFailed: the job failed.
@@ -148,5 +149,5 @@ class ApiClient:
             raise JobFailed(f"job {job_id} failed: {body}")
         if body.get("cached"):
             raise BenchError(f"job {job_id} was answered from the output cache; every job needs a distinct input")
-        self.download(job_id, target)
+        self.download(job_id, target, target.suffix.lstrip(".") or "mp3")
         return time.perf_counter() - started

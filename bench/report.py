@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.phases import STATUS_SERVICES, CpuUse, Latency, Memory, StatusLoad, Throughput
+from bench.video import VideoResults, video_details, video_row_specs
 
 MB = 1e6
 SERVICES = ("gateway", "upload", "conversion", "metadata")
@@ -29,6 +30,7 @@ class BackendResults:
     throughput: Throughput | None = None
     memory: Memory | None = None
     status: list[StatusLoad] = field(default_factory=list)
+    video: VideoResults | None = None
     failed_jobs: int = 0
 
 
@@ -210,6 +212,8 @@ def build_rows(sample: BackendResults) -> list[Row]:
         rows += _memory_rows(sample.memory)
     for i, s in enumerate(sample.status):
         rows += _status_rows(i, s.state)
+    if sample.video:
+        rows += [Row(*spec) for spec in video_row_specs()]
     return rows
 
 
@@ -266,6 +270,8 @@ def details(results: dict[str, BackendResults]) -> list[str]:
                 f"{backend}, peak RSS after {m.small_label} → after {m.large_label} "
                 f"(whole job {m.large_seconds:.1f} s): {peaks}"
             )
+        if r.video:
+            lines += video_details(backend, r.video)
         for s in r.status:
             lines.append(f"{backend}, /status of a {s.state} job: {s.load.tool}, {s.load.errors} errors")
         lines.append(f"{backend}: {r.failed_jobs} jobs failed and were run again")

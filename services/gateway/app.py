@@ -31,7 +31,7 @@ from services.gateway.downloads import downloads
 from services.gateway.health import health
 from services.gateway.jobs import jobs
 from services.gateway.live import live
-from services.gateway.pages import load_openapi, pages_blueprint, with_video_codecs
+from services.gateway.pages import load_openapi, pages_blueprint, with_offered_formats
 from services.gateway.quotas import install_quotas
 from services.gateway.status_cache import FinalStatusMiddleware
 from services.gateway.submissions import submissions
@@ -64,7 +64,7 @@ def app_on(gateway: GatewayParts) -> Flask:
     app.after_request(metrics.count_error_answer)
     install_quotas(app, gateway.limits)
     codecs = offered_video_codecs(gateway.settings.video_codecs, gateway.settings.ffmpeg_path)
-    app.register_blueprint(pages_blueprint(with_video_codecs(load_openapi(), codecs)))  # GET /, /docs, /openapi.json
+    app.register_blueprint(pages_blueprint(with_offered_formats(load_openapi(), codecs)))  # GET /, /docs, /openapi.json
     for blueprint in (submissions, jobs, downloads, live, health):
         app.register_blueprint(blueprint)
     app.wsgi_app = FinalStatusMiddleware(app.wsgi_app, gateway.status_cache, gateway.auth)

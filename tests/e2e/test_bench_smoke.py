@@ -28,6 +28,8 @@ ROWS = (
     "/status (completed job) CPU per request, gateway",
     "/status (completed job) CPU per request, metadata",
     "/status (completed job) CPU-bound ceiling",
+    "video: siphon / plain",
+    "video throughput efficiency",
 )
 
 

@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import negative_data_rejection, not_a_server_error, positive_data_acceptance
 
-from services.gateway.pages import OPENAPI_PATH, load_openapi
+from services.gateway.pages import OPENAPI_PATH, load_openapi, with_offered_formats
 from shared.options import VIDEO_CODECS, InvalidOption, options_from_form
 from shared.sniff import not_media_kind
 
@@ -33,8 +33,11 @@ def gateway(module_stack):
 schema = schemathesis.openapi.from_path(OPENAPI_PATH).exclude(path="/events")
 
 
-def test_gateway_serves_the_document(gateway):
-    assert requests.get(f"{gateway.url}/openapi.json", timeout=10).json() == load_openapi()
+def test_gateway_serves_the_document_with_the_codecs_it_offers(gateway):
+    served = requests.get(f"{gateway.url}/openapi.json", timeout=10).json()
+    offered = tuple(served["components"]["schemas"]["ConversionOptions"]["properties"]["video_codec"].get("enum", ()))
+    assert set(offered) <= set(VIDEO_CODECS)
+    assert served == with_offered_formats(load_openapi(), offered)
 
 
 @schema.parametrize()

@@ -1,6 +1,9 @@
 """The web page as a person uses it, in headless Chromium (Debian's ``chromium`` driven by Playwright):
 pick or drop videos, watch each upload and job, download the MP3; a file that is no video is
-refused with a message a person can read. On a stack with API keys the page asks for a key, keeps
+refused with a message a person can read. Choose a video format instead and the page offers the
+server's codecs for it and shows the result in a ``<video>`` that plays to its end: one output of
+each container (mp4/h264, webm/vp9, mkv/h264 and mkv/vp9), its ``duration`` close to the source's
+and no ``error`` event (issue #17, deliverables 6 and 7). On a stack with API keys the page asks for a key, keeps
 it, sends it, and offers the signed download link; "Forget API key" drops it.
 
 ``SIPHON_UPDATE_SCREENSHOT=1`` also writes the page's screenshots to docs/web-page.png and (asking
@@ -9,11 +12,14 @@ for a key) docs/web-page-key.png.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import expect, sync_playwright
 
 from tests.support.keys import KeyFile
@@ -47,6 +53,22 @@ NOT_MEDIA_MESSAGE = "The file is not a video or audio file. It looks like text."
 """What POST /convert answers (415 not_media) for a text file, before any job exists."""
 LINK_SECRET = "web-page-test-download-link-secret-0123"
 KEY_STORAGE = "siphon.apiKey"
+PLAYBACK_RATE = 4.0
+"""How fast the test plays the outputs (8 s of video in about 2 s), × realtime."""
+VIDEO_DURATION_TOLERANCE_RATIO = 0.03
+"""A video output's duration within 3 % of its source's (issue #17, deliverable 7)."""
+PLAYED_TIMEOUT_MS = 30_000
+RECORD_MEDIA_ERRORS = """
+window.mediaErrors = [];
+document.addEventListener("error", (event) => {
+  if (event.target instanceof HTMLMediaElement) {
+    const error = event.target.error;
+    window.mediaErrors.push(error ? `${error.code}: ${error.message}` : "error without MediaError");
+  }
+}, true);
+"""
+"""Run in every page before its own script: media ``error`` events do not bubble, but the capture
+phase at the document sees each, whoever made the element."""
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +108,17 @@ def page(browser, stack):
 
 
 @pytest.fixture
+def watched_page(browser, stack):
+    """The page, recording every media element's ``error`` event in ``window.mediaErrors``."""
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    context.add_init_script(RECORD_MEDIA_ERRORS)
+    page = context.new_page()
+    page.goto(stack.url)
+    yield page
+    context.close()
+
+
+@pytest.fixture
 def keyed_page(browser, keyed_stack):
     context = browser.new_context(accept_downloads=True, viewport={"width": 900, "height": 900})
     page = context.new_page()
@@ -101,6 +134,40 @@ def assert_is_the_mp3_of(mp3: Path, source: Path, work_dir: Path) -> None:
     assert abs(facts.duration_seconds - expected) <= max(
         expected * DURATION_TOLERANCE_RATIO, DURATION_TOLERANCE_FLOOR_SECONDS
     )
+
+
+def source_seconds(path: Path) -> float:
+    """The container's duration (ffprobe ``format=duration``), seconds."""
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    return float(json.loads(done.stdout)["format"]["duration"])
+
+
+def choose_output(page, format_name: str, codec: str | None = None, height: str | None = None) -> None:
+    page.select_option("#format", format_name)
+    if codec is not None:
+        page.select_option("#video-codec", codec)
+    if height is not None:
+        page.select_option("#height", height)
+
+
+PLAY_TO_THE_END = """(v, timeoutMs) => new Promise((done, fail) => {
+  if (v.ended) return done();
+  v.addEventListener("ended", done);
+  v.addEventListener("error", () => fail(String(v.error && v.error.message)));
+  setTimeout(() => fail(`not ended at ${v.currentTime} of ${v.duration}`), timeoutMs);
+})"""
+
+
+def play_to_the_end(player) -> float:
+    """Play ``player`` (muted, at :data:`PLAYBACK_RATE`) until it ends; return its ``duration``, seconds."""
+    player.evaluate("(v, rate) => { v.muted = true; v.playbackRate = rate; return v.play(); }", PLAYBACK_RATE)
+    player.evaluate(PLAY_TO_THE_END, PLAYED_TIMEOUT_MS)
+    return player.evaluate("v => v.duration")
 
 
 def drop_file(page, name: str, text: str) -> None:
@@ -165,6 +232,74 @@ def test_several_files_at_once_each_get_their_own_job(page, media_dir, tmp_path)
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("SIPHON_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, SCREENSHOT)
+
+
+# --- video formats (issue #17) ---------------------------------------------------------------------
+def offered_video_codecs(stack) -> dict[str, list[str]]:
+    document = requests.get(f"{stack.url}/openapi.json", timeout=10).json()
+    return document["components"]["schemas"]["ConversionOptions"]["properties"]["format"]["x-video-codecs"]
+
+
+def test_the_page_groups_the_formats_and_offers_a_video_format_only_the_servers_codecs(page, stack):
+    offered = offered_video_codecs(stack)
+    assert offered, "the stack offers no video codec: is ffmpeg built with libx264?"
+    audio = page.locator("#audio-formats option")
+    expect(page.locator("#video-formats option")).to_have_count(len(offered))
+    assert page.locator("#video-formats option").evaluate_all("os => os.map(o => o.value)") == list(offered)
+    assert "mp3" in audio.evaluate_all("os => os.map(o => o.value)")
+    assert page.locator("#format").input_value() == "mp3"  # the default is still the MP3
+    expect(page.locator("#video-codec-choice")).to_be_hidden()
+    for format_name, codecs in offered.items():
+        choose_output(page, format_name)
+        expect(page.locator("#video-codec-choice")).to_be_visible()
+        expect(page.locator("#height-choice")).to_be_visible()
+        assert page.locator("#video-codec option").evaluate_all("os => os.map(o => o.value)") == codecs
+    choose_output(page, "opus")
+    expect(page.locator("#video-codec-choice")).to_be_hidden()
+
+
+def test_an_mp4_plays_in_a_video_element_to_its_end_and_its_link_downloads_it(watched_page, media_dir, tmp_path):
+    page = watched_page
+    choose_output(page, "mp4", "h264", "240")
+    page.set_input_files("#file-input", str(media_dir / VIDEO))
+    card = page.locator(".job")
+    expect(card).to_have_attribute("data-state", "completed", timeout=JOB_TIMEOUT_MS)
+    expect(card.locator(".download")).to_have_text("Download MP4")
+    expect(card.locator(".result audio")).to_have_count(0)
+    player = card.locator(".result video")
+    expect(player).to_be_visible()
+    expected = source_seconds(media_dir / VIDEO)
+    assert abs(play_to_the_end(player) - expected) <= expected * VIDEO_DURATION_TOLERANCE_RATIO
+    assert player.evaluate("v => v.videoHeight") == 240
+    assert page.evaluate("window.mediaErrors") == []
+    assert card.get_attribute("data-player-error") is None
+    with page.expect_download() as started:
+        card.locator(".download").click()
+    assert started.value.suggested_filename == f"{Path(VIDEO).stem}.mp4"
+
+
+@pytest.mark.parametrize(
+    ("format_name", "codec"), [("webm", "vp9"), ("mkv", "h264"), ("mkv", "vp9")], ids=lambda value: value
+)
+def test_each_container_plays_to_its_end_in_chromium(watched_page, media_dir, format_name, codec):
+    page = watched_page
+    choose_output(page, format_name, codec, "240")
+    page.set_input_files("#file-input", str(media_dir / VIDEO))
+    card = page.locator(".job")
+    expect(card).to_have_attribute("data-state", "completed", timeout=JOB_TIMEOUT_MS)
+    player = card.locator(".result video")
+    expected = source_seconds(media_dir / VIDEO)
+    assert abs(play_to_the_end(player) - expected) <= expected * VIDEO_DURATION_TOLERANCE_RATIO
+    assert page.evaluate("window.mediaErrors") == []
+
+
+def test_an_audio_format_shows_an_audio_element(page, media_dir):
+    page.set_input_files("#file-input", str(media_dir / VIDEO))
+    card = page.locator(".job")
+    expect(card).to_have_attribute("data-state", "completed", timeout=JOB_TIMEOUT_MS)
+    expect(card.locator(".result audio")).to_have_count(1)
+    expect(card.locator(".result video")).to_have_count(0)
+    assert card.locator(".result audio").get_attribute("src") == card.locator(".download").get_attribute("href")
 
 
 # --- a server with API keys ----------------------------------------------------------------------

@@ -1,5 +1,13 @@
-// The web page: drop or pick videos, upload each with a progress bar, follow its job, offer the MP3.
-// Talks only to the public API (POST /convert, GET /status/<id>, the job's download_url).
+// The web page: choose the output format, drop or pick videos, upload each with a progress bar,
+// follow its job, then play the result (a <video> for a video format, an <audio> for an audio one)
+// and offer its download. Talks only to the public API (GET /openapi.json, POST /convert,
+// GET /status/<id>, the job's download_url).
+//
+// Output choices: the formats and video codecs come from /openapi.json, where the server lists what
+// it offers (ConversionOptions: `format` enum, its `x-video-codecs` per video format, the
+// `video_codec` enum), so the page never offers a codec this server's ffmpeg cannot encode. Until
+// that answers (or if it cannot), the page offers the default, MP3. Each file keeps the choice made
+// when it was picked.
 //
 // API keys: when the server wants one (/healthz says "auth":"keys", or any call answers 401), the page
 // asks for it, keeps it in localStorage and sends it as "Authorization: Bearer <key>" on every call.
@@ -16,6 +24,14 @@ const BADGES = {
 };
 
 const KEY_STORAGE = "siphon.apiKey";  // localStorage item holding the API key
+const DEFAULT_FORMAT = "mp3";          // what the server makes when no format is sent
+const FORMAT_LABELS = {
+  mp3: "MP3", m4a: "M4A (AAC)", opus: "Opus", ogg: "Ogg Vorbis", flac: "FLAC (lossless)", wav: "WAV (lossless)",
+  mp4: "MP4", webm: "WebM", mkv: "MKV (Matroska)",
+};
+const CODEC_LABELS = { h264: "H.264", hevc: "HEVC (H.265)", vp9: "VP9", av1: "AV1" };
+
+let videoCodecs = {};  // video format -> the codecs this server offers for it, its default first
 
 const pending = [];      // files waiting for their upload; one uploads at a time
 let uploading = false;
@@ -39,6 +55,9 @@ document.addEventListener("DOMContentLoaded", () => {
   // A file dropped beside the zone must not make the browser leave the page to open it.
   window.addEventListener("dragover", (e) => e.preventDefault());
   window.addEventListener("drop", (e) => e.preventDefault());
+
+  document.getElementById("format").addEventListener("change", showVideoChoices);
+  loadOutputChoices();
 
   document.getElementById("key-form").addEventListener("submit", (e) => { e.preventDefault(); useKey(); });
   document.getElementById("forget-key").addEventListener("click", forgetKey);
@@ -128,8 +147,55 @@ function showForgetKey() {
   document.getElementById("forget-key").hidden = !apiKey;
 }
 
+// --- the output format --------------------------------------------------------------------------
+// Fill the format and codec lists from what /openapi.json says the server offers.
+async function loadOutputChoices() {
+  let format;
+  try {
+    const openapi = await (await fetch("/openapi.json", { cache: "no-store" })).json();
+    format = openapi.components.schemas.ConversionOptions.properties.format;
+  } catch (err) { return; }  // unreachable or unreadable: MP3 only, the server's default
+  videoCodecs = format["x-video-codecs"] || {};
+  const audio = document.getElementById("audio-formats");
+  const video = document.getElementById("video-formats");
+  audio.replaceChildren();
+  video.replaceChildren();
+  for (const name of format.enum || [DEFAULT_FORMAT]) {
+    const option = new Option(FORMAT_LABELS[name] || name, name, name === DEFAULT_FORMAT, name === DEFAULT_FORMAT);
+    (name in videoCodecs ? video : audio).append(option);
+  }
+  video.hidden = video.children.length === 0;
+  showVideoChoices();
+}
+
+// Show the codec and height lists only for a video format; the codecs are that format's offered ones.
+function showVideoChoices() {
+  const codecs = videoCodecs[document.getElementById("format").value];
+  document.getElementById("video-codec-choice").hidden = !codecs;
+  document.getElementById("height-choice").hidden = !codecs;
+  if (!codecs) return;
+  const select = document.getElementById("video-codec");
+  const kept = select.value;
+  select.replaceChildren(...codecs.map((codec) => new Option(CODEC_LABELS[codec] || codec, codec)));
+  if (codecs.includes(kept)) select.value = kept;
+}
+
+// The form fields of the current choice (none for the default, so such a request is as before).
+function currentChoice() {
+  const format = document.getElementById("format").value;
+  const fields = {};
+  if (format !== DEFAULT_FORMAT) fields.format = format;
+  if (format in videoCodecs) {
+    fields.video_codec = document.getElementById("video-codec").value;
+    const height = document.getElementById("height").value;
+    if (height) fields.height = height;
+  }
+  return { format, video: format in videoCodecs, fields };
+}
+
 function addFiles(files) {
-  for (const file of files) pending.push({ file, card: newCard(file) });
+  const choice = currentChoice();
+  for (const file of files) pending.push({ file, choice, card: newCard(file, choice) });
   uploadPending();
 }
 
@@ -138,7 +204,7 @@ async function uploadPending() {
   uploading = true;
   while (pending.length) {
     const item = pending.shift();
-    const job = await upload(item.file, item.card);
+    const job = await upload(item.file, item.choice, item.card);
     if (job === UNAUTHORIZED) {  // this file first once there is a key; the others wait behind it
       pending.unshift(item);
       setState(item.card, "waiting");
@@ -153,9 +219,9 @@ async function uploadPending() {
 
 const UNAUTHORIZED = "unauthorized";
 
-// POST /convert with a byte progress bar; resolves to the job, to null when the file was refused,
-// or to UNAUTHORIZED when the server wants a (valid) API key.
-function upload(file, card) {
+// POST /convert (the choice's fields, then the file) with a byte progress bar; resolves to the job,
+// to null when the file was refused, or to UNAUTHORIZED when the server wants a (valid) API key.
+function upload(file, choice, card) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/convert");
@@ -187,6 +253,7 @@ function upload(file, card) {
       resolve(null);
     };
     const form = new FormData();
+    for (const [name, value] of Object.entries(choice.fields)) form.append(name, value);
     form.append("file", file, file.name);
     setState(card, "uploading");
     xhr.send(form);
@@ -235,10 +302,26 @@ function showJob(card, body) {
     bar.removeAttribute("value");  // indeterminate: the server does not say how far it is
   }
   const download = card.querySelector(".download");
-  if (state === "completed" && body.download_url) {
+  if (state === "completed" && body.download_url && download.hidden) {
     download.href = body.download_url;
     download.hidden = false;
+    showResult(card, body.download_url);
   }
+}
+
+// The finished file in the page: a <video> for a video format, an <audio> for an audio one.
+function showResult(card, url) {
+  const player = document.createElement(card.dataset.video === "true" ? "video" : "audio");
+  player.controls = true;
+  player.preload = "metadata";
+  player.addEventListener("error", () => {
+    card.dataset.playerError = player.error ? String(player.error.code) : "unknown";
+    setText(card, ".message", "This browser cannot play the file; download it instead.");
+  });
+  player.src = url;
+  const result = card.querySelector(".result");
+  result.replaceChildren(player);
+  result.hidden = false;
 }
 
 function refuse(card, message, code) {
@@ -253,8 +336,14 @@ function errorMessage(body, status) {
   return `The server could not take the file (HTTP ${status}).`;
 }
 
-function newCard(file) {
+function newCard(file, choice) {
   const card = document.getElementById("job-template").content.firstElementChild.cloneNode(true);
+  const label = FORMAT_LABELS[choice.format] || choice.format;
+  card.dataset.format = choice.format;
+  card.dataset.video = String(choice.video);
+  setText(card, ".download", `Download ${label}`);
+  setText(card, ".job-format", [label, choice.fields.video_codec && CODEC_LABELS[choice.fields.video_codec],
+    choice.fields.height && `${choice.fields.height}p at most`].filter(Boolean).join(", "));
   setText(card, ".file-name", file.name);
   setText(card, ".file-size", humanSize(file.size));
   setState(card, "waiting");

@@ -1,9 +1,12 @@
 """The gateway's pages: the OpenAPI document (valid, and covering every route), /docs and the web page."""
 
+import copy
+
 import pytest
 from openapi_spec_validator import validate
 
 from services.gateway.app import create_app
+from services.gateway.pages import with_offered_formats
 from shared.config import load_settings
 from tests.unit.fakes import FakeMetadata, FakeStorage, FakeUpload
 
@@ -20,10 +23,24 @@ def client(app):
     return app.test_client()
 
 
-def test_openapi_json_serves_the_document_and_it_is_valid_openapi_3_1(client, openapi):
-    response = client.get("/openapi.json")
+AUDIO_FORMATS = ["mp3", "m4a", "opus", "ogg", "flac", "wav"]
+
+
+def conversion_options(document: dict) -> dict:
+    return document["components"]["schemas"]["ConversionOptions"]["properties"]
+
+
+def test_openapi_json_serves_the_document_and_it_is_valid_openapi_3_1(openapi):
+    app = create_app(
+        load_settings(VIDEO_CODECS="h264,vp9"),
+        metadata=FakeMetadata(),
+        storage=FakeStorage(),
+        upload=FakeUpload(202, b"{}"),
+    )
+    response = app.test_client().get("/openapi.json")
     assert response.status_code == 200 and response.mimetype == "application/json"
-    assert response.json == openapi
+    assert response.json == with_offered_formats(openapi, ("h264", "vp9"))
+    assert conversion_options(response.json)["video_codec"]["enum"] == ["h264", "vp9"]
     assert response.json["openapi"].startswith("3.1")
     validate(response.json)
 
@@ -64,6 +81,30 @@ def test_method_not_allowed_lists_the_allowed_methods(client):
     assert response.status_code == 405
     assert response.json["error"]["code"] == "method_not_allowed"
     assert "POST" in response.headers["Allow"]
+
+
+def test_the_offered_formats_are_the_audio_ones_and_each_video_format_with_its_offered_codecs(openapi):
+    properties = conversion_options(with_offered_formats(openapi, ("h264", "vp9")))
+    assert properties["format"]["enum"] == [*AUDIO_FORMATS, "mp4", "webm", "mkv"]
+    assert properties["format"]["x-video-codecs"] == {"mp4": ["h264"], "webm": ["vp9"], "mkv": ["h264", "vp9"]}
+    assert properties["video_codec"]["enum"] == ["h264", "vp9"]
+
+
+def test_a_video_format_none_of_whose_codecs_is_offered_is_not_offered(openapi):
+    properties = conversion_options(with_offered_formats(openapi, ("av1",)))
+    assert properties["format"]["enum"] == [*AUDIO_FORMATS, "webm", "mkv"]
+    assert properties["format"]["x-video-codecs"] == {"webm": ["av1"], "mkv": ["av1"]}
+
+
+def test_without_video_codecs_only_audio_formats_are_offered_and_the_document_stays_valid(openapi):
+    before = copy.deepcopy(openapi)
+    offered = with_offered_formats(openapi, ())
+    properties = conversion_options(offered)
+    assert properties["format"]["enum"] == AUDIO_FORMATS
+    assert properties["format"]["x-video-codecs"] == {}
+    assert properties["video_codec"]["enum"] == []
+    validate(offered)
+    assert openapi == before  # the loaded document is not changed
 
 
 def test_openapi_lists_the_video_codecs_this_deployment_offers(openapi):
