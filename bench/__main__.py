@@ -150,7 +150,14 @@ def _run_video_phase(args, backend: str, stack: Stack, bench: Bench, results: Ba
     video = dataclasses.replace(bench, fields={**bench.fields, **VIDEO_FIELDS}, failed_jobs=0)
     try:
         results.video = measure_video(
-            video.convert, load_settings(), inputs, bench.out_dir, args.workers, args.runs, args.throughput_runs
+            video.convert,
+            load_settings(),
+            inputs,
+            bench.out_dir,
+            args.workers,
+            args.runs,
+            args.throughput_runs,
+            fresh=bench.variants.make,
         )
     finally:
         bench.failed_jobs += video.failed_jobs

@@ -200,11 +200,14 @@ def measure_video(
     workers: int,
     runs: int,
     batch_runs: int,
+    fresh: Callable[[Path], Path] = lambda path: path,
 ) -> VideoResults:
     """``runs`` alternating single jobs of ``inputs[0]``, then ``batch_runs`` alternating batches
     of every input (``workers`` plain processes at a time against siphon's ``workers`` workers).
     ``convert(source, target)`` is one whole siphon job with :data:`VIDEO_FIELDS`, in seconds
-    (``bench.phases.Bench.convert`` on a client that sends them).
+    (``bench.phases.Bench.convert`` on a client that sends them). ``fresh(path)`` gives a distinct
+    copy of an input for each siphon job, made before its timing starts (the output cache is on in
+    the configuration measured, and would answer a repeated file); the copies are removed at the end.
 
     Raises:
         bench.client.BenchError: a job failed or the stack answered something unexpected.
@@ -212,17 +215,28 @@ def measure_video(
     """
     commands = [siphon_command(s, i.path, out_dir / f"plain-{n}.mp4") for n, i in enumerate(inputs)]
     plain, siphon = [], []
-    convert(inputs[0].path, out_dir / "warm-up.mp4")  # lazy imports, first connections
+    copies: list[Path] = []
+
+    def copy_of(path: Path) -> Path:
+        copies.append(fresh(path))
+        return copies[-1]
+
+    convert(copy_of(inputs[0].path), out_dir / "warm-up.mp4")  # lazy imports, first connections
     for _ in range(runs):
         plain.append(plain_video_seconds(commands[0]))
-        siphon.append(convert(inputs[0].path, out_dir / "siphon-0.mp4"))
+        source = copy_of(inputs[0].path)
+        siphon.append(convert(source, out_dir / "siphon-0.mp4"))
     batch_plain, batch_siphon = [], []
     for _ in range(batch_runs):
         batch_plain.append(_batch_seconds(workers, [lambda c=c: plain_video_seconds(c) for c in commands]))
-        jobs = [lambda n=n, i=i: convert(i.path, out_dir / f"siphon-{n}.mp4") for n, i in enumerate(inputs)]
+        sources = [copy_of(i.path) for i in inputs]
+        jobs = [lambda n=n, src=src: convert(src, out_dir / f"siphon-{n}.mp4") for n, src in enumerate(sources)]
         batch_siphon.append(_batch_seconds(len(jobs), jobs))
     for output in out_dir.glob("*.mp4"):
         output.unlink()
+    for copy in copies:
+        if copy not in {i.path for i in inputs}:
+            copy.unlink(missing_ok=True)
     return VideoResults(inputs[0].label, len(inputs), workers, plain, siphon, batch_plain, batch_siphon)
 
 
