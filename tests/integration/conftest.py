@@ -11,6 +11,7 @@ import uuid
 import pytest
 import redis
 
+from services.metadata.rqueues import rq_slug
 from shared.config import env_var_names
 from tests.support.stack import REDIS_URL
 
@@ -36,10 +37,15 @@ def prefix(run_id) -> str:
 
 @pytest.fixture
 def redis_client(prefix):
-    """A client of the machine's Redis; the keys under ``prefix`` are deleted afterwards."""
+    """A client of the machine's Redis; the keys under ``prefix`` and the rq keys named after it
+    (the follow-ups' queues and jobs) are deleted afterwards."""
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
     yield client
-    keys = list(client.scan_iter(f"{prefix}*"))
+    slug = rq_slug(prefix)
+    keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"rq:*{slug}*"))
     if keys:
         client.delete(*keys)
+    queues = [name for name in client.smembers("rq:queues") if slug.encode() in name]
+    if queues:
+        client.srem("rq:queues", *queues)
     client.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-import redis
 from rq.executions import Execution
 from rq.job import Job as RqJob
 
@@ -21,23 +20,8 @@ from shared.config import load_settings
 from shared.jobs import JobStatus, input_key, new_job_id
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
-from tests.support.stack import REDIS_URL
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(prefix):
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-    yield client
-    keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"rq:*{rq_slug(prefix)}*"))
-    if keys:
-        client.delete(*keys)
-    for registry in ("rq:queues", "rq:workers"):
-        members = [m for m in client.smembers(registry) if rq_slug(prefix).encode() in m]
-        if members:
-            client.srem(registry, *members)
-    client.close()
 
 
 @pytest.fixture
@@ -46,8 +30,8 @@ def storage(tmp_path) -> LocalStorage:
 
 
 @pytest.fixture
-def parts(client, storage, prefix):
-    return metadata_parts(load_settings(redis_prefix=prefix, output_ttl=3600), client=client, storage=storage)
+def parts(redis_client, storage, prefix):
+    return metadata_parts(load_settings(redis_prefix=prefix, output_ttl=3600), client=redis_client, storage=storage)
 
 
 def uploaded(storage: LocalStorage, **fields) -> JobRecord:
@@ -60,7 +44,7 @@ def completed(job_id: str, size: int = 10) -> JobEvent:
     return JobEvent(job_id=job_id, status=JobStatus.COMPLETED, output_size=size, output_duration_seconds=1.0)
 
 
-def test_the_end_of_a_job_queues_its_notifications_and_expiry_with_it(parts, storage, client, prefix):
+def test_the_end_of_a_job_queues_its_notifications_and_expiry_with_it(parts, storage, redis_client, prefix):
     job = uploaded(storage, email="me@example.com", callback_url="http://127.0.0.1:9/hook")
     parts.store.create(job)
     parts.store.apply(JobEvent(job_id=job.job_id, status=JobStatus.PROCESSING, attempt=1))
@@ -73,12 +57,12 @@ def test_the_end_of_a_job_queues_its_notifications_and_expiry_with_it(parts, sto
         f"{slug}-email-{job.job_id}-r0",
         f"{slug}-webhook-{job.job_id}-r0",
     ]
-    email = RqJob.fetch(f"{slug}-email-{job.job_id}-r0", connection=client)
+    email = RqJob.fetch(f"{slug}-email-{job.job_id}-r0", connection=redis_client)
     assert email.meta == {"siphon_job_id": job.job_id, "kind": "email"} and email.retries_left == 4
     assert parts.queues.lifecycle.scheduled_job_registry.get_job_ids() == [f"{slug}-expire-{job.job_id}"]
     assert list(storage.keys(input_key(job.job_id))) == [], "the input is deleted with the end"
 
-    feed = [Change.from_entry(*entry) for entry in client.xrange(changes_key(prefix))]
+    feed = [Change.from_entry(*entry) for entry in redis_client.xrange(changes_key(prefix))]
     assert [(c.kind, c.before, c.job.status.value, c.job.progress) for c in feed] == [
         ("job", "", "queued", None),  # a new record: no status before it
         ("job", "queued", "processing", None),
@@ -88,10 +72,12 @@ def test_the_end_of_a_job_queues_its_notifications_and_expiry_with_it(parts, sto
     assert parts.index.page(JobStatus.COMPLETED, 10).job_ids == [job.job_id]
 
     assert parts.store.apply(completed(job.job_id)) is None  # a repeated event: nothing queued again
-    assert parts.queues.notifications.count == 2 and client.xlen(changes_key(prefix)) == 4
+    assert parts.queues.notifications.count == 2 and redis_client.xlen(changes_key(prefix)) == 4
 
 
-def test_a_retryable_failure_keeps_its_input_and_a_rolled_back_job_leaves_the_index(parts, storage, client, prefix):
+def test_a_retryable_failure_keeps_its_input_and_a_rolled_back_job_leaves_the_index(
+    parts, storage, redis_client, prefix
+):
     job = uploaded(storage)
     parts.store.create(job)
     parts.store.apply(
@@ -106,11 +92,11 @@ def test_a_retryable_failure_keeps_its_input_and_a_rolled_back_job_leaves_the_in
     parts.store.create(other)
     parts.store.delete(other.job_id)
     assert parts.index.page(None, 10).job_ids == [job.job_id]
-    last = Change.from_entry(*client.xrevrange(changes_key(prefix), count=1)[0])
+    last = Change.from_entry(*redis_client.xrevrange(changes_key(prefix), count=1)[0])
     assert (last.kind, last.job_id, last.before) == ("deleted", other.job_id, "")
 
 
-def test_a_shared_output_is_deleted_by_its_last_holder_only(parts, storage, client):
+def test_a_shared_output_is_deleted_by_its_last_holder_only(parts, storage, redis_client):
     origin = uploaded(storage, cache_key="digest-options")
     parts.store.create(origin)
     parts.store.apply(completed(origin.job_id))
@@ -130,7 +116,7 @@ def test_a_shared_output_is_deleted_by_its_last_holder_only(parts, storage, clie
     assert parts.outputs.release(repeat) is True  # again (a retried expiry): harmless
 
 
-def test_the_watchdog_takes_back_what_a_dead_notifier_was_running(parts, client, prefix):
+def test_the_watchdog_takes_back_what_a_dead_notifier_was_running(parts, redis_client, prefix):
     queue = parts.queues.notifications
     meta = {"siphon_job_id": "0" * 32, "kind": "webhook", "tries": 1}
     dead = queue.enqueue_call(
@@ -147,15 +133,15 @@ def test_the_watchdog_takes_back_what_a_dead_notifier_was_running(parts, client,
     )
     for job, worker in ((dead, f"{rq_slug(prefix)}-gone"), (alive, f"{rq_slug(prefix)}-busy")):
         queue.remove(job.id)
-        with client.pipeline() as pipe:
+        with redis_client.pipeline() as pipe:
             Execution.create(job, ttl=600, pipeline=pipe, worker_name=worker)
             pipe.execute()
-    client.set(worker_alive_key(f"{rq_slug(prefix)}-busy"), b"1", ex=30)
+    redis_client.set(worker_alive_key(f"{rq_slug(prefix)}-busy"), b"1", ex=30)
 
     taken: list[tuple[str, bool]] = []
     me = SimpleNamespace(name=f"{rq_slug(prefix)}-me", scheduler=None)
     watchdog = Watchdog(
-        client, me, parts.queues.all, max_tries=3, on_abandoned=lambda j, gave_up: taken.append((j.id, gave_up))
+        redis_client, me, parts.queues.all, max_tries=3, on_abandoned=lambda j, gave_up: taken.append((j.id, gave_up))
     )
     assert watchdog.reap() == 1
     assert taken == [(dead.id, False)]
