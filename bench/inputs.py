@@ -74,18 +74,18 @@ def ensure_inputs(profile: Profile, cache_dir: Path, ffmpeg: str = "ffmpeg") -> 
     folder = cache_dir / profile.name
     folder.mkdir(parents=True, exist_ok=True)
     p = profile
-    long = _cached(
+    long = cached(
         folder / f"long-{p.long_seconds}s.mp4",
         lambda out: _synthesize(ffmpeg, out, p.long_seconds, p.long_size, p.long_video_kbps, p.fps),
     )
-    clip = _cached(folder / f"clip-{p.clip_seconds}s.mp4", lambda out: _cut(ffmpeg, long, out, p.clip_seconds))
-    minute = _cached(folder / f"minute-{p.minute_seconds}s.mp4", lambda out: _cut(ffmpeg, long, out, p.minute_seconds))
-    segment = _cached(
+    clip = cached(folder / f"clip-{p.clip_seconds}s.mp4", lambda out: _cut(ffmpeg, long, out, p.clip_seconds))
+    minute = cached(folder / f"minute-{p.minute_seconds}s.mp4", lambda out: _cut(ffmpeg, long, out, p.minute_seconds))
+    segment = cached(
         folder / f"segment-{p.long_seconds}s-{p.huge_size}.mp4",
         lambda out: _synthesize(ffmpeg, out, p.long_seconds, p.huge_size, p.huge_video_kbps, p.fps),
     )
     huge_seconds = p.long_seconds * p.huge_repeats
-    huge = _cached(folder / f"huge-{huge_seconds}s.mp4", lambda out: _repeat(ffmpeg, segment, out, p.huge_repeats))
+    huge = cached(folder / f"huge-{huge_seconds}s.mp4", lambda out: _repeat(ffmpeg, segment, out, p.huge_repeats))
     return Inputs(
         clip=Input(clip, p.clip_seconds, f"{duration_label(p.clip_seconds)} clip"),
         minute=Input(minute, p.minute_seconds, f"{duration_label(p.minute_seconds)} clip"),
@@ -94,7 +94,9 @@ def ensure_inputs(profile: Profile, cache_dir: Path, ffmpeg: str = "ffmpeg") -> 
     )
 
 
-def _cached(path: Path, make) -> Path:
+def cached(path: Path, make) -> Path:
+    """``path``, made by ``make(partial)`` first if it does not exist yet (renamed into place, so an
+    interrupted run leaves no half-made input under the final name)."""
     if not path.exists():
         partial = path.with_name(".partial-" + path.name)
         make(partial)
@@ -102,7 +104,7 @@ def _cached(path: Path, make) -> Path:
     return path
 
 
-def _run(ffmpeg: str, *args: str) -> None:
+def run_ffmpeg(ffmpeg: str, *args: str) -> None:
     """Run ``ffmpeg`` quietly with ``args``, overwriting its output; raises on failure."""
     subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", *args], check=True, stdin=subprocess.DEVNULL)
 
@@ -110,7 +112,7 @@ def _run(ffmpeg: str, *args: str) -> None:
 def _synthesize(ffmpeg: str, out: Path, seconds: int, size: str, video_kbps: int, fps: int) -> None:
     """H.264 at a constant ``video_kbps`` (filler data keeps testsrc2 from compressing to nothing)."""
     rate = f"{video_kbps}k"
-    _run(
+    run_ffmpeg(
         ffmpeg,
         "-f",
         "lavfi",
@@ -146,7 +148,7 @@ def _synthesize(ffmpeg: str, out: Path, seconds: int, size: str, video_kbps: int
 
 
 def _cut(ffmpeg: str, source: Path, out: Path, seconds: int) -> None:
-    _run(
+    run_ffmpeg(
         ffmpeg,
         "-i",
         str(source),
@@ -165,7 +167,7 @@ def _repeat(ffmpeg: str, source: Path, out: Path, times: int) -> None:
     listing = out.with_suffix(".txt")
     listing.write_text(f"file '{source.resolve()}'\n" * times)
     try:
-        _run(
+        run_ffmpeg(
             ffmpeg,
             "-f",
             "concat",
@@ -204,7 +206,7 @@ class Variants:
         """A fresh distinct copy of ``source`` (an MP4), ``folder/variant-<n>-<name>``."""
         self.made += 1
         out = self.folder / f"variant-{self.made}-{source.name}"
-        _run(
+        run_ffmpeg(
             self.ffmpeg,
             "-i",
             str(source),

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.inputs import Input, duration_label
+from bench.inputs import Input, cached, duration_label, run_ffmpeg
 from services.conversion.encode import EncodeLimits, build_command
 from services.conversion.plan import VideoInput, plan_encode
 from services.conversion.probe import probe_media
@@ -128,30 +128,18 @@ def ensure_video_inputs(profile: VideoProfile, cache_dir: Path, ffmpeg: str = "f
     folder = cache_dir / profile.name
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"video-{profile.seconds}s-{profile.size}"
-    first = _cached(folder / f"{stem}.mp4", lambda out: _synthesize(ffmpeg, out, profile))
+    first = cached(folder / f"{stem}.mp4", lambda out: _synthesize(ffmpeg, out, profile))
     paths = [first] + [
-        _cached(folder / f"{stem}-copy{n}.mp4", lambda out, n=n: _tagged_copy(ffmpeg, first, out, n))
+        cached(folder / f"{stem}-copy{n}.mp4", lambda out, n=n: _tagged_copy(ffmpeg, first, out, n))
         for n in range(1, profile.jobs)
     ]
     label = f"{duration_label(profile.seconds)} {profile.size.split('x')[1]}p clip"
     return [Input(path, profile.seconds, label) for path in paths]
 
 
-def _cached(path: Path, make) -> Path:
-    if not path.exists():
-        partial = path.with_name(".partial-" + path.name)
-        make(partial)
-        partial.rename(path)
-    return path
-
-
-def _ffmpeg(ffmpeg: str, *args: str) -> None:
-    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", *args], check=True, stdin=subprocess.DEVNULL)
-
-
 def _synthesize(ffmpeg: str, out: Path, p: VideoProfile) -> None:
     rate = f"{p.video_kbps}k"
-    _ffmpeg(
+    run_ffmpeg(
         ffmpeg,
         *("-f", "lavfi", "-i", f"testsrc2=size={p.size}:rate={p.fps}"),
         *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"),
@@ -161,7 +149,7 @@ def _synthesize(ffmpeg: str, out: Path, p: VideoProfile) -> None:
 
 
 def _tagged_copy(ffmpeg: str, source: Path, out: Path, n: int) -> None:
-    _ffmpeg(ffmpeg, "-i", str(source), "-c", "copy", "-metadata", f"comment=copy {n}", "-f", "mp4", str(out))
+    run_ffmpeg(ffmpeg, "-i", str(source), "-c", "copy", "-metadata", f"comment=copy {n}", "-f", "mp4", str(out))
 
 
 def siphon_command(s: Settings, source: Path, target: Path) -> list[str]:
