@@ -85,14 +85,9 @@ class JobStore:
                 left in Redis (the manifest, if written, is removed by :meth:`delete`).
         """
         self._save_manifest(job)
-        self._prepare(None, job)
         try:
             with self.redis.pipeline() as pipe:
-                pipe.multi()
-                pipe.set(self._key(job.job_id), job.model_dump_json())
-                self._mark_done(pipe, job)
-                self._observe(pipe, None, job)
-                pipe.execute()
+                self._write(pipe, job, (None, job))
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
 
@@ -156,14 +151,7 @@ class JobStore:
                         if wrote_manifest or updated is None or not job.differs_only_in_progress(updated):
                             self._save_manifest(current)
                             wrote_manifest = True
-                        if updated is not None:
-                            self._prepare(job, updated)
-                        pipe.multi()
-                        pipe.set(key, current.model_dump_json())
-                        self._mark_done(pipe, current)
-                        if updated is not None:
-                            self._observe(pipe, job, updated)
-                        pipe.execute()
+                        self._write(pipe, current, (job, updated) if updated is not None else None)
                         return updated
                     except redis.WatchError:
                         continue
@@ -228,20 +216,25 @@ class JobStore:
                         cached = JobRecord.model_validate_json(raw) if raw is not None else None
                         if cached is not None and manifest.differs_only_in_progress(cached):
                             return CatchUp.CURRENT
-                        if cached is not None:
-                            self._prepare(cached, manifest)
-                        pipe.multi()
-                        pipe.set(key, manifest.model_dump_json())
-                        self._mark_done(pipe, manifest)
-                        if cached is not None:
-                            self._observe(pipe, cached, manifest)
-                        pipe.execute()
+                        self._write(pipe, manifest, (cached, manifest) if cached is not None else None)
                         log.info("job record caught up with its manifest", extra={"job_id": job_id})
                         return CatchUp.RESTORED if cached is None else CatchUp.ADVANCED
                     except redis.WatchError:
                         continue
         except REDIS_ERRORS as exc:
             raise JobStoreUnavailable(f"redis: {exc}") from exc
+
+    def _write(self, pipe, record: JobRecord, transition: tuple[JobRecord | None, JobRecord] | None = None) -> None:
+        """Store ``record`` and its done marker in one MULTI on ``pipe`` (already WATCHing, or not);
+        a ``transition`` (before, after) is prepared first and its observers write in the same MULTI."""
+        if transition is not None:
+            self._prepare(*transition)
+        pipe.multi()
+        pipe.set(self._key(record.job_id), record.model_dump_json())
+        self._mark_done(pipe, record)
+        if transition is not None:
+            self._observe(pipe, *transition)
+        pipe.execute()
 
     def _prepare(self, before: JobRecord | None, after: JobRecord) -> None:
         for observer in self.observers:
