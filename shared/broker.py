@@ -41,7 +41,6 @@ import logging
 import random
 import threading
 import time
-import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -320,43 +319,75 @@ def properties(headers: dict | None = None) -> pika.BasicProperties:
     return pika.BasicProperties(content_type="application/json", delivery_mode=PERSISTENT, headers=headers)
 
 
+class _Link(NamedTuple):
+    """One AMQP connection of a publisher and its confirming channel."""
+
+    connection: pika.BlockingConnection
+    channel: object
+
+
 class ConfirmingPublisher(Publishes):
     """Publishes persistent messages and returns only once the broker confirmed them.
 
-    pika connections are not thread-safe, so either each thread holds its own connection
-    (``per_thread=True``: the upload service's gthread workers publish in parallel), or the
-    process holds one and publishes one message at a time under a lock (``per_thread=False``:
-    the metadata service's rare cancel broadcasts). Under gunicorn's gevent worker a "thread" is
-    the greenlet of one HTTP connection, so per-thread connections there would open an AMQP
-    connection for every client connection and leave it to the garbage collector. Either way a
-    publish that finds its connection dead (heartbeats drop idle ones) reconnects once. With
+    pika connections are not thread-safe, so a connection serves one publish at a time. With
+    ``pooled=True`` (the upload service's gthread workers publish in parallel) each publish borrows
+    an idle connection from the publisher's pool and gives it back, opening one only when every
+    pooled one is busy: a process keeps as many as it has publishes at once, not one per thread
+    (a thread-per-connection upload service opened, and declared the topology on, a connection in
+    each of its threads' first upload, ~7 ms of its CPU and more of RabbitMQ's per job in issue
+    #16's CPU profile). With ``pooled=False`` (the metadata service's rare cancel broadcasts, the
+    progress follower) publishes take turns under a lock, so the process holds one connection.
+    Under gunicorn's gevent worker a "thread" is the greenlet of one HTTP connection; the pool
+    serves those alike. A publish that finds its connection dead (heartbeats drop idle ones)
+    closes the idle ones too, as likely as dead, and tries once more on a new connection. With
     ``intake=True`` each connection also declares the queue intake's topology
     (:meth:`Topology.declare_intake`), which alone makes ``<p>.progress``: for the progress follower.
     """
 
-    def __init__(self, s: Settings, topology: Topology, per_thread: bool = True, intake: bool = False):
+    def __init__(self, s: Settings, topology: Topology, pooled: bool = True, intake: bool = False):
         self.settings = s
         self.topology = topology
         self.intake = intake
-        self._local = threading.local() if per_thread else types.SimpleNamespace()
-        self._turn = contextlib.nullcontext() if per_thread else threading.Lock()
+        self.opened = 0
+        """Connections opened so far (a pool that works opens few)."""
+        self._idle: list[_Link] = []  # last in, first out: the most recently used is the least likely dropped
+        self._pool_lock = threading.Lock()
+        self._turn = contextlib.nullcontext() if pooled else threading.Lock()
 
-    def _channel(self):
-        channel = getattr(self._local, "channel", None)
-        if channel is None or channel.is_closed:
-            connection = connect(self.settings)
+    def _open(self) -> _Link:
+        connection = connect(self.settings)
+        try:
             channel = connection.channel()
             channel.confirm_delivery()
             self.topology.declare(channel)
             if self.intake:
                 self.topology.declare_intake(channel)
-            self._local.connection, self._local.channel = connection, channel
-        return channel
+        except CONNECTION_ERRORS:
+            _close_quietly(connection)
+            raise
+        with self._pool_lock:
+            self.opened += 1
+        return _Link(connection, channel)
 
-    def _drop(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = self._local.channel = None
-        _close_quietly(connection)
+    def _borrow(self, fresh: bool) -> _Link:
+        """An idle pooled link that is still open, or (none, or ``fresh``) a new one."""
+        with self._pool_lock:
+            while self._idle and not fresh:
+                link = self._idle.pop()
+                if link.channel.is_open:
+                    return link
+                _close_quietly(link.connection)
+        return self._open()
+
+    def _give_back(self, link: _Link) -> None:
+        with self._pool_lock:
+            self._idle.append(link)
+
+    def _drop_idle(self) -> None:
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for link in idle:
+            _close_quietly(link.connection)
 
     def publish(
         self, exchange: str, routing_key: str, body: bytes, headers: dict | None = None, mandatory: bool = True
@@ -369,20 +400,26 @@ class ConfirmingPublisher(Publishes):
         """
         with self._turn:
             for attempt in (1, 2):
+                link = None
                 try:
-                    self._channel().basic_publish(exchange, routing_key, body, properties(headers), mandatory=mandatory)
-                    return
+                    link = self._borrow(fresh=attempt == 2)
+                    link.channel.basic_publish(exchange, routing_key, body, properties(headers), mandatory=mandatory)
                 except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+                    self._give_back(link)
                     raise BrokerUnavailable(f"RabbitMQ did not accept the message: {exc!r}") from exc
                 except CONNECTION_ERRORS as exc:
-                    self._drop()
+                    if link is not None:
+                        _close_quietly(link.connection)
+                    self._drop_idle()
                     if attempt == 2:
                         raise BrokerUnavailable(f"RabbitMQ publish failed: {exc!r}") from exc
+                    continue
+                self._give_back(link)
+                return
 
     def close(self) -> None:
-        """Close this thread's connection (``per_thread``) or the process's, if any."""
-        with self._turn:
-            self._drop()
+        """Close the pooled connections (those not in the middle of a publish)."""
+        self._drop_idle()
 
 
 # --- consuming ----------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def metadata_parts(s: Settings, client: redis.Redis | None = None, storage: Stor
 def make_control(s: Settings) -> WorkerControl:
     """Commands to the conversion workers over RabbitMQ (connects on first use): one connection
     per process, whatever the number of greenlets (gevent worker) that cancel at once."""
-    return WorkerControl(ConfirmingPublisher(s, Topology.from_settings(s), per_thread=False))
+    return WorkerControl(ConfirmingPublisher(s, Topology.from_settings(s), pooled=False))
 
 
 def make_notifier(s: Settings, store: JobStore) -> Notifier:

@@ -45,7 +45,7 @@ def make_progress_follower(s: Settings) -> ProgressFollower:
     connection of its own."""
     # The socket timeout outlasts the follower's blocking read (XREADGROUP BLOCK, 1 s).
     client = redis_client(s, socket_timeout=10)
-    publisher = ConfirmingPublisher(s, Topology.from_settings(s), per_thread=False, intake=True)
+    publisher = ConfirmingPublisher(s, Topology.from_settings(s), pooled=False, intake=True)
     return ProgressFollower(client, s.redis_prefix, ProgressFeed(publisher))
 
 

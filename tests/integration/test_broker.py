@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pika
@@ -113,7 +114,7 @@ def test_a_requeued_task_carries_its_delivery_count(publisher, channel, topology
 
 def test_the_publisher_reconnects_after_its_connection_dies(publisher, channel, topology):
     publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, b"one")
-    publisher._local.connection.close()  # as if a heartbeat timeout had dropped it
+    publisher._idle[-1].connection.close()  # as if a heartbeat timeout had dropped it
     publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, b"two")
     assert [get_one(channel, topology.conversion_queue)[1] for _ in range(2)] == [b"one", b"two"]
 
@@ -128,12 +129,10 @@ def test_a_closed_port_is_broker_unavailable(run_id):
 
 
 def test_a_per_process_publisher_shares_one_connection_across_threads(settings, channel, topology):
-    publisher = ConfirmingPublisher(settings, topology, per_thread=False)
-    connections = set()
+    publisher = ConfirmingPublisher(settings, topology, pooled=False)
 
     def publish(number: int) -> None:
         publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, str(number).encode())
-        connections.add(id(publisher._local.connection))
 
     try:
         threads = [threading.Thread(target=publish, args=(number,)) for number in range(8)]
@@ -143,9 +142,42 @@ def test_a_per_process_publisher_shares_one_connection_across_threads(settings, 
             thread.join(30)
     finally:
         publisher.close()
-    assert len(connections) == 1
+    assert publisher.opened == 1
     bodies = sorted(int(get_one(channel, topology.conversion_queue)[1]) for _ in range(8))
     assert bodies == list(range(8)), "every publish was confirmed, one at a time on the one connection"
+
+
+def test_a_pooled_publisher_opens_a_connection_per_concurrent_publish_not_per_thread(publisher, channel, topology):
+    together = threading.Barrier(3)
+
+    def publish(number: int, wait: bool) -> None:
+        if wait:
+            together.wait(10)
+        publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, str(number).encode())
+
+    threads = [threading.Thread(target=publish, args=(number, True)) for number in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert 1 <= publisher.opened <= 3
+    opened = publisher.opened
+    for number in range(3, 11):  # one thread after another, as a gthread pool's threads take requests
+        thread = threading.Thread(target=publish, args=(number, False))
+        thread.start()
+        thread.join(30)
+    assert publisher.opened == opened, "later threads borrowed the pooled connections"
+    bodies = sorted(int(get_one(channel, topology.conversion_queue)[1]) for _ in range(11))
+    assert bodies == list(range(11))
+
+
+def test_a_dead_pooled_connection_drops_the_idle_ones_and_publishes_on_a_new_one(publisher, channel, topology):
+    publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, b"one")
+    [link] = publisher._idle
+    link.connection._impl._transport._sock.shutdown(socket.SHUT_RDWR)  # dropped unseen: is_open still says True
+    publisher.publish(topology.tasks_exchange, CONVERSION_ROUTING_KEY, b"two")
+    assert publisher.opened == 2
+    assert [get_one(channel, topology.conversion_queue)[1] for _ in range(2)] == [b"one", b"two"]
 
 
 @pytest.fixture
@@ -192,7 +224,7 @@ def test_the_intake_deletes_the_progress_relay_queue_an_earlier_version_left(int
 
 def test_an_intake_publisher_declares_the_progress_exchange_it_publishes_to(intake_settings, intake_channel):
     topology = Topology.from_settings(intake_settings)
-    publisher = ConfirmingPublisher(intake_settings, topology, per_thread=False, intake=True)
+    publisher = ConfirmingPublisher(intake_settings, topology, pooled=False, intake=True)
     try:
         publisher.publish_progress({"job_id": "j", "status": "completed"})  # on a broker that has none of it yet
     finally:
