@@ -1,11 +1,8 @@
 """Passing ``POST /convert`` on to the upload service as a stream, never whole in memory.
 
-The body is forwarded as it arrives, unparsed: the upload service is the one place that parses
-multipart. The gateway only counts bytes, so an oversized body is cut off here with a 413 instead
-of travelling on. A body whose length the client declared goes on with that ``Content-Length``
-(:class:`KnownLengthBody`), not chunked: the upload service's gunicorn then reads it in large
-``recv`` calls, where de-chunking cost it about a quarter of its CPU per upload (issue #16's
-profile of twenty 12.8 MB uploads).
+The body is forwarded as it arrives (chunked transfer encoding), unparsed: the upload service is
+the one place that parses multipart. The gateway only counts bytes, so an oversized body is cut
+off here with a 413 instead of travelling on.
 """
 
 from __future__ import annotations
@@ -36,43 +33,6 @@ def limited_chunks(stream: BinaryIO, limit: int) -> Iterator[bytes]:
         yield chunk
 
 
-class KnownLengthBody:
-    """A request body of ``length`` bytes (its ``Content-Length``, at most ``limit``), to forward
-    as it is read: iterating yields :func:`limited_chunks` of ``stream``; ``len()`` is ``length``,
-    so ``requests`` sends it with that ``Content-Length`` instead of chunked transfer encoding.
-
-    Raises (while iterated):
-        RequestRejected: past ``limit`` bytes (413 ``file_too_large``); the client's body ended
-            before ``length`` bytes (400 ``incomplete_body``), so the upload service is never left
-            waiting for bytes that will not come.
-    """
-
-    def __init__(self, stream: BinaryIO, length: int, limit: int):
-        self.stream, self.length, self.limit = stream, length, limit
-
-    def __iter__(self) -> Iterator[bytes]:
-        sent = 0
-        for chunk in limited_chunks(self.stream, self.limit):
-            sent += len(chunk)
-            yield chunk
-        if sent < self.length:
-            raise RequestRejected(
-                f"The request body ended after {sent} of its {self.length} bytes.", code="incomplete_body"
-            )
-
-    def __len__(self) -> int:
-        return self.length
-
-
-def request_body(stream: BinaryIO, content_length: int | None, limit: int) -> Iterator[bytes] | KnownLengthBody:
-    """The body to forward: a :class:`KnownLengthBody` when the client declared a non-zero
-    ``content_length`` (bytes), else :func:`limited_chunks` (sent chunked). Either raises 413
-    ``file_too_large`` past ``limit`` bytes while it is read."""
-    if content_length:
-        return KnownLengthBody(stream, content_length, limit)
-    return limited_chunks(stream, limit)
-
-
 def read_json_body(stream: BinaryIO) -> bytes:
     """A small JSON body, whole; the upload service checks what it says.
 
@@ -97,14 +57,10 @@ class UploadService:
         self.session = requests.Session()
 
     def forward(
-        self,
-        body: Iterator[bytes] | KnownLengthBody,
-        content_type: str,
-        extra_headers: dict[str, str] | None = None,
+        self, body: Iterator[bytes], content_type: str, extra_headers: dict[str, str] | None = None
     ) -> requests.Response:
-        """Send ``body`` (with its ``Content-Length`` if it has a ``len()``, else chunked) with
-        ``content_type`` (and ``extra_headers``: the caller's ``Authorization``, the quota
-        subject); return the upload service's response.
+        """Send ``body`` with ``content_type`` (and ``extra_headers``: the caller's ``Authorization``,
+        the quota subject); return the upload service's response.
 
         Raises:
             Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).
