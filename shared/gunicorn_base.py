@@ -23,6 +23,7 @@ item 15).
 import os
 
 from shared.gunicorn_hooks import child_exit, on_exit, on_starting  # noqa: F401 (server hooks: metrics files)
+from shared.malloc import keep_large_buffers
 
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 threads = int(os.environ.get("WEB_THREADS", "32"))  # gthread
@@ -32,3 +33,9 @@ timeout = 60
 graceful_timeout = 30
 keepalive = 5
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+
+
+def post_fork(server, worker) -> None:
+    """gunicorn's hook in each new worker, before it starts its threads or greenlets: large
+    request-body buffers are reused instead of mapped afresh (``shared/malloc.py``)."""
+    keep_large_buffers()
