@@ -52,15 +52,22 @@ def page_faults(mode: str, **env: str) -> tuple[str, int]:
     return taken, int(faults)
 
 
-def test_freed_large_buffers_are_reused_instead_of_faulted_in_again():
+@pytest.fixture(scope="module")
+def faults_by_default() -> int:
+    """Page faults of the copies under glibc's own thresholds: ~330 000 where this was written."""
     _, without = page_faults("leave")
+    if without < 50_000:
+        pytest.skip(f"this glibc reuses the buffers by itself ({without} page faults)")
+    return without
+
+
+def test_freed_large_buffers_are_reused_instead_of_faulted_in_again(faults_by_default):
     taken, kept = page_faults("set")
     assert taken == "True"
-    assert without > 100_000, "the copies faulted fresh pages in, again and again"
-    assert kept < without / 10
+    assert kept < faults_by_default / 10
 
 
-def test_an_operators_own_tunable_is_left_alone():
+def test_an_operators_own_tunable_is_left_alone(faults_by_default):
     taken, kept = page_faults("set", MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
     assert taken == "True"
-    assert kept > 100_000, "the operator's small thresholds still map every large block"
+    assert kept > faults_by_default / 2, "the operator's small thresholds still map every large block"
