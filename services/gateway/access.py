@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from flask import Flask, Request, g, request
 
-from services.gateway.status_reads import JobRecords
 from shared.auth import OPEN, Authenticator, Principal
 from shared.errors import JobNotFound
 from shared.jobs import Job, is_valid_job_id
@@ -44,12 +43,10 @@ def caller() -> Principal:
 
 
 class JobAccess:
-    """Reads jobs on behalf of the caller: from their records in Redis (``status_reads.py``), else
-    from the metadata service, which also answers every long-poll."""
+    """Reads jobs from the metadata service on behalf of the caller."""
 
-    def __init__(self, metadata: MetadataClient, records: JobRecords):
+    def __init__(self, metadata: MetadataClient):
         self.metadata = metadata
-        self.records = records
 
     def get(self, job_id: str, wait: float = 0.0) -> Job:
         """The job, if the caller may see it; with ``wait`` (seconds), once it is terminal or the
@@ -57,28 +54,19 @@ class JobAccess:
 
         Raises:
             JobNotFound: a malformed id, no such job, or another key's job (all 404 alike).
-            JobStoreUnavailable: the metadata service cannot be reached (503) when it is asked.
+            JobStoreUnavailable: the metadata service cannot be reached (503).
         """
         if not is_valid_job_id(job_id):
             raise JobNotFound("Job not found.")
         principal = caller()
-        if principal is OPEN and wait:  # every job is everyone's: one read, the long-poll
-            return self.metadata.get_job(job_id, wait=wait)
-        job = self.read(job_id)
+        if principal is OPEN:  # every job is everyone's: one read, waiting or not
+            return self.metadata.get_job(job_id, wait=wait) if wait else self.metadata.get_job(job_id)
+        job = self.metadata.get_job(job_id)
         if not principal.may_see(job.owner):
             raise JobNotFound("Job not found.")
         if wait and not job.status.is_terminal:  # seen to be the caller's before it is waited on
             job = self.metadata.get_job(job_id, wait=wait)
         return job
-
-    def read(self, job_id: str) -> Job:
-        """The job from its record in Redis, else from the metadata service (a record missing from
-        Redis is restored there from the manifest: ``shared/job_records.py``), whoever asks.
-
-        Raises:
-            JobNotFound, JobStoreUnavailable: as :meth:`get`.
-        """
-        return self.records.get(job_id) or self.metadata.get_job(job_id)
 
     def check(self, job_id: str) -> None:
         """Pass if the caller may act on the job (cancel, retry); open mode asks nothing.

@@ -27,6 +27,10 @@ MULTIPART_SLACK_BYTES = 64 * 1024
 UPLOAD_READ_TIMEOUT_SECONDS = 300
 """How long the gateway waits on the upload service between bytes, seconds."""
 
+RECORD_READ_TIMEOUT_SECONDS = 2.0
+"""How long ``/status`` waits on Redis for a job record (connect, then answer), seconds, without
+trying again: a read Redis does not answer in time goes to the metadata service, as a miss does."""
+
 EXTENSION = "siphon.gateway"
 """The key of :class:`GatewayParts` in ``app.extensions``."""
 
@@ -90,15 +94,16 @@ def gateway_parts(
         auth=auth or Authenticator.from_path(s.api_keys_file),
         links=links,
         limits=limits,
-        jobs=JobAccess(metadata, records),
+        jobs=JobAccess(metadata),
         status=StatusReader(StatusCache(s.output_ttl), records, links),
     )
 
 
 def make_job_records(s: Settings) -> JobRecords:
-    """The job records in the configured Redis (connects on the first read). A read that Redis
-    cannot answer within ``HTTP_TIMEOUT_SECONDS``, tried once more, goes to the metadata service."""
-    client = redis_client(s, socket_timeout=s.http_timeout_seconds, connect_timeout=s.http_timeout_seconds, retries=1)
+    """The job records in the configured Redis (connects on the first read)."""
+    client = redis_client(
+        s, socket_timeout=RECORD_READ_TIMEOUT_SECONDS, connect_timeout=RECORD_READ_TIMEOUT_SECONDS, retries=0
+    )
     return JobRecords(client, s.redis_prefix)
 
 

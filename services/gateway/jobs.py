@@ -27,8 +27,9 @@ jobs = Blueprint("jobs", __name__)
 def status(job_id: str):
     """The job's status body with an ``ETag``; ``304`` when ``If-None-Match`` names it. A final
     answer comes from this process's :class:`~services.gateway.status_cache.StatusCache` while it
-    is fresh (its owner checked as for a fresh read); any other is read as :meth:`JobAccess.get`
-    reads it. (Most asks never get here: ``status_reads.py`` answers them in front of Flask.)"""
+    is fresh (its owner checked as for a fresh read); any other is read from the metadata service.
+    Most asks never get here: ``status_reads.py`` answers them in front of Flask, from that cache
+    or the job's record in Redis."""
     wait = status_wait_seconds(request.args.get("wait"))
     gateway = parts()
     key = answer_key(request.environ, job_id)

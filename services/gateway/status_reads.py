@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
+from urllib.parse import parse_qs
 
 import redis
 from werkzeug.wsgi import get_current_url
@@ -35,6 +36,12 @@ from shared.links import LinkSigner
 log = logging.getLogger(__name__)
 
 STATUS_PREFIX = "/status/"
+
+
+def waits(query_string: str) -> bool:
+    """Whether a query string has a ``wait`` parameter (even an empty or malformed one: the route
+    answers it, or refuses it 400). Other parameters (a poller's cache-buster) change nothing."""
+    return bool(query_string) and "wait" in parse_qs(query_string, keep_blank_values=True)
 
 
 class JobRecords:
@@ -118,7 +125,7 @@ def _host_url(scheme: str, http_host: str | None, server_name: str | None, serve
 
 
 class StatusMiddleware:
-    """WSGI middleware (PEP 3333) that answers ``GET /status/<id>`` (no query string) with
+    """WSGI middleware (PEP 3333) that answers ``GET /status/<id>`` (without ``wait``) with
     :class:`StatusReader`'s answer when there is one and the request's key may see the job; every
     other request goes to ``app`` unchanged (which answers 401/404 exactly as without it).
 
@@ -136,7 +143,7 @@ class StatusMiddleware:
         if (
             environ.get("REQUEST_METHOD") == "GET"
             and path.startswith(STATUS_PREFIX)
-            and not environ.get("QUERY_STRING")
+            and not waits(environ.get("QUERY_STRING", ""))
             and (principal := self._principal(environ)) is not None
         ):
             answer = self.reader.answer(environ, path[len(STATUS_PREFIX) :])
