@@ -107,7 +107,8 @@ class StatusReader:
 def host_url(environ: dict) -> str:
     """``scheme://host/`` of a request, as Flask's ``request.host_url`` gives it (werkzeug's
     ``get_current_url(host_only=True)``), remembered per scheme and host: working it out (IRI
-    decoding) was a sixth of an answer's CPU, and pollers ask through the same few hosts."""
+    decoding) was ~30 of the ~100 us an answer read from Redis took in-process, and pollers ask
+    through the same few hosts."""
     return _host_url(
         environ.get("wsgi.url_scheme", "http"),
         environ.get("HTTP_HOST"),
