@@ -33,7 +33,7 @@ from services.gateway.jobs import jobs
 from services.gateway.live import live
 from services.gateway.pages import load_openapi, pages_blueprint, with_offered_formats
 from services.gateway.quotas import install_quotas
-from services.gateway.status_cache import FinalStatusMiddleware
+from services.gateway.status_reads import StatusMiddleware
 from services.gateway.submissions import submissions
 from shared.auth import warn_if_open
 from shared.config import Settings, settings
@@ -45,7 +45,7 @@ from shared.video_codecs import offered_video_codecs
 def create_app(s: Settings | None = None, **overrides) -> Flask:
     """The Flask app on :func:`~services.gateway.bootstrap.gateway_parts` (tests pass their own
     settings, or fakes by the parts' names: ``metadata``, ``storage``, ``upload``, ``relay``,
-    ``auth``, ``quotas``)."""
+    ``auth``, ``quotas``, ``records``)."""
     s = s or settings()
     warn_if_open(s.api_keys_file, "gateway")
     return app_on(gateway_parts(s, **overrides))
@@ -53,8 +53,8 @@ def create_app(s: Settings | None = None, **overrides) -> Flask:
 
 def app_on(gateway: GatewayParts) -> Flask:
     """The Flask app serving ``gateway``'s parts: hooks in the order they must run (the caller's key,
-    then its limits), then one blueprint per resource; in front of it all, the cached final
-    ``/status`` answers (``status_cache.py``)."""
+    then its limits), then one blueprint per resource; in front of it all, the ``/status`` answers
+    given without the metadata service (``status_reads.py``)."""
     app = Flask(__name__)
     app.extensions[EXTENSION] = gateway
     install_authentication(app, gateway.auth)
@@ -67,5 +67,5 @@ def app_on(gateway: GatewayParts) -> Flask:
     app.register_blueprint(pages_blueprint(with_offered_formats(load_openapi(), codecs)))  # GET /, /docs, /openapi.json
     for blueprint in (submissions, jobs, downloads, live, health):
         app.register_blueprint(blueprint)
-    app.wsgi_app = FinalStatusMiddleware(app.wsgi_app, gateway.status_cache, gateway.auth)
+    app.wsgi_app = StatusMiddleware(app.wsgi_app, gateway.status, gateway.auth)
     return app

@@ -11,6 +11,7 @@ from services.gateway.access import JobAccess
 from services.gateway.events import ChangeRelay
 from services.gateway.quotas import SubmissionLimits
 from services.gateway.status_cache import StatusCache
+from services.gateway.status_reads import JobRecords, StatusReader
 from services.gateway.upstream import UploadService
 from shared.auth import Authenticator
 from shared.config import Settings
@@ -26,6 +27,10 @@ MULTIPART_SLACK_BYTES = 64 * 1024
 UPLOAD_READ_TIMEOUT_SECONDS = 300
 """How long the gateway waits on the upload service between bytes, seconds."""
 
+RECORD_READ_TIMEOUT_SECONDS = 2.0
+"""How long ``/status`` waits on Redis for a job record (connect, then answer), seconds, without
+trying again: a read Redis does not answer in time goes to the metadata service, as a miss does."""
+
 EXTENSION = "siphon.gateway"
 """The key of :class:`GatewayParts` in ``app.extensions``."""
 
@@ -34,7 +39,8 @@ EXTENSION = "siphon.gateway"
 class GatewayParts:
     """Everything the gateway's routes use: settings, the clients of the other services, storage,
     the change relay, the caller's authentication, the link signer (None in open mode without a
-    secret), the submission limits and the final ``/status`` answers this process keeps."""
+    secret), the submission limits, the jobs as the caller may see them, and ``/status`` answers
+    given without the metadata service (``status_reads.py``)."""
 
     settings: Settings
     metadata: MetadataClient
@@ -45,7 +51,7 @@ class GatewayParts:
     links: LinkSigner | None
     limits: SubmissionLimits
     jobs: JobAccess
-    status_cache: StatusCache
+    status: StatusReader
 
     @property
     def body_limit(self) -> int:
@@ -61,6 +67,7 @@ def gateway_parts(
     relay: ChangeRelay | None = None,
     auth: Authenticator | None = None,
     quotas: Quotas | None = None,
+    records: JobRecords | None = None,
 ) -> GatewayParts:
     """The parts on the configured services (nothing connects before its first use); any given
     part is used instead of the real one.
@@ -69,6 +76,8 @@ def gateway_parts(
         ConfigError: the keys file cannot be read.
     """
     metadata = metadata or MetadataClient(s.metadata_url, s.http_timeout_seconds)
+    records = records or make_job_records(s)
+    links = link_signer(s)
     limits = SubmissionLimits(
         quotas or Quotas.from_settings(s),
         metadata,
@@ -83,11 +92,19 @@ def gateway_parts(
         upload=upload or UploadService(s.upload_url, s.http_timeout_seconds, UPLOAD_READ_TIMEOUT_SECONDS),
         relay=relay or make_relay(s),
         auth=auth or Authenticator.from_path(s.api_keys_file),
-        links=link_signer(s),
+        links=links,
         limits=limits,
         jobs=JobAccess(metadata),
-        status_cache=StatusCache(s.output_ttl),
+        status=StatusReader(StatusCache(s.output_ttl), records, links),
     )
+
+
+def make_job_records(s: Settings) -> JobRecords:
+    """The job records in the configured Redis (connects on the first read)."""
+    client = redis_client(
+        s, socket_timeout=RECORD_READ_TIMEOUT_SECONDS, connect_timeout=RECORD_READ_TIMEOUT_SECONDS, retries=0
+    )
+    return JobRecords(client, s.redis_prefix)
 
 
 def make_relay(s: Settings) -> ChangeRelay:

@@ -27,11 +27,13 @@ jobs = Blueprint("jobs", __name__)
 def status(job_id: str):
     """The job's status body with an ``ETag``; ``304`` when ``If-None-Match`` names it. A final
     answer comes from this process's :class:`~services.gateway.status_cache.StatusCache` while it
-    is fresh (its owner checked as for a fresh read); any other is read from the metadata service."""
+    is fresh (its owner checked as for a fresh read); any other is read from the metadata service.
+    Most asks never get here: ``status_reads.py`` answers them in front of Flask, from that cache
+    or the job's record in Redis."""
     wait = status_wait_seconds(request.args.get("wait"))
     gateway = parts()
     key = answer_key(request.environ, job_id)
-    answer = gateway.status_cache.get(key)
+    answer = gateway.status.cache.get(key)
     if answer is not None and not caller().may_see(answer.owner):
         return jsonify(not_found_body(job_id)), 404
     if answer is None:
@@ -39,7 +41,7 @@ def status(job_id: str):
             job = gateway.jobs.get(job_id, wait)
         except JobNotFound:
             return jsonify(not_found_body(job_id)), 404
-        answer = gateway.status_cache.answer(job, key, status_body(job, request.host_url, gateway.links))
+        answer = gateway.status.cache.answer(job, key, status_body(job, request.host_url, gateway.links))
     return status_response(answer)
 
 

@@ -20,9 +20,8 @@ whose status is final, per gateway worker process, for :data:`STATUS_CACHE_SECON
   signed link in a cached body is at most :data:`STATUS_CACHE_SECONDS` older than a fresh one
   (links live for hours).
 
-A hit is served by :class:`FinalStatusMiddleware` in front of Flask (routing, request context
-and hooks were half of a hit's CPU); a miss, a long-poll ``?wait=``, a refused key and everything
-else go to Flask's ``GET /status`` route, which fills the cache.
+A hit is served in front of Flask (``status_reads.py``); an answer read afresh, from Redis there
+or from the metadata service by Flask's ``GET /status`` route, fills the cache.
 
 ETags (RFC 9110 §8.8.3, strong validators over the body bytes) let a poller send
 ``If-None-Match`` and get ``304 Not Modified`` without a body (RFC 9110 §13.1.2, §15.4.5).
@@ -33,11 +32,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from shared.auth import Authenticator
-from shared.errors import SiphonError
 from shared.jobs import Job, JobStatus
 
 STATUS_CACHE_SECONDS = 2.0
@@ -141,46 +137,3 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
         if tag == "*" or tag.removeprefix("W/") == etag:
             return True
     return False
-
-
-STATUS_PREFIX = "/status/"
-
-
-class FinalStatusMiddleware:
-    """WSGI middleware (PEP 3333) that answers ``GET /status/<id>`` (no query string) from
-    ``cache`` when it holds a fresh final answer and the request's key may see the job; every other
-    request, and a hit the caller may not see, goes to ``app`` unchanged (which answers 401/404
-    exactly as without the cache).
-
-    A hit answers 200 with the kept body, or 304 without one when ``If-None-Match`` lists its ETag;
-    both carry ``ETag`` and ``Cache-Control: no-cache``, as the route's answers do.
-    """
-
-    def __init__(self, app: Callable, cache: StatusCache, auth: Authenticator):
-        self.app = app
-        self.cache = cache
-        self.auth = auth
-
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if (
-            environ.get("REQUEST_METHOD") == "GET"
-            and path.startswith(STATUS_PREFIX)
-            and not environ.get("QUERY_STRING")
-        ):
-            answer = self.cache.get(answer_key(environ, path[len(STATUS_PREFIX) :]))
-            if answer is not None and self._may_see(environ, answer.owner):
-                headers = [("ETag", answer.etag), ("Cache-Control", "no-cache")]
-                if etag_matches(environ.get("HTTP_IF_NONE_MATCH"), answer.etag):
-                    start_response("304 Not Modified", headers)
-                    return []
-                headers += [("Content-Type", "application/json"), ("Content-Length", str(len(answer.body)))]
-                start_response("200 OK", headers)
-                return [answer.body]
-        return self.app(environ, start_response)
-
-    def _may_see(self, environ: dict, owner: str | None) -> bool:
-        try:
-            return self.auth.principal(environ.get("HTTP_AUTHORIZATION")).may_see(owner)
-        except SiphonError:  # no key or a refused one: the app answers its 401
-            return False

@@ -20,6 +20,7 @@ import redis
 
 from services.metadata.records import JobRecord, NotificationRecord
 from shared.errors import JobNotFound, JobStoreUnavailable, ObjectNotFound
+from shared.job_records import job_record_key
 from shared.jobs import JobStatus, job_prefix, manifest_key
 from shared.messages import JobEvent
 from shared.storage import Storage
@@ -59,7 +60,8 @@ class RecordObserver(Protocol):
 
 
 class JobStore:
-    """Jobs keyed ``<prefix>job:<job_id>`` in Redis, each a JSON :class:`~services.metadata.records.JobRecord`."""
+    """Jobs keyed ``<prefix>job:<job_id>`` in Redis, each a JSON :class:`~services.metadata.records.JobRecord`
+    (the key others may read, and how, is ``shared/job_records.py``)."""
 
     def __init__(self, client: redis.Redis, prefix: str, storage: Storage, observers: Sequence[RecordObserver] = ()):
         self.redis = client
@@ -68,7 +70,7 @@ class JobStore:
         self.observers = tuple(observers)
 
     def _key(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}"
+        return job_record_key(self.prefix, job_id)
 
     def _done_key(self, job_id: str) -> str:
         """A list that holds one element once the job is terminal; long-polls block on it."""

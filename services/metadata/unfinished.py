@@ -21,6 +21,7 @@ import redis
 
 from services.metadata.records import JobRecord
 from shared.errors import JobStoreUnavailable
+from shared.job_records import job_record_key
 from shared.jobs import JobStatus
 
 FORGET_SCRIPT = """
@@ -85,7 +86,7 @@ class UnfinishedJobs:
             members = [member.decode() for member in self.redis.smembers(self.key(subject))]
             if not members:
                 return 0
-            records = self.redis.mget([f"{self.prefix}job:{job_id}" for job_id in members])
+            records = self.redis.mget([job_record_key(self.prefix, job_id) for job_id in members])
             stale = [job_id for job_id, raw in zip(members, records, strict=True) if not is_live(raw)]
             if stale:
                 with self.redis.pipeline() as pipe:

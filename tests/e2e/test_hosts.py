@@ -134,36 +134,55 @@ def _logged(stack, service: str, prefix: str, after: int = 0) -> bool:
     return sum(1 for r in log_lines(stack, service) if r["msg"].startswith(prefix)) > after
 
 
-def test_gateway_cut_off_from_metadata_answers_503_within_the_http_timeout_and_recovers(hosts, host_stack, tones):
+def test_gateway_cut_off_from_metadata_keeps_answering_status_from_redis_and_503s_what_needs_metadata(
+    hosts, host_stack, tones
+):
     """(d) The metadata host (its HTTP service, consumer and notifier) drops off the network under
-    load: the gateway's ``/status`` answers 503 ``metadata_unavailable`` within ``HTTP_TIMEOUT_SECONDS``
-    instead of hanging, and answers again once the link heals; every accepted job completes."""
+    load. The gateway's ``/status`` keeps answering 200 at once, from the job's record in Redis
+    (``shared/job_records.py``), never going backwards; ``GET /jobs``, which only the metadata
+    service answers, gets 503 ``metadata_unavailable`` within ``HTTP_TIMEOUT_SECONDS`` instead of
+    hanging, and answers again once the link heals; every accepted job completes."""
     metadata_host = hosts.add_host("metadata")
     placement = {name: metadata_host for name in ("metadata", "metadata-consumer", "metadata-notifier")}
     stack = host_stack(workers=2, placement=placement, HTTP_TIMEOUT_SECONDS=str(HTTP_TIMEOUT_SECONDS))
     load = Load(stack, tones(60), count=30, interval=0.6).start()
     wait_until(lambda: len(load.accepted) >= 10, 60, 0.1, "a third of the load accepted")
-    probe = load.accepted[0]
+    probe = load.accepted[-1]
     metadata_host.cut()
-    answers = []
+    statuses, listings = [], []
     try:
         until = time.monotonic() + PARTITION_SECONDS
         while time.monotonic() < until:
-            started = time.monotonic()
-            r = requests.get(f"{stack.url}/status/{probe}", timeout=HTTP_TIMEOUT_SECONDS * 3)
-            answers.append((r.status_code, r.json().get("error", {}).get("code"), time.monotonic() - started))
+            statuses.append(_timed(f"{stack.url}/status/{probe}"))
+            listings.append(_timed(f"{stack.url}/jobs?limit=1"))
     finally:
         metadata_host.heal()
     healed_at = time.monotonic()
-    wait_until(lambda: stack.status(probe).status_code == 200, 60, 0.1, "/status answered again")
+    wait_until(lambda: requests.get(f"{stack.url}/jobs?limit=1").status_code == 200, 60, 0.1, "/jobs answered again")
     recovery = time.monotonic() - healed_at
     final = load.wait(240)
-    slowest = max(seconds for _, _, seconds in answers)
-    assert {(status, code) for status, code, _ in answers} == {(503, "metadata_unavailable")}, answers
-    assert slowest < HTTP_TIMEOUT_SECONDS + 1.5, answers
+    assert {code for code, _, _ in statuses} == {200}, statuses
+    order = ["queued", "processing", "completed"]
+    states = [order.index(body["status"]) for _, body, _ in statuses]
+    assert states == sorted(states), statuses
+    assert max(seconds for _, _, seconds in statuses) < 1.0, statuses
+    assert {(code, body["error"]["code"]) for code, body, _ in listings} == {(503, "metadata_unavailable")}, listings
+    slowest = max(seconds for _, _, seconds in listings)
+    assert slowest < HTTP_TIMEOUT_SECONDS + 1.5, listings
     numbers = tally(stack, load, final, recovery)
-    print(numbers.line("d gateway cut from metadata"), f"(slowest 503 {slowest:.1f} s, {len(load.refused)} refused)")
+    print(
+        numbers.line("d gateway cut from metadata"),
+        f"({len(statuses)} /status 200, slowest {max(s for _, _, s in statuses) * 1000:.0f} ms;",
+        f"{len(listings)} /jobs 503, slowest {slowest:.1f} s; {len(load.refused)} refused)",
+    )
     assert numbers.accepted >= 10 and numbers.lost == 0 and numbers.duplicated == 0, numbers
+
+
+def _timed(url: str) -> tuple[int, dict, float]:
+    """``GET url``: its status code, JSON body, and seconds taken."""
+    started = time.monotonic()
+    r = requests.get(url, timeout=HTTP_TIMEOUT_SECONDS * 3)
+    return r.status_code, r.json(), time.monotonic() - started
 
 
 def test_s3_host_unreachable_for_20_s_jobs_retry_and_none_fails(hosts, host_stack, tones):

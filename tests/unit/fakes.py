@@ -170,6 +170,19 @@ class FakeMetadata(_Recorder):
         return job
 
 
+class FakeJobRecords(_Recorder):
+    """The gateway's :class:`~services.gateway.status_reads.JobRecords` over a dict of jobs (empty:
+    every read misses, and goes to the metadata service)."""
+
+    def __init__(self, *jobs: Job) -> None:
+        super().__init__()
+        self.jobs: dict[str, Job] = {job.job_id: job for job in jobs}
+
+    def get(self, job_id: str) -> Job | None:
+        self._record("get", job_id)
+        return self.jobs.get(job_id)
+
+
 class FakePublisher(_Recorder, Publishes):
     """The :class:`~shared.broker.ConfirmingPublisher`: its named publishers record
     ``(exchange, routing_key, body)`` in ``published``, with the exchange names of ``topology``

@@ -1,11 +1,14 @@
-"""The gateway's OpenAPI document is parsed once per session, not once per app."""
+"""The gateway's OpenAPI document is parsed once per session, not once per app; the job records
+in Redis are an empty fake unless a test passes its own (``records=``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.gateway import app as gateway_app
+from services.gateway import bootstrap
 from services.gateway.pages import load_openapi
+from tests.unit.fakes import FakeJobRecords
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +27,9 @@ def no_rate_limits(monkeypatch):
     limits' in-memory storage."""
     for name in ("QUOTA_SUBMISSIONS_PER_MINUTE", "QUOTA_UNFINISHED_JOBS", "QUOTA_UPLOAD_BYTES_PER_DAY"):
         monkeypatch.setenv(name, "0")
+
+
+@pytest.fixture(autouse=True)
+def no_records_in_redis(monkeypatch):
+    """Every read of a job record in Redis misses, so routes read from the (fake) metadata service."""
+    monkeypatch.setattr(bootstrap, "make_job_records", lambda s: FakeJobRecords())

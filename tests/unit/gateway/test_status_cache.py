@@ -64,7 +64,7 @@ def test_a_kept_answer_goes_stale_after_its_seconds():
     metadata = FakeMetadata(job(JobStatus.COMPLETED))
     flask_app = app_with(metadata)
     client = flask_app.test_client()
-    flask_app.extensions["siphon.gateway"].status_cache.seconds = 0.05
+    flask_app.extensions["siphon.gateway"].status.cache.seconds = 0.05
     client.get(f"/status/{JOB_ID}")
     client.get(f"/status/{JOB_ID}")
     time.sleep(0.06)

@@ -1,0 +1,37 @@
+"""The job records in Redis, as another service may read them: the contract between their one
+writer, the metadata service (``services/metadata/store.py``), and the gateway's ``GET /status``
+(``services/gateway/status_reads.py``). Besides the change feed (``shared/changes.py``), this is
+the only Redis key of the metadata service that another service may read.
+
+    <REDIS_PREFIX>job:<job_id>  (string)  the job's record: the JSON of
+                                          ``services.metadata.records.JobRecord``, which a reader
+                                          loads as a :class:`~shared.jobs.Job` (it ignores the
+                                          fields only metadata keeps). The same bytes metadata's
+                                          ``GET /jobs/<id>`` answers.
+
+How the writer keeps it (why a reader may trust one ``GET``):
+
+* Every write of a record goes to the job's manifest in storage first, then to this key inside a
+  ``WATCH``/``MULTI`` transaction on it, which ``Job.apply`` allows only forward
+  (``shared/jobs.py``). So two ``GET`` s of one key, in order, never see the job go backwards, and a
+  job reads ``completed`` only once its output is stored (the worker reports completion after it).
+* The key may be missing while the job exists: Redis lost it (a restart without persistence, a
+  failover) and no read has restored it from the manifest yet.
+
+Rules for readers:
+
+* Read-only, one ``GET``: a reader never writes, deletes or expires the key (the restore from the
+  manifest, the index and the change feed are the writer's, in the same transaction).
+* A missing key is *not* "no such job": ask the metadata service (``GET /jobs/<id>``), which
+  restores the record from its manifest or answers 404.
+* Read the primary, never a replica: a replica lags behind it and may show an older state.
+* Anything else about a job (waiting for its end, cancelling it, listing) goes to the metadata
+  service's HTTP API.
+"""
+
+from __future__ import annotations
+
+
+def job_record_key(prefix: str, job_id: str) -> str:
+    """The Redis key of ``job_id``'s record under ``REDIS_PREFIX`` ``prefix``."""
+    return f"{prefix}job:{job_id}"

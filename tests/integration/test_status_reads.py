@@ -1,0 +1,143 @@
+"""The gateway's ``GET /status`` reading job records straight from the real Redis
+(``services/gateway/status_reads.py``, under ``shared/job_records.py``), with the metadata service
+as the fallback: records are written by metadata's own :class:`JobStore`, and the metadata service,
+when a test needs one, is its real app served over HTTP on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from werkzeug.serving import make_server
+
+from services.gateway.app import create_app as create_gateway
+from services.metadata.app import create_app as create_metadata
+from services.metadata.records import JobRecord
+from services.metadata.store import JobStore
+from shared.config import load_settings
+from shared.job_records import job_record_key
+from shared.jobs import JobStatus, new_job_id
+from shared.messages import JobEvent
+from shared.storage import LocalStorage
+from tests.support.keys import KeyFile
+from tests.support.net import free_port
+from tests.unit.fakes import FakeStorage, FakeUpload
+
+pytestmark = pytest.mark.integration
+
+STATE_ORDER = {"queued": 0, "processing": 1, "completed": 2}
+
+
+@pytest.fixture
+def store(redis_client, prefix, tmp_path) -> JobStore:
+    return JobStore(redis_client, prefix, LocalStorage(tmp_path / "storage"))
+
+
+@pytest.fixture
+def metadata_url(store, prefix) -> Iterator[str]:
+    """The metadata service's real app on ``store``, served on loopback."""
+    app = create_metadata(load_settings(redis_prefix=prefix), store=store, control=object())
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+def gateway(prefix: str, metadata_url: str, **settings):
+    """A gateway test client on the real Redis under ``prefix``; its metadata service is at ``metadata_url``."""
+    s = load_settings(redis_prefix=prefix, metadata_url=metadata_url, http_timeout_seconds=2, **settings)
+    return create_gateway(s, storage=FakeStorage(), upload=FakeUpload()).test_client()
+
+
+def no_metadata_url() -> str:
+    """A metadata URL where nothing listens: any call to it answers 503."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def create(store: JobStore, owner: str | None = None) -> str:
+    job = JobRecord.new(new_job_id(), "clip.mp4", 10).model_copy(update={"owner": owner})
+    store.create(job)
+    return job.job_id
+
+
+def test_a_processing_job_is_answered_from_redis_without_the_metadata_service(store, prefix):
+    job_id = create(store)
+    store.apply(JobEvent(job_id=job_id, status=JobStatus.PROCESSING, progress=37))
+    client = gateway(prefix, no_metadata_url())
+    answer = client.get(f"/status/{job_id}")
+    assert answer.status_code == 200, answer.json
+    assert answer.json == {
+        "job_id": job_id,
+        "status": "processing",
+        "message": "Conversion in progress.",
+        "progress": 37,
+    }
+    etag = answer.headers["ETag"]
+    assert client.get(f"/status/{job_id}", headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_a_record_missing_from_redis_is_restored_by_the_metadata_service(store, prefix, redis_client, metadata_url):
+    job_id = create(store)
+    redis_client.delete(job_record_key(prefix, job_id))  # Redis lost it; the manifest still has it
+    answer = gateway(prefix, metadata_url).get(f"/status/{job_id}")
+    assert answer.status_code == 200 and answer.json["status"] == "queued"
+    assert redis_client.exists(job_record_key(prefix, job_id)), "metadata put the record back"
+
+
+def test_a_record_missing_from_redis_while_metadata_is_unreachable_is_a_503(store, prefix, redis_client):
+    job_id = create(store)
+    redis_client.delete(job_record_key(prefix, job_id))
+    answer = gateway(prefix, no_metadata_url()).get(f"/status/{job_id}")
+    assert answer.status_code == 503 and answer.json["error"]["code"] == "metadata_unavailable"
+
+
+def test_an_unknown_job_is_a_404_from_the_metadata_service(prefix, metadata_url):
+    answer = gateway(prefix, metadata_url).get(f"/status/{new_job_id()}")
+    assert answer.status_code == 404 and answer.json["status"] == "not_found"
+
+
+def test_another_keys_job_is_a_404_and_its_owners_a_200(store, prefix, tmp_path, metadata_url):
+    keys = KeyFile(tmp_path / "keys")
+    for name in ("alice", "bob"):
+        keys.add(name)
+    keys.add("root", admin=True)
+    job_id = create(store, owner="alice")
+    store.apply(JobEvent(job_id=job_id, status=JobStatus.PROCESSING))
+    client = gateway(prefix, metadata_url, api_keys_file=keys.path, download_link_secret="x" * 32)
+    assert client.get(f"/status/{job_id}", headers=keys.auth("alice")).json["status"] == "processing"
+    assert client.get(f"/status/{job_id}", headers=keys.auth("root")).status_code == 200
+    refused = client.get(f"/status/{job_id}", headers=keys.auth("bob"))
+    assert refused.status_code == 404 and refused.json["status"] == "not_found"
+    assert client.get(f"/status/{job_id}").status_code == 401
+
+
+def test_a_long_poll_still_waits_at_the_metadata_service(store, prefix, metadata_url):
+    job_id = create(store)
+    started = time.monotonic()
+    answer = gateway(prefix, metadata_url).get(f"/status/{job_id}?wait=0.5")
+    assert answer.status_code == 200 and answer.json["status"] == "queued"
+    assert time.monotonic() - started >= 0.5, "answered at once: the long-poll did not reach metadata"
+
+
+def test_a_status_read_while_the_job_moves_on_never_goes_backwards(store, prefix):
+    job_id = create(store)
+    client = gateway(prefix, no_metadata_url())
+    seen: list[tuple[int, int]] = []
+
+    def move_on() -> None:
+        for progress in range(0, 100, 3):
+            store.apply(JobEvent(job_id=job_id, status=JobStatus.PROCESSING, progress=progress))
+        store.apply(JobEvent(job_id=job_id, status=JobStatus.COMPLETED, output_size=1000))
+
+    writer = threading.Thread(target=move_on)
+    writer.start()
+    while writer.is_alive() or not seen or seen[-1][0] != STATE_ORDER["completed"]:
+        body = client.get(f"/status/{job_id}").json
+        seen.append((STATE_ORDER[body["status"]], body.get("progress", 100 if body["status"] == "completed" else -1)))
+    writer.join()
+    assert seen == sorted(seen), "a later answer showed an earlier state or less progress"
+    assert {state for state, _ in seen} >= {STATE_ORDER["processing"], STATE_ORDER["completed"]}
