@@ -22,10 +22,17 @@ from pathlib import Path
 from bench.inputs import FULL, QUICK, Inputs, Variants, ensure_inputs
 from bench.machine import describe, load_average, reference_loop
 from bench.phases import Bench, measure_cpu, measure_latency, measure_memory, measure_status_both, measure_throughput
-from bench.procs import machine_cpu_seconds, own_cpu_seconds
+from bench.procs import CpuMeter, machine_cpu_seconds, own_cpu_seconds
 from bench.report import BackendResults, details, render_markdown, render_text, table, write_markdown
 from bench.sandbox import measure_sandbox_cost
-from bench.video import FULL_VIDEO, QUICK_VIDEO, VIDEO_FIELDS, ensure_video_inputs, measure_video
+from bench.video import (
+    CPU_SAMPLE_SECONDS,
+    FULL_VIDEO,
+    QUICK_VIDEO,
+    VIDEO_FIELDS,
+    ensure_video_inputs,
+    measure_video,
+)
 from shared.config import load_settings
 from tests.support.moto import moto_server
 from tests.support.stack import ROOT, Stack
@@ -158,6 +165,7 @@ def _run_video_phase(args, backend: str, stack: Stack, bench: Bench, results: Ba
             args.runs,
             args.throughput_runs,
             fresh=bench.variants.make,
+            meter=lambda: CpuMeter(stack.processes, CPU_SAMPLE_SECONDS),
         )
     finally:
         bench.failed_jobs += video.failed_jobs

@@ -188,8 +188,10 @@ class SandboxSampler:
     encode). ``ffmpeg`` and ``ffprobe`` are summed as ``media``, the rest (bwrap's init) as ``other``.
     """
 
-    def __init__(self, roots: list[int]):
+    def __init__(self, roots: list[int], interval: float = SAMPLE_SECONDS):
+        """Sample the trees under ``roots`` (PIDs) every ``interval`` seconds."""
         self.roots = roots
+        self.interval = interval
         self.last: dict[tuple[int, str], tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -207,7 +209,7 @@ class SandboxSampler:
         return media, other
 
     def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
+        while not self._stop.wait(self.interval):
             for root in self.roots:
                 for pid in self._sandboxed(root):
                     try:
@@ -241,14 +243,16 @@ class CpuMeter:
     benchmark spent (other users' work, the kernel's); ``wall`` is seconds.
     """
 
-    def __init__(self, processes: dict):
+    def __init__(self, processes: dict, sample_seconds: float = SAMPLE_SECONDS):
+        """Meter ``Stack.processes``; the sandbox is sampled every ``sample_seconds`` (a coarser
+        interval costs the machine less and misses more of short runs: :class:`SandboxSampler`)."""
         self.processes = processes
         self.brokers = broker_pids()
         self.server: dict[str, float] = {}
         self.ffmpeg = 0.0
         self.bench = self.machine = self.wall = 0.0
         roots = [p.pid for name, p in processes.items() if name.startswith("conversion")]
-        self.sampler = SandboxSampler(roots)
+        self.sampler = SandboxSampler(roots, sample_seconds)
 
     def _read(self) -> tuple[dict[str, float], float, float, float]:
         import time

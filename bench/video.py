@@ -4,7 +4,9 @@ through siphon and through plain ffmpeg with the very same arguments.
 Two measurements, each alternating plain and siphon runs so both see the same noise:
 
 - one job at a time: siphon's whole job (POST until the MP4 is on disk) over plain ffmpeg's
-  wall time, medians (target ≤ 1.05);
+  wall time, medians (target ≤ 1.05); with the CPU seconds of each: plain ffmpeg's, and siphon's
+  ffmpeg's (as sampled inside the sandbox) and the rest of the server's (every service's process
+  tree and the brokers: :class:`~bench.procs.CpuMeter`);
 - :attr:`VideoProfile.jobs` jobs at once on the stack's workers against as many plain ffmpeg
   processes at a time: plain's wall time over siphon's (target ≥ 0.9). The jobs are distinct
   files (a copy of the clip with its own ``comment`` tag, stream-copied), so no output cache
@@ -18,15 +20,17 @@ probes, the bubblewrap sandbox, storage and download.
 
 from __future__ import annotations
 
+import resource
 import statistics
 import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.inputs import Input, cached, duration_label, run_ffmpeg
+from bench.procs import CpuMeter
 from services.conversion.encode import EncodeLimits, build_command
 from services.conversion.plan import VideoInput, plan_encode
 from services.conversion.probe import probe_media
@@ -53,6 +57,11 @@ class VideoProfile:
     jobs: int
 
 
+CPU_SAMPLE_SECONDS = 0.05
+"""How often the video phase's :class:`~bench.procs.CpuMeter` samples the sandbox, seconds: coarser
+than the audio phases' 5 ms, whose sampling costs a tenth of a core (measured), which a one-job
+wall-time ratio on two cores cannot spare; a probe shorter than this may go unseen (≤ 0.1 s of CPU)."""
+
 FULL_VIDEO = VideoProfile("full", 120, "1280x720", 2500, 30, 8)
 QUICK_VIDEO = VideoProfile("quick", 3, "320x180", 300, 15, 2)
 
@@ -60,7 +69,9 @@ QUICK_VIDEO = VideoProfile("quick", 3, "320x180", 300, 15, 2)
 @dataclass(frozen=True)
 class VideoResults:
     """Wall seconds of every run: one job (``plain``/``siphon``) and a batch of ``jobs`` jobs on
-    ``workers`` workers (``batch_plain``/``batch_siphon``)."""
+    ``workers`` workers (``batch_plain``/``batch_siphon``); CPU seconds of each single job: plain
+    ffmpeg's (``plain_cpu``), siphon's ffmpeg's (``siphon_ffmpeg_cpu``) and the rest of the
+    server's (``siphon_rest_cpu``; empty when not metered)."""
 
     label: str
     jobs: int
@@ -69,6 +80,9 @@ class VideoResults:
     siphon: list[float]
     batch_plain: list[float]
     batch_siphon: list[float]
+    plain_cpu: list[float] = field(default_factory=list)
+    siphon_ffmpeg_cpu: list[float] = field(default_factory=list)
+    siphon_rest_cpu: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -91,10 +105,16 @@ def video_row_specs() -> list[tuple]:
     def seconds(v: float) -> str:
         return f"{v:.2f} s"
 
+    def median_of(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
     return [
         ("video: plain ffmpeg p50", "", pick(lambda v: statistics.median(v.plain)), seconds),
         ("video: siphon p50", "", pick(lambda v: statistics.median(v.siphon)), seconds),
         ("video: siphon / plain", "≤ 1.05", pick(lambda v: v.ratio), lambda v: f"{v:.3f}", lambda v: v <= 1.05),
+        ("video CPU: plain ffmpeg p50", "", pick(lambda v: median_of(v.plain_cpu)), seconds),
+        ("video CPU: siphon's ffmpeg p50", "", pick(lambda v: median_of(v.siphon_ffmpeg_cpu)), seconds),
+        ("video CPU: siphon outside ffmpeg p50", "", pick(lambda v: median_of(v.siphon_rest_cpu)), seconds),
         ("video batch: plain ffmpeg", "", pick(lambda v: statistics.median(v.batch_plain)), seconds),
         ("video batch: siphon", "", pick(lambda v: statistics.median(v.batch_siphon)), seconds),
         (
@@ -116,6 +136,8 @@ def video_details(backend: str, v: VideoResults) -> list[str]:
     return [
         f"{backend}, video ({v.label}, {', '.join(f'{k}={x}' for k, x in VIDEO_FIELDS.items())}): "
         f"plain {samples(v.plain)}; siphon {samples(v.siphon)}",
+        f"{backend}, video CPU per job: plain ffmpeg {samples(v.plain_cpu)}; siphon's ffmpeg "
+        f"{samples(v.siphon_ffmpeg_cpu)}; siphon outside ffmpeg {samples(v.siphon_rest_cpu)}",
         f"{backend}, video batch ({v.jobs} jobs, {v.workers} workers / plain processes): "
         f"plain {samples(v.batch_plain)}; siphon {samples(v.batch_siphon)}",
     ]
@@ -175,9 +197,25 @@ def siphon_command(s: Settings, source: Path, target: Path) -> list[str]:
 
 def plain_video_seconds(command: list[str]) -> float:
     """Wall time of one plain run of ``command`` (its ``-progress pipe:1`` output discarded), seconds."""
+    return plain_video_run(command)[0]
+
+
+def plain_video_run(command: list[str]) -> tuple[float, float]:
+    """``(wall, cpu)`` seconds of one plain run of ``command``: its CPU is user + system, as this
+    process reaps it (``RUSAGE_CHILDREN``; only one child may run at a time).
+
+    Raises:
+        subprocess.CalledProcessError: ffmpeg failed.
+    """
+    before = _reaped_cpu_seconds()
     started = time.perf_counter()
     subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _reaped_cpu_seconds() - before
+
+
+def _reaped_cpu_seconds() -> float:
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return reaped.ru_utime + reaped.ru_stime
 
 
 def measure_video(
@@ -189,6 +227,7 @@ def measure_video(
     runs: int,
     batch_runs: int,
     fresh: Callable[[Path], Path] = lambda path: path,
+    meter: Callable[[], CpuMeter] | None = None,
 ) -> VideoResults:
     """``runs`` alternating single jobs of ``inputs[0]``, then ``batch_runs`` alternating batches
     of every input (``workers`` plain processes at a time against siphon's ``workers`` workers).
@@ -196,6 +235,7 @@ def measure_video(
     (``bench.phases.Bench.convert`` on a client that sends them). ``fresh(path)`` gives a distinct
     copy of an input for each siphon job, made before its timing starts (the output cache is on in
     the configuration measured, and would answer a repeated file); the copies are removed at the end.
+    ``meter()``, when given, makes an unstarted CPU meter of the stack for each single siphon job.
 
     Raises:
         bench.client.BenchError: a job failed or the stack answered something unexpected.
@@ -203,6 +243,7 @@ def measure_video(
     """
     commands = [siphon_command(s, i.path, out_dir / f"plain-{n}.mp4") for n, i in enumerate(inputs)]
     plain, siphon = [], []
+    plain_cpu, ffmpeg_cpu, rest_cpu = [], [], []
     copies: list[Path] = []
 
     def copy_of(path: Path) -> Path:
@@ -211,9 +252,16 @@ def measure_video(
 
     convert(copy_of(inputs[0].path), out_dir / "warm-up.mp4")  # lazy imports, first connections
     for _ in range(runs):
-        plain.append(plain_video_seconds(commands[0]))
+        wall, cpu = plain_video_run(commands[0])
+        plain.append(wall)
+        plain_cpu.append(cpu)
         source = copy_of(inputs[0].path)
+        metered = meter().start() if meter else None
         siphon.append(convert(source, out_dir / "siphon-0.mp4"))
+        if metered is not None:
+            metered.stop()
+            ffmpeg_cpu.append(metered.ffmpeg)
+            rest_cpu.append(metered.server_total - metered.ffmpeg)
     batch_plain, batch_siphon = [], []
     for _ in range(batch_runs):
         batch_plain.append(_batch_seconds(workers, [lambda c=c: plain_video_seconds(c) for c in commands]))
@@ -225,7 +273,18 @@ def measure_video(
     for copy in copies:
         if copy not in {i.path for i in inputs}:
             copy.unlink(missing_ok=True)
-    return VideoResults(inputs[0].label, len(inputs), workers, plain, siphon, batch_plain, batch_siphon)
+    return VideoResults(
+        inputs[0].label,
+        len(inputs),
+        workers,
+        plain,
+        siphon,
+        batch_plain,
+        batch_siphon,
+        plain_cpu,
+        ffmpeg_cpu,
+        rest_cpu,
+    )
 
 
 def _batch_seconds(parallel: int, tasks: list) -> float:

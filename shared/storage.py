@@ -24,6 +24,10 @@ from shared.errors import NotSupported, ObjectNotFound, StorageUnavailable
 CHUNK_BYTES = 256 * 1024
 """Read size when streaming an object out, bytes."""
 
+LINK_REFUSED = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES)
+"""``link(2)`` errors after which :meth:`LocalStorage.put_file` copies instead: another filesystem,
+one without hard links (or forbidding them to this user), or a file with too many links."""
+
 STAGING_DIR = ".staging"
 """Folder under the local backend's root for uploads being received (see ``staging_file``)."""
 
@@ -35,7 +39,8 @@ class Storage(Protocol):
         """Store everything ``stream`` yields under ``key``; return the bytes stored."""
 
     def put_file(self, key: str, path: Path) -> int:
-        """Store the file at ``path`` under ``key``; return its size."""
+        """Store the file at ``path`` under ``key``; return its size. The caller may delete ``path``
+        afterwards but must not change it: a backend may take the file itself (a hard link)."""
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store a small object (a job manifest)."""
@@ -161,11 +166,37 @@ class LocalStorage:
         return path if path.is_file() else None
 
     def put_file(self, key: str, path: Path) -> int:
+        """Hard-link ``path`` into place (no copy: a video job's output is tens of MB); copy it
+        when it is on another filesystem or the filesystem refuses links."""
+        try:
+            return self._link_file(key, path)
+        except OSError as exc:
+            if exc.errno not in LINK_REFUSED:
+                raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
+
         def copy(out):
             with open(path, "rb") as src:
                 shutil.copyfileobj(src, out, CHUNK_BYTES)
 
         return self._write(key, copy)
+
+    def _link_file(self, key: str, path: Path) -> int:
+        """Link ``path`` to a temp name beside ``key``'s file, then rename it over that file (atomic).
+
+        Raises:
+            OSError: the link failed (``errno`` in :data:`LINK_REFUSED`: use a copy instead).
+        """
+        target = self._path(key)
+        tmp = target.with_name(f".part-{os.urandom(8).hex()}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(path, tmp)
+        try:
+            size = os.stat(tmp).st_size
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return size
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._write(key, lambda out: out.write(data))

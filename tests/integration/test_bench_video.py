@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 
 import pytest
 
-from bench.video import VideoProfile, VideoResults, ensure_video_inputs, siphon_command
+from bench.video import VideoProfile, VideoResults, ensure_video_inputs, plain_video_run, siphon_command
 from shared.config import load_settings
 
 TINY = VideoProfile("tiny", 1, "160x90", 200, 10, 3)
@@ -53,6 +54,13 @@ def test_the_plain_command_is_the_workers_mp4_h264_at_its_fastest_preset_and_run
     subprocess.run(command, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=60)
     kinds = {s["codec_type"]: s["codec_name"] for s in streams(target)}
     assert kinds == {"video": "h264", "audio": "aac"}
+
+
+def test_a_plain_run_reports_the_cpu_ffmpeg_spent(inputs, tmp_path):
+    command = siphon_command(load_settings(), inputs[0].path, tmp_path / "plain.mp4")
+    wall, cpu = plain_video_run(command)
+    assert (tmp_path / "plain.mp4").stat().st_size > 0
+    assert 0 < cpu <= wall * (os.cpu_count() or 1) + 0.05  # ffmpeg's own, not this process's
 
 
 def test_ratio_and_efficiency_are_medians_of_the_runs():

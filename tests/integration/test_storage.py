@@ -83,6 +83,32 @@ def test_put_file_then_download(storage, tmp_path):
     assert copy.read_bytes() == DATA
 
 
+def test_local_put_file_links_the_file_and_survives_its_deletion(tmp_path):
+    storage, source = LocalStorage(tmp_path / "storage"), tmp_path / "output.mp4"
+    source.write_bytes(DATA)
+    assert storage.put_file("jobs/a/output.mp4", source) == len(DATA)
+    stored = storage.local_path("jobs/a/output.mp4")
+    assert stored.stat().st_ino == source.stat().st_ino  # the worker's file itself, not a copy
+    source.unlink()  # the worker's temp dir goes
+    assert stored.read_bytes() == DATA
+    assert [p.name for p in stored.parent.iterdir()] == ["output.mp4"]  # no temp link left over
+
+
+def test_local_put_file_copies_from_another_filesystem(tmp_path):
+    other_fs = Path("/dev/shm")  # tmpfs: link(2) from there into tmp_path fails with EXDEV
+    if not other_fs.is_dir() or other_fs.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem to copy from")
+    storage, source = LocalStorage(tmp_path / "storage"), other_fs / f"siphon-test-{time.time_ns()}.bin"
+    source.write_bytes(DATA)
+    try:
+        assert storage.put_file("jobs/a/output.mp4", source) == len(DATA)
+        stored = storage.local_path("jobs/a/output.mp4")
+        assert stored.stat().st_ino != source.stat().st_ino
+        assert stored.read_bytes() == DATA
+    finally:
+        source.unlink()
+
+
 def test_put_bytes_overwrites(storage):
     storage.put_bytes("jobs/a/job.json", b'{"v": 1}')
     storage.put_bytes("jobs/a/job.json", b'{"v": 2}')
