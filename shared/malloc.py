@@ -18,7 +18,6 @@ macOS) this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_TRIM_THRESHOLD = -1
@@ -36,12 +35,9 @@ TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
 def keep_large_buffers() -> bool:
     """Set glibc's mmap and trim thresholds to :data:`MMAP_THRESHOLD_BYTES` and
     :data:`TRIM_THRESHOLD_BYTES`, each unless its environment tunable is set; return whether
-    glibc took them (False on another C library). Call it before the process makes threads:
-    gunicorn's master, before it forks the workers (they inherit it)."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name)
+    glibc took them (False on another C library). Call it in each process that should have
+    them, before it makes threads: gunicorn's ``post_fork`` hook, in every worker."""
+    libc = ctypes.CDLL(None)  # the symbols already loaded: no ldconfig run, as find_library would
     if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
         return False
     taken = True

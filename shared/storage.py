@@ -148,16 +148,10 @@ class LocalStorage:
         return Path(name) if stream.tell() == 0 else None
 
     def _link(self, key: str, staged: Path, stream: BinaryIO) -> int:
-        target = self._path(key)
-        tmp = target.with_name(f".part-{os.urandom(8).hex()}")
         try:
             stream.flush()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(staged, tmp)
-            os.replace(tmp, target)
-            return os.fstat(stream.fileno()).st_size
+            return self._link_file(key, staged)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StorageUnavailable(f"local storage: {exc.strerror or exc}") from exc
 
     def local_path(self, key: str) -> Path | None:
