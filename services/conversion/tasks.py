@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -30,12 +29,13 @@ from services.conversion import media_codes as codes
 from services.conversion import metrics
 from services.conversion.converter import Converter
 from services.conversion.encode import ConversionInterrupted
+from services.conversion.job_lookup import JobLookup
 from services.conversion.probe import ProbeResult
 from shared.broker import ACK, Settle, Settlement, requeue_later
 from shared.broker import dead_letter as dead_letter_with
 from shared.config import Settings
 from shared.errors import MediaError, MessageError, ObjectNotFound, SandboxFailed, SiphonError, StorageUnavailable
-from shared.jobs import JOB_ID_PATTERN, Job, JobErrorInfo, JobStatus, MediaFacts
+from shared.jobs import JOB_ID_PATTERN, JobErrorInfo, JobStatus, MediaFacts
 from shared.logs import job_context
 from shared.messages import ConversionTask, JobEvent
 from shared.options import ConversionOptions
@@ -49,12 +49,6 @@ CANCELLED = Settlement(Settle.ACK, "cancelled", "The job was cancelled.")
 
 PROGRESS_INTERVAL_SECONDS = 0.5
 """Least time between two progress reports of one task, seconds."""
-
-
-class JobLookup(Protocol):
-    """Reads a job (the metadata client); used to skip tasks whose job was cancelled."""
-
-    def get_job(self, job_id: str) -> Job: ...
 
 
 class ProgressReports:
@@ -251,9 +245,10 @@ class TaskRunner:
         return copy
 
     def _was_cancelled(self, job_id: str) -> bool:
-        """Whether the job was cancelled (the worker heard it, or the job record says so). A job
-        store that cannot answer does not stop the work: the conversion runs, and its output is
-        deleted when the cancel is already recorded."""
+        """Whether the job was cancelled (the worker heard it, or the job record says so: read from
+        Redis, else asked of the metadata service, ``job_lookup.py``). A job store that cannot
+        answer does not stop the work: the conversion runs, and its output is deleted when the
+        cancel is already recorded."""
         if self.cancelled.is_set():
             return True
         if self.jobs is None:

@@ -171,7 +171,7 @@ class FakeMetadata(_Recorder):
 
 
 class FakeJobRecords(_Recorder):
-    """The gateway's :class:`~services.gateway.status_reads.JobRecords` over a dict of jobs (empty:
+    """:class:`~shared.job_records.JobRecords` over a dict of jobs (empty:
     every read misses, and goes to the metadata service)."""
 
     def __init__(self, *jobs: Job) -> None:
