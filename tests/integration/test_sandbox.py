@@ -9,6 +9,7 @@ and the same helper with ``SANDBOX=off`` succeeds (so these tests can fail).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -162,27 +163,42 @@ def session_members(session: int) -> list[int]:
     return found
 
 
+def launched_bwrap(parent: int) -> int | None:
+    """The bwrap ``parent`` started (prlimit exec'd into it), if there is one yet: not another
+    child (importing pyseccomp runs ldconfig)."""
+    for listing in Path(f"/proc/{parent}/task").glob("*/children"):
+        for pid in listing.read_text().split():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "bwrap":
+                    return int(pid)
+            except OSError:
+                continue
+    return None
+
+
 def test_a_confined_run_dies_with_the_worker_that_started_it(layout):
     """No ``preexec_fn`` sets ``PR_SET_PDEATHSIG`` any more: bwrap's ``--die-with-parent`` must."""
     spawner = subprocess.Popen([sys.executable, "-c", SPAWNER, str(layout["work_dir"])], cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
-        while not (children := Path(f"/proc/{spawner.pid}/task").glob("*/children")) or not (
-            pids := [int(pid) for path in children for pid in path.read_text().split()]
-        ):
+        deadline = time.monotonic() + 60
+        while (launched := launched_bwrap(spawner.pid)) is None:
             assert time.monotonic() < deadline, "the confined run did not start"
             time.sleep(0.05)
-        [launched] = pids  # prlimit exec'd into bwrap, in a session of its own (start_new_session)
-        while len(session_members(launched)) < 2:  # bwrap, and sleep inside it
-            assert time.monotonic() < deadline, "sleep did not start in the sandbox"
+        while len(session_members(launched)) < 3:  # bwrap, its child in the namespaces, sleep
+            log = layout["work_dir"] / "log"
+            assert time.monotonic() < deadline, f"sleep did not start: {log.read_text() if log.exists() else ''}"
             time.sleep(0.05)
     finally:
         spawner.kill()
         spawner.wait(10)
     deadline = time.monotonic() + 10
-    while session_members(launched):
-        assert time.monotonic() < deadline, f"left running: {session_members(launched)}"
-        time.sleep(0.05)
+    try:
+        while session_members(launched):
+            assert time.monotonic() < deadline, f"left running: {session_members(launched)}"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launched, signal.SIGKILL)  # what a failure left behind
 
 
 def _connect(port: int) -> str:
