@@ -58,8 +58,9 @@ class ProgressReports:
     The task's ``processing`` event (0 %), sent just before, counts as the first report: the next
     comes no sooner than :data:`PROGRESS_INTERVAL_SECONDS` after these reports were made (the
     conversion's start). A report at once repeated that event a few percent later, and cost as
-    much as any (a persistent message, a transaction in metadata's store): a one-minute MP3,
-    converted in about a second, sent two reports where one now says as much.
+    much as any (a persistent message, a transaction in metadata's store: ~2.4 ms of CPU across
+    the stack, issue #16): a conversion now sends one report fewer, one quicker than the interval
+    none.
     """
 
     def __init__(
