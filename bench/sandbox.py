@@ -75,7 +75,7 @@ def _pairs(runs: int, bare: Callable[[], None], confined: Callable[[], None]) ->
 
 def _run(argv: list[str], jail: Jail | None) -> None:
     command = jail.command(argv) if jail else argv
-    subprocess.run(command, check=True, capture_output=True, preexec_fn=jail.preexec if jail else None)
+    subprocess.run(command, check=True, capture_output=True)
 
 
 def _fork(jail: Jail | None) -> None:

@@ -1,6 +1,8 @@
 """The job records in Redis, as another service may read them: the contract between their one
-writer, the metadata service (``services/metadata/store.py``), and the gateway's ``GET /status``
-(``services/gateway/status_reads.py``). Besides the change feed (``shared/changes.py``), this is
+writer, the metadata service (``services/metadata/store.py``), and its readers: the gateway's ``GET /status``
+(``services/gateway/status_reads.py``) and the conversion worker's check, before a task starts,
+that its job was not cancelled (``services/conversion/tasks.py``). Both read through
+:class:`JobRecords`. Besides the change feed (``shared/changes.py``), this is
 the only Redis key of the metadata service that another service may read.
 
     <REDIS_PREFIX>job:<job_id>  (string)  the job's record: the JSON of
@@ -31,7 +33,47 @@ Rules for readers:
 
 from __future__ import annotations
 
+import logging
+
+import redis
+
+from shared.jobs import Job, is_valid_job_id
+
+log = logging.getLogger(__name__)
+
 
 def job_record_key(prefix: str, job_id: str) -> str:
     """The Redis key of ``job_id``'s record under ``REDIS_PREFIX`` ``prefix``."""
     return f"{prefix}job:{job_id}"
+
+
+class JobRecords:
+    """Job records read from Redis as the rules above allow a reader: one ``GET`` of the primary,
+    nothing written.
+
+    Args:
+        client: a Redis client of the primary (``shared/redis_client.py``).
+        prefix: ``REDIS_PREFIX``.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str):
+        self.redis = client
+        self.prefix = prefix
+
+    def get(self, job_id: str) -> Job | None:
+        """The job as its record in Redis says, or None: no record there (the metadata service
+        may restore it from the manifest), a malformed id, Redis unreachable or failing, or a
+        record that does not load (all of them for the metadata service to answer)."""
+        if not is_valid_job_id(job_id):
+            return None
+        try:
+            raw = self.redis.get(job_record_key(self.prefix, job_id))
+        except redis.RedisError as exc:
+            log.debug("job record not read from redis: %s", exc, extra={"job_id": job_id})
+            return None
+        if raw is None:
+            return None
+        try:
+            return Job.model_validate_json(raw)
+        except ValueError:
+            return None

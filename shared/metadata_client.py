@@ -8,7 +8,7 @@
     POST   /jobs/<id>/events  apply a JobEvent (a retry)          → 200 Job, X-Siphon-Applied | 404
     POST   /jobs/<id>/cancel  cancel a live job, delete its media  → 200 Job (cancelled, or as it
                               was when already finished) | 404
-    GET    /unfinished      ?subject=: a caller's queued and processing jobs → 200 {"subject", "count"}
+    GET    /unfinished      ?subject=[&limit=]: a caller's queued and processing jobs → 200 {"subject", "count"}
 
 urllib3's exceptions stop here: a dead or failing metadata service raises
 :class:`~shared.errors.JobStoreUnavailable`, an unknown job :class:`~shared.errors.JobNotFound`.
@@ -119,9 +119,13 @@ class MetadataClient:
         already completed or failed, the job as it is (the caller tells the two apart by status)."""
         return Job.model_validate_json(self._request("POST", f"/jobs/{job_id}/cancel").data)
 
-    def count_unfinished(self, subject: str) -> int:
-        """How many jobs of quota subject ``subject`` (``key:<name>``, ``addr:<ip>``) are queued or processing."""
-        return int(self._request("GET", "/unfinished", params={"subject": subject}).json()["count"])
+    def count_unfinished(self, subject: str, limit: int | None = None) -> int:
+        """How many jobs of quota subject ``subject`` (``key:<name>``, ``addr:<ip>``) are queued or
+        processing. With a ``limit`` (≥ 1), only whether the count reaches it is exact: a count
+        under it may be too high, but stays under it (the metadata service then skips reading
+        every job's record)."""
+        params = {"subject": subject} if limit is None else {"subject": subject, "limit": str(limit)}
+        return int(self._request("GET", "/unfinished", params=params).json()["count"])
 
     def delete_job(self, job_id: str) -> None:
         """Forget a job (its record, not its files); absent jobs are not an error."""

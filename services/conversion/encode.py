@@ -363,7 +363,8 @@ class FfmpegProcess:
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 start_new_session=True,
-                preexec_fn=functools.partial(_in_child, os.getpid(), self.jail),
+                # bwrap sees to dying with the worker itself; a preexec_fn would cost a fork of the worker
+                preexec_fn=None if self.jail and self.jail.confines else functools.partial(die_with, os.getpid()),
             )
             if self._aborted.is_set():  # abort() ran after the check above, before there was a process to kill
                 self.kill()
@@ -455,10 +456,3 @@ class FfmpegProcess:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def _in_child(parent_pid: int, jail: Jail | None) -> None:
-    """ffmpeg's ``preexec_fn``: die with the worker, then the jail's rlimits."""
-    die_with(parent_pid)
-    if jail is not None:
-        jail.preexec()

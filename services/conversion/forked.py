@@ -168,9 +168,10 @@ def _child(function: Callable[..., Any], args: tuple, writer: int, parent_pid: i
 
 def die_with(parent_pid: int) -> None:
     """Have the kernel SIGKILL this process when the thread that forked it exits (prctl(2)
-    ``PR_SET_PDEATHSIG``); run in the child. ffmpeg (its ``preexec_fn``) and the forked children
-    use it, so a worker killed with SIGKILL leaves nothing running: ffmpeg runs in a session of its
-    own and ignores its broken progress pipe, and a child stuck in libav has no deadline left."""
+    ``PR_SET_PDEATHSIG``); run in the child. The forked children and an unconfined ffmpeg (its
+    ``preexec_fn``; a confined one has bwrap's ``--die-with-parent``) use it, so a worker killed
+    with SIGKILL leaves nothing running: ffmpeg runs in a session of its own and ignores its broken
+    progress pipe, and a child stuck in libav has no deadline left."""
     if _prctl is None:
         return
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -213,7 +213,6 @@ def run_ffprobe(
             capture_output=True,
             timeout=PROBE_TIMEOUT_SECONDS,
             stdin=subprocess.DEVNULL,
-            preexec_fn=jail.preexec if jail else None,
         )
     except subprocess.TimeoutExpired:
         return None

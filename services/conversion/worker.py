@@ -21,18 +21,15 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from services.conversion.converter import Converter
-from services.conversion.tasks import JobLookup, TaskRunner, job_id_in
+from services.conversion.job_lookup import JobLookup, job_lookup
+from services.conversion.tasks import TaskRunner, job_id_in
 from shared.broker import Consumer, Delivery, Settlement, Topology, requeue_later
 from shared.config import Settings
 from shared.errors import MessageError
 from shared.messages import WorkerCommand
-from shared.metadata_client import MetadataClient
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
-
-JOB_CHECK_TIMEOUT_SECONDS = 2.0
-"""How long a worker waits for the metadata service when asking whether a job was cancelled, seconds."""
 
 REMEMBERED_CANCELS = 1024
 """How many cancelled job ids a worker remembers (to skip their tasks if they come later)."""
@@ -55,7 +52,7 @@ class ConversionWorker:
         self.settings = s
         self.storage = storage
         self.converter = converter or Converter(s)
-        self.jobs = jobs or MetadataClient(s.metadata_url, min(JOB_CHECK_TIMEOUT_SECONDS, s.http_timeout_seconds))
+        self.jobs = jobs or job_lookup(s)
         self.topology = Topology.from_settings(s)
         self.consumer = Consumer(s, self.topology, "conversion-worker", prefetch=1)
         self.consumer.consume(self.topology.conversion_queue, self._process, threaded=True, on_crash=requeue_later(0))

@@ -11,10 +11,11 @@ from services.gateway.access import JobAccess
 from services.gateway.events import ChangeRelay
 from services.gateway.quotas import SubmissionLimits
 from services.gateway.status_cache import StatusCache
-from services.gateway.status_reads import JobRecords, StatusReader
+from services.gateway.status_reads import StatusReader
 from services.gateway.upstream import UploadService
 from shared.auth import Authenticator
 from shared.config import Settings
+from shared.job_records import JobRecords
 from shared.links import LinkSigner, link_signer
 from shared.metadata_client import MetadataClient
 from shared.quotas import Quotas

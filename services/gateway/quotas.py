@@ -121,7 +121,7 @@ class SubmissionLimits:
     def _check_unfinished(self, subject: str) -> None:
         if self.max_unfinished <= 0:
             return
-        if self.metadata.count_unfinished(subject) >= self.max_unfinished:
+        if self.metadata.count_unfinished(subject, self.max_unfinished) >= self.max_unfinished:
             raise RateLimited(
                 f"Limit reached: {self.max_unfinished} jobs may be queued or processing at once; wait for one to end.",
                 limit=self.max_unfinished,

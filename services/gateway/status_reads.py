@@ -5,8 +5,8 @@ for a job still running, docs/performance.md). Two shortcuts, both in front of F
 (:class:`StatusMiddleware`: routing, request context and hooks were half of a hit's CPU):
 
 * a final answer this process gave a moment ago (``status_cache.py``);
-* else the job's record read straight from Redis (:class:`JobRecords`, one ``GET``, under the
-  contract of ``shared/job_records.py``): the same bytes metadata would have answered, written only
+* else the job's record read straight from Redis (``shared.job_records.JobRecords``, one ``GET``,
+  under the contract of ``shared/job_records.py``): the same bytes metadata would have answered, written only
   by metadata under ``WATCH``/``MULTI``, so the answer is as exact as metadata's.
 
 Everything else goes to Flask's ``GET /status`` route unchanged: a long-poll ``?wait=`` (metadata
@@ -22,15 +22,13 @@ import logging
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs
 
-import redis
 from werkzeug.wsgi import get_current_url
 
 from services.gateway.status_cache import AnswerKey, StatusAnswer, StatusCache, answer_key, etag_matches
 from services.gateway.views import status_body
 from shared.auth import Authenticator, Principal
 from shared.errors import SiphonError
-from shared.job_records import job_record_key
-from shared.jobs import Job, is_valid_job_id
+from shared.job_records import JobRecords
 from shared.links import LinkSigner
 
 log = logging.getLogger(__name__)
@@ -42,38 +40,6 @@ def waits(query_string: str) -> bool:
     """Whether a query string has a ``wait`` parameter (even an empty or malformed one: the route
     answers it, or refuses it 400). Other parameters (a poller's cache-buster) change nothing."""
     return bool(query_string) and "wait" in parse_qs(query_string, keep_blank_values=True)
-
-
-class JobRecords:
-    """Job records read from Redis, as ``shared/job_records.py`` allows a reader: one ``GET`` of
-    the primary, nothing written.
-
-    Args:
-        client: a Redis client of the primary (``shared/redis_client.py``).
-        prefix: ``REDIS_PREFIX``.
-    """
-
-    def __init__(self, client: redis.Redis, prefix: str):
-        self.redis = client
-        self.prefix = prefix
-
-    def get(self, job_id: str) -> Job | None:
-        """The job as its record in Redis says, or None: no record there (the metadata service
-        may restore it from the manifest), a malformed id, Redis unreachable or failing, or a
-        record that does not load (all of them for the metadata service to answer)."""
-        if not is_valid_job_id(job_id):
-            return None
-        try:
-            raw = self.redis.get(job_record_key(self.prefix, job_id))
-        except redis.RedisError as exc:
-            log.debug("job record not read from redis: %s", exc, extra={"job_id": job_id})
-            return None
-        if raw is None:
-            return None
-        try:
-            return Job.model_validate_json(raw)
-        except ValueError:
-            return None
 
 
 class StatusReader:

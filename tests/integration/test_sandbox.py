@@ -1,7 +1,7 @@
 """The conversion sandbox (services/conversion/sandbox.py) really confines what parses uploads.
 
-A helper is run through the launcher ffmpeg and ffprobe use (``Jail.command`` with
-``Jail.preexec``), and functions run in a forked child through ``ForkedCall(confine=Jail.enter)``
+A helper is run through the launcher ffmpeg and ffprobe use (``Jail.command``: prlimit, then
+bwrap), and functions run in a forked child through ``ForkedCall(confine=Jail.enter)``
 as the probe and the picture are. Each tries to reach a loopback listener, read a file under the
 storage dir and another job's temp dir, and write outside its own dir; confined, all of that fails,
 and the same helper with ``SANDBOX=off`` succeeds (so these tests can fail).
@@ -9,6 +9,7 @@ and the same helper with ``SANDBOX=off`` succeeds (so these tests can fail).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -93,11 +94,11 @@ def sandbox(mechanism: str = "bwrap", **overrides) -> Sandbox:
 
 
 def run_helper(mechanism: str, port: int, paths: dict) -> dict:
-    """The helper run as the worker runs ffmpeg: ``Jail.command`` and ``Jail.preexec``."""
+    """The helper run as the worker runs ffmpeg: ``Jail.command``, no ``preexec_fn``."""
     jail = sandbox(mechanism).jail(paths["work_dir"], paths["source"])
     argv = [SYSTEM_PYTHON, "-I", "-c", HELPER, str(port)]
     argv += [str(paths[name]) for name in ("secret", "other_job", "outside", "own", "source")]
-    done = subprocess.run(jail.command(argv), capture_output=True, timeout=30, preexec_fn=jail.preexec, check=True)
+    done = subprocess.run(jail.command(argv), capture_output=True, timeout=30, check=True)
     return json.loads(done.stdout)
 
 
@@ -113,6 +114,91 @@ def test_a_helper_launched_like_ffmpeg_reaches_no_network_no_storage_and_writes_
 def test_the_same_helper_unconfined_reaches_all_of_it(listener, layout):
     seen = run_helper("off", listener, layout)
     assert set(seen.values()) == {"ok"}
+
+
+LIMITS_HELPER = """
+import json, resource
+names = ("RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_NPROC")
+print(json.dumps({name: resource.getrlimit(getattr(resource, name)) for name in names}))
+"""
+
+
+def test_a_helper_launched_like_ffmpeg_runs_under_the_configured_rlimits(layout):
+    confined = sandbox(sandbox_cpu_seconds=77, sandbox_memory_bytes=300 * 2**20, sandbox_max_processes=33)
+    command = confined.jail(layout["work_dir"]).command([SYSTEM_PYTHON, "-I", "-c", LIMITS_HELPER])
+    seen = json.loads(subprocess.run(command, capture_output=True, timeout=30, check=True).stdout)
+    file_bytes = confined.limits.file_bytes
+    assert seen == {
+        "RLIMIT_CPU": [77, 87],
+        "RLIMIT_DATA": [300 * 2**20, 300 * 2**20],
+        "RLIMIT_FSIZE": [file_bytes, file_bytes],
+        "RLIMIT_NPROC": [33, 33],
+    }
+
+
+SPAWNER = """
+import sys, threading, time
+from pathlib import Path
+from services.conversion.encode import FfmpegProcess
+from services.conversion.sandbox import Sandbox
+from shared.config import load_settings
+work = Path(sys.argv[1])
+jail = Sandbox.from_settings(load_settings(sandbox="bwrap")).jail(work)
+process = FfmpegProcess(["sleep", "300"], work / "log", jail)
+threading.Thread(target=process.run, args=(600, lambda seconds: None), daemon=True).start()
+time.sleep(600)
+"""
+
+
+def session_members(session: int) -> list[int]:
+    """The live processes of session ``session`` (``/proc/<pid>/stat``'s sixth field)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def launched_bwrap(parent: int) -> int | None:
+    """The bwrap ``parent`` started (prlimit exec'd into it), if there is one yet: not another
+    child (importing pyseccomp runs ldconfig)."""
+    for listing in Path(f"/proc/{parent}/task").glob("*/children"):
+        for pid in listing.read_text().split():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "bwrap":
+                    return int(pid)
+            except OSError:
+                continue
+    return None
+
+
+def test_a_confined_run_dies_with_the_worker_that_started_it(layout):
+    """No ``preexec_fn`` sets ``PR_SET_PDEATHSIG`` any more: bwrap's ``--die-with-parent`` must."""
+    spawner = subprocess.Popen([sys.executable, "-c", SPAWNER, str(layout["work_dir"])], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while (launched := launched_bwrap(spawner.pid)) is None:
+            assert time.monotonic() < deadline, "the confined run did not start"
+            time.sleep(0.05)
+        while len(session_members(launched)) < 3:  # bwrap, its child in the namespaces, sleep
+            log = layout["work_dir"] / "log"
+            assert time.monotonic() < deadline, f"sleep did not start: {log.read_text() if log.exists() else ''}"
+            time.sleep(0.05)
+    finally:
+        spawner.kill()
+        spawner.wait(10)
+    deadline = time.monotonic() + 10
+    try:
+        while session_members(launched):
+            assert time.monotonic() < deadline, f"left running: {session_members(launched)}"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launched, signal.SIGKILL)  # what a failure left behind
 
 
 def _connect(port: int) -> str:

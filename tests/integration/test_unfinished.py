@@ -74,3 +74,12 @@ def test_a_member_whose_record_is_gone_is_dropped_when_counted(store, unfinished
     redis_client.delete(f"{prefix}job:{job_id}")  # Redis lost it, or a write went around the store
     assert unfinished.count(ALICE) == 0
     assert quota_keys(redis_client, prefix) == []
+
+
+def test_against_a_limit_members_are_verified_only_once_the_set_reaches_it(store, unfinished, redis_client, prefix):
+    live, lost = create(store), create(store)
+    redis_client.delete(f"{prefix}job:{lost}")
+    assert unfinished.count(ALICE, limit=3) == 2, "under the limit either way: the set's size answers"
+    assert redis_client.sismember(unfinished.key(ALICE), lost), "nothing verified, nothing dropped"
+    assert unfinished.count(ALICE, limit=2) == 1, "the set reached the limit: the exact count, under it"
+    assert redis_client.smembers(unfinished.key(ALICE)) == {live.encode()}

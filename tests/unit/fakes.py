@@ -157,9 +157,10 @@ class FakeMetadata(_Recorder):
             "next_cursor": None,
         }
 
-    def count_unfinished(self, subject: str) -> int:
-        """The subject's queued and processing jobs among ``jobs``."""
-        self._record("count_unfinished", subject)
+    def count_unfinished(self, subject: str, limit: int | None = None) -> int:
+        """The subject's queued and processing jobs among ``jobs`` (exact, whatever the ``limit``);
+        records ``(subject, limit)``."""
+        self._record("count_unfinished", (subject, limit))
         return sum(job.quota_subject == subject and not job.status.is_terminal for job in self.jobs.values())
 
     def cancel_job(self, job_id: str) -> Job:
@@ -171,7 +172,7 @@ class FakeMetadata(_Recorder):
 
 
 class FakeJobRecords(_Recorder):
-    """The gateway's :class:`~services.gateway.status_reads.JobRecords` over a dict of jobs (empty:
+    """:class:`~shared.job_records.JobRecords` over a dict of jobs (empty:
     every read misses, and goes to the metadata service)."""
 
     def __init__(self, *jobs: Job) -> None:

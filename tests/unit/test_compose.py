@@ -221,6 +221,16 @@ def test_the_queue_intake_follows_the_change_feed_in_the_redis_metadata_writes_i
     assert SERVICES["upload-queue-intake"]["depends_on"]["redis-sentinel-1"]["condition"] == "service_healthy"
 
 
+@pytest.mark.parametrize("reader", ["conversion", "gateway", "gateway-2"])
+def test_readers_of_job_records_read_the_redis_metadata_writes_them_to(reader):
+    """``shared/job_records.py``: a reader that looked elsewhere would miss every record, and ask
+    the metadata service each time."""
+    theirs, metadata = environment_of(reader), environment_of("metadata")
+    assert theirs["REDIS_URL"] == metadata["REDIS_URL"]
+    assert theirs["REDIS_SENTINELS"] == metadata["REDIS_SENTINELS"]
+    assert theirs.get("REDIS_PREFIX") == metadata.get("REDIS_PREFIX"), "a record's key is <REDIS_PREFIX>job:<id>"
+
+
 def test_minio_notifies_the_exchange_the_queue_intake_consumes_as_siphon_declares_it():
     minio = environment_of("minio")
     intake = load_settings(

@@ -84,10 +84,20 @@ def test_a_plain_task_converts_with_the_default_options(runner, converter):
 
 def test_progress_goes_out_as_processing_reports_on_their_own_channel(runner, converter, events, progress_events):
     converter.progress = [0.0, 0.421, 1.0]
+    interval = PROGRESS_INTERVAL_SECONDS
+    runner.clock = iter([0.0, interval, 1.5 * interval, 1.9 * interval]).__next__  # the start, then each report
     runner.handle(TASK, attempt=2)
     assert statuses(events) == [JobStatus.PROCESSING, JobStatus.COMPLETED], "reports are not confirmed events"
-    [report] = progress_events  # 0 % is no news; 100 % comes within the half second of 42 %
+    [report] = progress_events  # 0 % is no news; 100 % comes within the interval of 42 %
     assert (report.status, report.progress, report.attempt, report.job_id) == (JobStatus.PROCESSING, 42, 2, JOB_ID)
+
+
+def test_a_conversion_shorter_than_the_interval_reports_no_progress(runner, converter, events, progress_events):
+    converter.progress = [0.3, 0.7, 1.0]
+    runner.clock = lambda: 0.0
+    runner.handle(TASK, attempt=1)
+    assert statuses(events) == [JobStatus.PROCESSING, JobStatus.COMPLETED]
+    assert progress_events == [], "the processing event (0 %) was the report of that half second"
 
 
 def test_progress_reports_are_throttled_rising_and_below_100():
@@ -98,6 +108,7 @@ def test_progress_reports_are_throttled_rising_and_below_100():
         (0.1, 0.0),
         (0.2, 0.1),
         (0.3, PROGRESS_INTERVAL_SECONDS),
+        (0.4, PROGRESS_INTERVAL_SECONDS + 0.1),
         (0.3, 5.0),
         (0.25, 6.0),
         (1.0, 7.0),
@@ -105,7 +116,7 @@ def test_progress_reports_are_throttled_rising_and_below_100():
     ]:
         now[0] = at
         reports(fraction)
-    assert [event.progress for event in sent] == [10, 30, 99]
+    assert [event.progress for event in sent] == [30, 99], "none within the interval of the start (the 0 % event)"
 
 
 def test_a_task_whose_job_was_cancelled_while_queued_is_skipped(runner, metadata, storage, converter, events):

@@ -110,11 +110,13 @@ def test_too_many_unfinished_jobs_is_429_with_a_polling_retry_after():
     subject = "addr:127.0.0.1"
     jobs = [NewJob.new(new_job_id(), "a.mp4", 1).model_copy(update={"quota_subject": subject}) for _ in range(2)]
     upload = FakeUpload()
-    client = limited_client(upload, FakeMetadata(*jobs), quota_unfinished_jobs=2)
+    metadata = FakeMetadata(*jobs)
+    client = limited_client(upload, metadata, quota_unfinished_jobs=2)
     refused = client.post("/convert", json={"upload_id": "x"})
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
     assert refused.headers["RateLimit-Limit"] == "2" and refused.headers["RateLimit-Remaining"] == "0"
     assert upload.calls == []
+    assert metadata.called("count_unfinished") == [(subject, 2)], "the limit lets metadata skip reading records"
 
 
 def test_uploaded_bytes_are_charged_by_content_length_and_a_refusal_costs_nothing():

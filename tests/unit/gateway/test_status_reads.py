@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.app import create_app
-from services.gateway.status_reads import JobRecords, waits
+from services.gateway.status_reads import waits
 from shared.config import load_settings
+from shared.job_records import JobRecords
 from shared.jobs import Job, JobStatus
 from tests.support.keys import KeyFile
 from tests.unit.fakes import FakeJobRecords, FakeMetadata, FakeStorage, FakeUpload
