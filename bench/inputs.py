@@ -12,6 +12,7 @@ The quick profile makes the same shapes from a few seconds of 180p, so a smoke r
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +97,10 @@ def ensure_inputs(profile: Profile, cache_dir: Path, ffmpeg: str = "ffmpeg") -> 
 
 def cached(path: Path, make) -> Path:
     """``path``, made by ``make(partial)`` first if it does not exist yet (renamed into place, so an
-    interrupted run leaves no half-made input under the final name)."""
+    interrupted run leaves no half-made input under the final name). The partial file's name is
+    this process's own, so two benchmarks filling one cache at once cannot write into one file."""
     if not path.exists():
-        partial = path.with_name(".partial-" + path.name)
+        partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
         make(partial)
         partial.rename(path)
     return path
