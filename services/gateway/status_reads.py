@@ -58,8 +58,11 @@ class JobRecords:
     error or interruption (a gevent timeout) while it was in use disconnects and drops it.
 
     The connections are the client pool's kind, made with its settings (``connection_class`` and
-    ``connection_kwargs``), so a Sentinel client's still find the primary through the Sentinels,
-    on each new connection. None is made before the first read (none crosses a fork).
+    ``connection_kwargs``), so a Sentinel client's find the primary through the Sentinels; one
+    is kept after a read only while the pool would keep it (``owns_connection``: made in this
+    process and, under Sentinel, still on the address the Sentinels last named the primary), so
+    reads move to a new primary as they would through the pool. None is made before the first
+    read.
 
     Args:
         client: a Redis client of the primary (``shared/redis_client.py``).
@@ -111,7 +114,10 @@ class JobRecords:
         except BaseException:
             connection.disconnect()
             raise
-        self._idle.append(connection)
+        if self.redis.connection_pool.owns_connection(connection):
+            self._idle.append(connection)
+        else:
+            connection.disconnect()
         return raw
 
     def _connection(self) -> AbstractConnection:
