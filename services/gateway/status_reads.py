@@ -100,12 +100,14 @@ class JobRecords:
         Raises:
             redis.RedisError: connecting, sending or reading failed (the connection is dropped).
         """
-        if self._idle:
-            try:
-                return self._get_on(self._idle.pop(), key)
-            except redis.ConnectionError:
-                pass
-        return self._get_on(self._connection(), key)
+        try:
+            kept = self._idle.pop()  # one step, so threads (a gthread worker) cannot take the same one
+        except IndexError:
+            return self._get_on(self._connection(), key)
+        try:
+            return self._get_on(kept, key)
+        except redis.ConnectionError:
+            return self._get_on(self._connection(), key)
 
     def _get_on(self, connection: AbstractConnection, key: str) -> bytes | None:
         try:
