@@ -24,6 +24,9 @@ MAX_LOGGED_PATH_CHARS = 256
 """Longest request path an access line keeps (a malformed job id may be 1 MB), characters."""
 JOB_ID_IN_PATH = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 """A job id (``shared.jobs.JOB_ID_PATTERN``) standing alone in a request path."""
+_ENCODER = json.JSONEncoder(default=str)
+"""``json.dumps(entry, default=str)`` without a new encoder per line (``dumps`` makes one for any
+non-default option)."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,7 +53,7 @@ class JsonFormatter(logging.Formatter):
             entry["job_id"] = job_id
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
 def access_fields(atoms: Mapping) -> dict:

@@ -69,9 +69,13 @@ def answer_key(environ: dict, job_id: str) -> AnswerKey:
     return job_id, environ.get("wsgi.url_scheme", "http"), host, environ.get("SCRIPT_NAME", "")
 
 
+_COMPACT_SORTED = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+"""Made once: ``json.dumps`` makes a new encoder on every call that sets an option."""
+
+
 def render_status(body: dict) -> bytes:
     """``body`` as the compact JSON Flask's ``jsonify`` writes (keys sorted, trailing newline), bytes."""
-    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+    return _COMPACT_SORTED.encode(body).encode() + b"\n"
 
 
 def etag_of(body: bytes) -> str:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 from werkzeug.serving import make_server
 
 from services.gateway.app import create_app as create_gateway
@@ -17,12 +18,13 @@ from services.metadata.app import create_app as create_metadata
 from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
 from shared.config import load_settings
-from shared.job_records import job_record_key
+from shared.job_records import JobRecords, job_record_key
 from shared.jobs import JobStatus, new_job_id
 from shared.messages import JobEvent
 from shared.storage import LocalStorage
 from tests.support.keys import KeyFile
 from tests.support.net import free_port
+from tests.support.stack import REDIS_URL
 from tests.unit.fakes import FakeStorage, FakeUpload
 
 pytestmark = pytest.mark.integration
@@ -141,3 +143,35 @@ def test_a_status_read_while_the_job_moves_on_never_goes_backwards(store, prefix
     writer.join()
     assert seen == sorted(seen), "a later answer showed an earlier state or less progress"
     assert {state for state, _ in seen} >= {STATE_ORDER["processing"], STATE_ORDER["completed"]}
+
+
+def named_records(prefix: str, name: str) -> JobRecords:
+    """The gateway's record reader on the real Redis, its connections named ``name`` (``CLIENT SETNAME``)."""
+    return JobRecords(redis.Redis.from_url(REDIS_URL, client_name=name, socket_timeout=5), prefix)
+
+
+def connections_named(client: redis.Redis, name: str) -> list[dict]:
+    return [c for c in client.client_list() if c.get("name") == name]
+
+
+def test_record_reads_one_after_another_share_one_connection(store, prefix, redis_client, run_id):
+    job_id = create(store)
+    records = named_records(prefix, f"it-{run_id}")
+    assert [records.get(job_id).status for _ in range(5)] == [JobStatus.QUEUED] * 5
+    assert len(connections_named(redis_client, f"it-{run_id}")) == 1
+
+
+def test_a_record_read_after_redis_closed_the_kept_connection_reads_on_a_new_one(store, prefix, redis_client, run_id):
+    job_id = create(store)
+    records = named_records(prefix, f"it-{run_id}")
+    assert records.get(job_id) is not None
+    [kept] = connections_named(redis_client, f"it-{run_id}")
+    redis_client.client_kill_filter(_id=kept["id"])
+    assert records.get(job_id).job_id == job_id
+    [new] = connections_named(redis_client, f"it-{run_id}")
+    assert new["id"] != kept["id"]
+
+
+def test_a_record_read_that_redis_refuses_is_left_to_the_metadata_service(prefix):
+    records = JobRecords(redis.Redis(port=free_port(), socket_connect_timeout=1), prefix)
+    assert records.get(new_job_id()) is None

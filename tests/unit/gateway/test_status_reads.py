@@ -54,10 +54,10 @@ def test_a_long_poll_and_a_redis_miss_go_to_the_metadata_service():
 
 
 class NoRedis:
-    """A Redis client that must not be used."""
+    """A Redis client that must not be used (not even its connection pool)."""
 
-    def get(self, key):
-        raise AssertionError(f"read {key!r}")
+    def __getattr__(self, name):
+        raise AssertionError(f"used the redis client's {name!r}")
 
 
 def test_a_malformed_id_is_not_looked_up_in_redis():
@@ -84,3 +84,53 @@ def test_a_job_read_from_redis_is_only_its_owners(tmp_path):
 )
 def test_waits_is_true_for_any_wait_parameter(query, expected):
     assert waits(query) is expected
+
+
+class RecordingConnection:
+    """A redis-py connection that answers every command with ``reply`` and records what it was told."""
+
+    def __init__(self, reply: bytes | None = None, **kwargs):
+        self.reply = reply
+        self.commands: list[tuple] = []
+        self.disconnected = False
+
+    def send_command(self, *args):
+        self.commands.append(args)
+
+    def read_response(self):
+        return self.reply
+
+    def disconnect(self):
+        self.disconnected = True
+
+
+class PoolOf:
+    """The part of a redis-py pool the reader uses: how to make a connection, and whether the pool
+    would keep one (a Sentinel pool keeps none on an address that is no longer the primary's)."""
+
+    def __init__(self, reply: bytes, keeps: bool):
+        self.connection_kwargs = {"reply": reply}
+        self.keeps = keeps
+        self.made: list[RecordingConnection] = []
+
+    def connection_class(self, **kwargs):
+        self.made.append(RecordingConnection(**kwargs))
+        return self.made[-1]
+
+    def owns_connection(self, connection):
+        return self.keeps
+
+
+class ClientOf:
+    def __init__(self, pool: PoolOf):
+        self.connection_pool = pool
+
+
+@pytest.mark.parametrize("keeps, connections", [(True, 1), (False, 3)])
+def test_a_connection_is_kept_for_the_next_read_only_while_its_pool_would_keep_it(keeps, connections):
+    pool = PoolOf(job(JobStatus.PROCESSING).model_dump_json().encode(), keeps)
+    records = JobRecords(ClientOf(pool), "p:")
+    assert [records.get(JOB_ID).status for _ in range(3)] == [JobStatus.PROCESSING] * 3
+    assert len(pool.made) == connections
+    assert [c.commands for c in pool.made] == [[("GET", f"p:job:{JOB_ID}")] * (3 // connections)] * connections
+    assert all(c.disconnected is not keeps for c in pool.made)

@@ -133,3 +133,19 @@ def test_the_access_logger_gives_the_json_line_everything_it_names(capsys):
     assert (entry["method"], entry["status"], entry["bytes"], entry["seconds"]) == ("GET", 206, 100, 1.0025)
     assert (entry["remote"], entry["job_id"]) == ("10.0.0.7", JOB_ID)
     assert capsys.readouterr().out.startswith("10.0.0.7 - - "), "atoms the JSON line does not use read '-'"
+
+
+def test_access_lines_follow_the_access_loggers_level():
+    logger = AccessLogger(Config())
+    access, lines = logging.getLogger(ACCESS_LOGGER), JsonLines()
+    access.addHandler(lines)
+    level = access.level
+    environ = {"REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": "GET", "PATH_INFO": f"/status/{JOB_ID}"}
+    try:
+        logger.access(GunicornResponse(), None, environ, datetime.timedelta(microseconds=900))
+        access.setLevel(logging.WARNING)  # an operator's logconfig turning the access lines off
+        logger.access(GunicornResponse(), None, environ, datetime.timedelta(microseconds=900))
+    finally:
+        access.setLevel(level)
+        access.removeHandler(lines)
+    assert [entry["path"] for entry in lines.lines] == [f"/status/{JOB_ID}"]
