@@ -1,8 +1,13 @@
 """Passing ``POST /convert`` on to the upload service as a stream, never whole in memory.
 
-The body is forwarded as it arrives (chunked transfer encoding), unparsed: the upload service is
-the one place that parses multipart. The gateway only counts bytes, so an oversized body is cut
-off here with a 413 instead of travelling on.
+The body is forwarded as it arrives, unparsed: the upload service is the one place that parses
+multipart. The gateway only counts bytes, so an oversized body is cut off here with a 413 instead
+of travelling on.
+
+A body the client sent with a ``Content-Length`` goes on with that ``Content-Length``
+(:class:`SizedBody`); only a chunked one goes on chunked. Chunking it anew cost both sides CPU
+for nothing: http.client framed every chunk with a copy, and the upload service's gunicorn
+parsed the framing in Python (issue #16; measured in docs/performance.md).
 """
 
 from __future__ import annotations
@@ -33,6 +38,45 @@ def limited_chunks(stream: BinaryIO, limit: int) -> Iterator[bytes]:
         yield chunk
 
 
+class SizedBody:
+    """A request body of known length, as ``requests`` sends it: ``len()`` is its length, so it
+    goes with a ``Content-Length`` header instead of chunked transfer encoding; iterating yields
+    its bytes (:func:`limited_chunks`, the 413 past ``limit`` included).
+
+    Raises (while iterated):
+        RequestRejected: more than ``limit`` bytes (413 ``file_too_large``); fewer than
+            ``length`` (400 ``missing_file``, what the upload service answers a cut-off multipart
+            body): the client stopped sending, and the upload service must not be left waiting
+            for bytes that will not come.
+    """
+
+    def __init__(self, stream: BinaryIO, length: int, limit: int):
+        self.stream = stream
+        self.length = length
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        for chunk in limited_chunks(self.stream, self.limit):
+            sent += len(chunk)
+            yield chunk
+        if sent < self.length:
+            raise RequestRejected(
+                f"The upload ended after {sent} of its {self.length} bytes.", code="missing_file"
+            )
+
+
+def forwarded_body(stream: BinaryIO, content_length: int | None, limit: int) -> Iterator[bytes] | SizedBody:
+    """What to pass to :meth:`UploadService.forward`: a :class:`SizedBody` when the client gave a
+    ``content_length`` (bytes), else its chunks (sent on chunked)."""
+    if content_length:
+        return SizedBody(stream, content_length, limit)
+    return limited_chunks(stream, limit)
+
+
 def read_json_body(stream: BinaryIO) -> bytes:
     """A small JSON body, whole; the upload service checks what it says.
 
@@ -57,14 +101,15 @@ class UploadService:
         self.session = requests.Session()
 
     def forward(
-        self, body: Iterator[bytes], content_type: str, extra_headers: dict[str, str] | None = None
+        self, body: Iterator[bytes] | SizedBody, content_type: str, extra_headers: dict[str, str] | None = None
     ) -> requests.Response:
         """Send ``body`` with ``content_type`` (and ``extra_headers``: the caller's ``Authorization``,
-        the quota subject); return the upload service's response.
+        the quota subject); return the upload service's response. A :class:`SizedBody` goes with
+        its ``Content-Length``, any other iterator chunked (``requests`` picks by ``len()``).
 
         Raises:
             Unavailable: the upload service cannot be reached (503 ``upload_unavailable``).
-            RequestRejected: raised by ``body`` itself (the size limit) passes through.
+            RequestRejected: raised by ``body`` itself (the size limit, a short body) passes through.
         """
         # A fresh connection per upload: a streamed body cannot be replayed, so a pooled connection
         # the upload service has just closed (after refusing a body it did not read to the end, or

@@ -25,8 +25,10 @@ from typing import BinaryIO
 
 from flask import Request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import MultiPartParser, default_stream_factory
 from werkzeug.http import parse_options_header
+from werkzeug.wsgi import get_input_stream
 
 from services.upload.screen import refuse_if_not_media
 from shared.errors import RequestRejected
@@ -121,8 +123,28 @@ def parse_upload(req: Request, storage: Storage, max_form_parts: int) -> tuple[M
         buffer_size=BODY_READ_BYTES,
     )
     try:
-        return parser.parse(req.stream, boundary, req.content_length)
+        return parser.parse(body_stream(req), boundary, req.content_length)
     except ValueError:  # werkzeug's word for a body that is not the multipart it says it is
         raise RequestRejected(
             "The multipart body is malformed; send the video as a part named 'file'.", code="missing_file"
         ) from None
+
+
+def body_stream(req: Request) -> BinaryIO:
+    """The body of ``req`` to parse. With a ``Content-Length`` (at most ``MAX_CONTENT_LENGTH``),
+    the WSGI server's own stream when the server ends the body itself (``wsgi.input_terminated``,
+    which gunicorn sets), through werkzeug's public :func:`~werkzeug.wsgi.get_input_stream`:
+    ``req.stream`` would wrap it in a ``LimitedStream`` capping it at ``MAX_CONTENT_LENGTH``, which
+    copies every byte twice more (into a ``bytearray``, then out of it) to guard a limit the
+    length already met. Without a ``Content-Length`` (a chunked body) that cap is the guard, so
+    the body is ``req.stream``.
+
+    Raises:
+        RequestEntityTooLarge: the ``Content-Length`` is above ``MAX_CONTENT_LENGTH`` (werkzeug's 413).
+    """
+    length = req.content_length
+    if length is None:
+        return req.stream
+    if req.max_content_length is not None and length > req.max_content_length:
+        raise RequestEntityTooLarge()
+    return get_input_stream(req.environ, max_content_length=None)
