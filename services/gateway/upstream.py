@@ -64,9 +64,7 @@ class SizedBody:
             sent += len(chunk)
             yield chunk
         if sent < self.length:
-            raise RequestRejected(
-                f"The upload ended after {sent} of its {self.length} bytes.", code="missing_file"
-            )
+            raise RequestRejected(f"The upload ended after {sent} of its {self.length} bytes.", code="missing_file")
 
 
 def forwarded_body(stream: BinaryIO, content_length: int | None, limit: int) -> Iterator[bytes] | SizedBody:
