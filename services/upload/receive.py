@@ -40,6 +40,12 @@ BODY_READ_BYTES = 256 * 1024
 a read that, with what its decoder holds, exceeds ``MAX_FORM_MEMORY_SIZE`` (Flask: 500 000)."""
 
 
+BODY_TAIL_BYTES = 4096
+"""The last bytes of a body of known length, handed to the multipart parser on their own, bytes
+(:class:`TailApart`). The closing delimiter, ``CRLF--boundary--CRLF``, is at most 78 bytes
+(RFC 2046 §5.1.1: a boundary has at most 70 characters)."""
+
+
 class HashingFile:
     """The file the multipart parser writes the upload into, hashing every byte written and
     keeping the first :data:`~shared.sniff.SNIFF_BYTES` of them.
@@ -82,6 +88,30 @@ class HashingFile:
 
     def __exit__(self, *exc_info) -> None:
         self._file.close()
+
+
+class TailApart:
+    """A body stream of known ``length`` (bytes) read as asked, except that its last
+    :data:`BODY_TAIL_BYTES` come in a read of their own.
+
+    Once werkzeug's decoder sees a boundary in what it holds, it finds it with a regular
+    expression run from the start of all it holds (``MultipartDecoder._parse_data``): about
+    65 MB/s here, against GB/s for the plain search it runs first, so finding the closing
+    boundary at the end of a full :data:`BODY_READ_BYTES` read cost up to 4 ms per upload.
+    With the tail apart, the expression runs over the tail alone.
+    """
+
+    def __init__(self, stream: BinaryIO, length: int):
+        self._stream = stream
+        self._left = length
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes, never crossing into the tail from before it; empty at the end."""
+        if self._left > BODY_TAIL_BYTES:
+            size = min(size, self._left - BODY_TAIL_BYTES)
+        data = self._stream.read(size)
+        self._left -= len(data)
+        return data
 
 
 def content_digest(stream: object) -> str | None:
@@ -132,8 +162,9 @@ def parse_upload(req: Request, storage: Storage, max_form_parts: int) -> tuple[M
 
 def body_stream(req: Request) -> BinaryIO:
     """The body of ``req`` to parse. With a ``Content-Length`` (at most ``MAX_CONTENT_LENGTH``),
-    the WSGI server's own stream when the server ends the body itself (``wsgi.input_terminated``,
-    which gunicorn sets), through werkzeug's public :func:`~werkzeug.wsgi.get_input_stream`:
+    its last bytes apart (:class:`TailApart`) from the WSGI server's own stream when the server
+    ends the body itself (``wsgi.input_terminated``, which gunicorn sets), through werkzeug's
+    public :func:`~werkzeug.wsgi.get_input_stream`:
     ``req.stream`` would wrap it in a ``LimitedStream`` capping it at ``MAX_CONTENT_LENGTH``, which
     copies every byte twice more (into a ``bytearray``, then out of it) to guard a limit the
     length already met. Without a ``Content-Length`` (a chunked body) that cap is the guard, so
@@ -147,4 +178,4 @@ def body_stream(req: Request) -> BinaryIO:
         return req.stream
     if req.max_content_length is not None and length > req.max_content_length:
         raise RequestEntityTooLarge()
-    return get_input_stream(req.environ, max_content_length=None)
+    return TailApart(get_input_stream(req.environ, max_content_length=None), length)
