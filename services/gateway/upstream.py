@@ -6,8 +6,8 @@ of travelling on.
 
 A body the client sent with a ``Content-Length`` goes on with that ``Content-Length``
 (:class:`SizedBody`); only a chunked one goes on chunked. Chunking it anew cost both sides CPU
-for nothing: http.client framed every chunk with a copy, and the upload service's gunicorn
-parsed the framing in Python (issue #16; measured in docs/performance.md).
+for nothing (issue #16): urllib3 copied every chunk to frame it with its size line, and the
+upload service's gunicorn parsed that framing in Python (``ChunkedReader``).
 """
 
 from __future__ import annotations
