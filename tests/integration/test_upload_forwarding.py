@@ -14,7 +14,8 @@ from werkzeug.serving import make_server
 from werkzeug.wsgi import get_input_stream
 
 from services.gateway.upstream import UploadService, forwarded_body
-from shared.errors import RequestRejected
+from shared.errors import RequestRejected, Unavailable
+from tests.support.net import free_port
 
 BODY = os.urandom(3 * 1024 * 1024 + 17)
 """More than one forwarded chunk, not a whole number of them."""
@@ -47,13 +48,13 @@ def upload_service() -> Iterator[UploadService]:
 
 def test_a_body_with_a_content_length_arrives_with_it_unchunked(upload_service):
     body = forwarded_body(io.BytesIO(BODY), len(BODY), limit=len(BODY))
-    seen = upload_service.forward(body, "multipart/form-data; boundary=x").json()
+    seen = json.loads(upload_service.forward(body, "multipart/form-data; boundary=x").content)
     assert seen == {"content_length": str(len(BODY)), "transfer_encoding": None, "received": len(BODY), "intact": True}
 
 
 def test_a_chunked_body_arrives_chunked(upload_service):
     body = forwarded_body(io.BytesIO(BODY), None, limit=len(BODY))
-    seen = upload_service.forward(body, "multipart/form-data; boundary=x").json()
+    seen = json.loads(upload_service.forward(body, "multipart/form-data; boundary=x").content)
     assert seen == {"content_length": None, "transfer_encoding": "chunked", "received": len(BODY), "intact": True}
 
 
@@ -64,3 +65,20 @@ def test_a_body_cut_short_stops_the_forward_with_missing_file(upload_service):
     with pytest.raises(RequestRejected) as refused:
         upload_service.forward(body, "multipart/form-data; boundary=x")
     assert refused.value.code == "missing_file"
+
+
+def test_a_json_call_keeps_its_body_and_headers(upload_service):
+    answer = upload_service.post_json("/uploads", b'{"size": 5}', {"Authorization": "Bearer k"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    assert json.loads(answer.content)["content_length"] == "11"
+
+
+@pytest.mark.parametrize("call", ["forward", "post_json"])
+def test_an_upload_service_that_is_not_there_is_503_upload_unavailable(call):
+    service = UploadService(f"http://127.0.0.1:{free_port()}", connect_timeout=5, read_timeout=5)
+    with pytest.raises(Unavailable) as refused:
+        if call == "forward":
+            service.forward(forwarded_body(io.BytesIO(b"x"), 1, limit=10), "multipart/form-data; boundary=x")
+        else:
+            service.post_json("/uploads", b"{}")
+    assert refused.value.code == "upload_unavailable"
