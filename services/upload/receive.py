@@ -37,7 +37,9 @@ from shared.storage import Storage
 
 BODY_READ_BYTES = 256 * 1024
 """Size of each read from the request body while parsing multipart, bytes. werkzeug refuses (413)
-a read that, with what its decoder holds, exceeds ``MAX_FORM_MEMORY_SIZE`` (Flask: 500 000)."""
+a read that, with what its decoder holds, exceeds ``MAX_FORM_MEMORY_SIZE`` (Flask: 500 000).
+gunicorn receives the body in pieces of the same size (``gunicorn.conf.py``: ``BODY_RECV_BYTES``),
+so it holds nothing beyond a read to copy again."""
 
 
 BODY_TAIL_BYTES = 4096
