@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request
 
 from services.gateway.bootstrap import parts
 from services.gateway.quotas import quota_headers, rate_limit_headers
-from services.gateway.upstream import limited_chunks, read_json_body
+from services.gateway.upstream import forwarded_body, read_json_body
 from shared.errors import RequestRejected
 from shared.http import HTTP_CODES, error_response
 
@@ -31,7 +31,7 @@ def convert():
         return upload_answer(gateway.upload.post_json("/convert", read_json_body(request.stream), upstream_headers()))
     if request.mimetype != "multipart/form-data":
         raise RequestRejected("Send the video as multipart/form-data with a part named 'file'.", code="missing_file")
-    body = limited_chunks(request.stream, gateway.body_limit)
+    body = forwarded_body(request.stream, request.content_length, gateway.body_limit)
     return upload_answer(gateway.upload.forward(body, request.content_type, upstream_headers()))
 
 

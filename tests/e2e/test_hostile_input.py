@@ -321,9 +321,12 @@ def chunks_of(data: bytes, size: int = 64 * 1024):
         yield data[start : start + size]
 
 
-def raw_exchange(stack: Stack, head: bytes, body_chunks=(), read_timeout: float = 30) -> tuple[int, bytes]:
+def raw_exchange(
+    stack: Stack, head: bytes, body_chunks=(), read_timeout: float = 30, stop_sending: bool = False
+) -> tuple[int, bytes]:
     """Send ``head`` then ``body_chunks`` on a raw socket while reading the answer on another thread
-    (the gateway may answer and close before the body is through); return (status, body bytes)."""
+    (the gateway may answer and close before the body is through); return (status, body bytes).
+    With ``stop_sending``, the client then shuts its side for writing (the body ends there)."""
     sock = socket.create_connection(("127.0.0.1", stack.ports["gateway"]), timeout=read_timeout)
 
     def send() -> None:
@@ -331,6 +334,8 @@ def raw_exchange(stack: Stack, head: bytes, body_chunks=(), read_timeout: float 
             sock.sendall(head)
             for chunk in body_chunks:
                 sock.sendall(chunk)
+            if stop_sending:
+                sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the gateway stopped reading: expected once it has answered
 
@@ -407,6 +412,22 @@ def test_chunked_upload_over_the_limit_is_refused_and_nothing_is_kept(over_by, r
         clean_stack, request_head(clean_stack, {"Transfer-Encoding": "chunked"}), chunked(body)
     )
     assert status == 413 and b'"file_too_large"' in answer and refused_by in answer, answer
+    assert_nothing_kept(clean_stack, keys, records)
+
+
+def test_upload_that_stops_short_of_its_content_length_is_400_and_nothing_is_kept(clean_stack):
+    """The gateway passes the body on with the client's Content-Length; when the client stops
+    sending before it, the gateway ends the request instead of leaving the upload service waiting
+    for the rest (which would answer 503 once the read timeout ran out)."""
+    keys, records = clean_stack.stored_keys(), clean_stack.redis_keys()
+    body = multipart_body([file_part(b"\x00" + os.urandom(300_000), "clip.mp4")])
+    status, answer = raw_exchange(
+        clean_stack,
+        request_head(clean_stack, {"Content-Length": str(len(body))}),
+        chunks_of(body[:200_000]),
+        stop_sending=True,
+    )
+    assert status == 400 and b'"missing_file"' in answer, answer
     assert_nothing_kept(clean_stack, keys, records)
 
 

@@ -6,18 +6,16 @@ Each fake keeps a ``calls`` list of ``(operation, argument)`` pairs and can be t
 
 from __future__ import annotations
 
-import io
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import requests
-
 from services.conversion.converter import Probed
 from services.conversion.encode import EncodeResult
 from services.conversion.probe import AudioStream, ProbeResult
+from services.gateway.upstream import UploadAnswer
 from shared.broker import Publishes, Topology
 from shared.errors import CallbackRefused, JobNotFound, ObjectNotFound
 from shared.jobs import Job, JobStatus
@@ -208,23 +206,20 @@ class FakeUpload(_Recorder):
         self, status: int = 202, body: bytes = b'{"job_id": "x"}', content_type: str = "application/json"
     ) -> None:
         super().__init__()
-        self.response = requests.Response()
-        self.response.status_code = status
-        self.response.headers["Content-Type"] = content_type
-        self.response.raw = io.BytesIO(body)
+        self.response = UploadAnswer(status, {"Content-Type": content_type}, body)
         self.forwarded: list[tuple[bytes, str]] = []
         self.headers: list[dict[str, str]] = []
         """The extra headers (the caller's ``Authorization``) of each call, in order."""
 
     def forward(
         self, body: Iterator[bytes], content_type: str, extra_headers: dict[str, str] | None = None
-    ) -> requests.Response:
+    ) -> UploadAnswer:
         self._record("forward", content_type)
         self.forwarded.append((b"".join(body), content_type))
         self.headers.append(extra_headers or {})
         return self.response
 
-    def post_json(self, path: str, body: bytes, extra_headers: dict[str, str] | None = None) -> requests.Response:
+    def post_json(self, path: str, body: bytes, extra_headers: dict[str, str] | None = None) -> UploadAnswer:
         self._record("post_json", path)
         self.forwarded.append((body, "application/json"))
         self.headers.append(extra_headers or {})
