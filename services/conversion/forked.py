@@ -21,6 +21,7 @@ at fork. Python 3.12 warns about any fork in a threaded process; siphon runs on 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import json
@@ -142,7 +143,7 @@ class ForkedCall:
             except ProcessLookupError:
                 pass
             if pipe_closed:
-                threading.Thread(target=os.waitpid, args=(pid, 0), name=f"reap-{pid}", daemon=True).start()
+                threading.Thread(target=_reap, args=(pid,), name=f"reap-{pid}", daemon=True).start()
             else:
                 os.waitpid(pid, 0)
         if self._reader is not None:
@@ -179,6 +180,12 @@ def _child(function: Callable[..., Any], args: tuple, writer: int, parent_pid: i
         code = 0
     finally:
         os._exit(code)
+
+
+def _reap(pid: int) -> None:
+    """Wait for the child ``pid`` to end and collect it (on a reaper thread)."""
+    with contextlib.suppress(ChildProcessError):  # collected already (a caller that waited for it)
+        os.waitpid(pid, 0)
 
 
 def die_with(parent_pid: int) -> None:
