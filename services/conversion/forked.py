@@ -21,6 +21,7 @@ at fork. Python 3.12 warns about any fork in a threaded process; siphon runs on 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import json
@@ -29,6 +30,7 @@ import resource
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,15 +92,17 @@ class ForkedCall:
         self._reader: int | None = reader
 
     def result(self) -> Outcome:
-        """Wait for the answer until the deadline; the child is reaped either way.
+        """Wait for the answer until the deadline; the child is killed either way, and reaped:
+        at once when it gave no answer, else by a thread of its own (see :meth:`_end`).
 
         Raises:
             SandboxFailed: the child could not confine itself (it ran nothing).
         """
+        data, complete = b"", False
         try:
             data, complete = self._read()
         finally:
-            self.cancel()
+            self._end(pipe_closed=complete)
         if not complete:
             return Outcome(ok=False, timed_out=True)
         if not data:
@@ -124,13 +128,24 @@ class ForkedCall:
 
     def cancel(self) -> None:
         """Kill the child if it still runs and reap it; safe to call more than once."""
+        self._end(pipe_closed=False)
+
+    def _end(self, pipe_closed: bool) -> None:
+        """Kill the child, reap it and close the pipe. Once the child closed its end of the pipe
+        (it answered, or died), it is reaped on a daemon thread instead: the kernel frees the
+        child's copy of the worker's memory before the child counts as exited, 2-5 ms of wall
+        time per call (issue #16) that the task need not wait for. Killed first either way, so no
+        child outlives its call, whatever ran in it."""
         if self._pid is not None:
+            pid, self._pid = self._pid, None
             try:
-                os.kill(self._pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            os.waitpid(self._pid, 0)
-            self._pid = None
+            if pipe_closed:
+                threading.Thread(target=_reap, args=(pid,), name=f"reap-{pid}", daemon=True).start()
+            else:
+                os.waitpid(pid, 0)
         if self._reader is not None:
             os.close(self._reader)
             self._reader = None
@@ -161,9 +176,16 @@ def _child(function: Callable[..., Any], args: tuple, writer: int, parent_pid: i
         if "error" in answer:
             answer["log"] = "\n".join(message for _, _, message in logs)[-4000:]
         _write_all(writer, json.dumps(answer).encode())
+        os.close(writer)  # the answer is whole: the parent reads its end now, not after this exit
         code = 0
     finally:
         os._exit(code)
+
+
+def _reap(pid: int) -> None:
+    """Wait for the child ``pid`` to end and collect it (on a reaper thread)."""
+    with contextlib.suppress(ChildProcessError):  # collected already (a caller that waited for it)
+        os.waitpid(pid, 0)
 
 
 def die_with(parent_pid: int) -> None:

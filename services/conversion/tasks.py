@@ -1,6 +1,6 @@
 """Handling one conversion task, from message body to outcome, independent of pika.
 
-Per task: skip it if the job was cancelled; publish ``processing``; fetch the input into a fresh
+Per task: skip it if the job was cancelled; send ``processing`` (unconfirmed); fetch the input into a fresh
 temp dir (the local backend's file is read in place); probe; encode as the task's options ask,
 publishing ``processing`` progress reports; store the output; publish ``completed`` (or ``failed``
 with a stable code); remove the temp dir. The worker settles the message with the returned
@@ -87,7 +87,8 @@ class ProgressReports:
 
 
 class TaskRunner:
-    """Runs conversion tasks; ``publish`` sends a job event and returns once it is confirmed."""
+    """Runs conversion tasks; ``publish`` sends a result event (completed, failed) and returns once
+    it is confirmed."""
 
     def __init__(
         self,
@@ -102,7 +103,8 @@ class TaskRunner:
         still_held: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.monotonic,
     ):
-        """``report_progress`` sends progress events (default: ``publish``; they need no confirm);
+        """``report_progress`` sends the ``processing`` event and the progress reports (default:
+        ``publish``; they need no confirm);
         ``cancelled`` is set (by the worker) when the client cancels this task's job; ``jobs``, if
         given, is asked before the work starts whether the job was cancelled while queued;
         ``still_held`` says whether the task's delivery is still this worker's (broker.Delivery.held):
@@ -138,7 +140,11 @@ class TaskRunner:
             if attempt > self.settings.max_attempts:
                 message = f"The conversion was interrupted {attempt - 1} times; giving up."
                 return self._fail(task.job_id, task.retry, attempt, codes.TOO_MANY_ATTEMPTS, message, dead_letter=True)
-            self.publish(
+            # Unconfirmed, like a progress report: the work starts without waiting ~3 ms for the
+            # broker (issue #16). A lost one loses nothing: the job reads queued until a later event
+            # (a report, completed, failed) moves it on, and a broker that is gone fails the
+            # confirmed result event, which requeues the task.
+            self.report_progress(
                 JobEvent(job_id=task.job_id, status=JobStatus.PROCESSING, attempt=attempt, retry=task.retry, progress=0)
             )
             self.settings.work_dir.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,15 @@ def test_the_value_comes_back_and_the_child_is_reaped():
     outcome = call.result()
     assert outcome.ok and outcome.value["sum"] == 5 and outcome.value["pid"] != os.getpid()
     assert reaped(call)
+
+
+def test_a_child_that_answered_is_reaped_on_a_thread_and_leaves_no_zombie():
+    pid = ForkedCall(os.getpid, timeout_seconds=10).result().value
+    proc = Path(f"/proc/{pid}")  # a zombie keeps its /proc entry until reaped
+    deadline = time.monotonic() + 10
+    while proc.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not proc.exists()
 
 
 def test_an_exception_comes_back_as_text():
