@@ -6,13 +6,20 @@ prefix and deletes what it made; nothing is ever flushed.
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis
+from werkzeug.serving import make_server
 
+from services.metadata.app import create_app as create_metadata
 from services.metadata.rqueues import rq_slug
-from shared.config import env_var_names
+from services.metadata.store import JobStore
+from shared.config import env_var_names, load_settings
+from shared.storage import LocalStorage
+from tests.support.net import free_port
 from tests.support.stack import REDIS_URL
 
 
@@ -49,3 +56,21 @@ def redis_client(prefix):
     if queues:
         client.srem("rq:queues", *queues)
     client.close()
+
+
+@pytest.fixture
+def store(redis_client, prefix, tmp_path) -> JobStore:
+    """The metadata service's job store on the real Redis under this run's prefix, manifests in ``tmp_path``."""
+    return JobStore(redis_client, prefix, LocalStorage(tmp_path / "storage"))
+
+
+@pytest.fixture
+def metadata_url(store, prefix) -> Iterator[str]:
+    """The metadata service's real app on ``store``, served on loopback."""
+    app = create_metadata(load_settings(redis_prefix=prefix), store=store, control=object())
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)

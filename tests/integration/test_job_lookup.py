@@ -4,15 +4,10 @@ service's real app on loopback when Redis has no record or does not answer."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
 import pytest
-from werkzeug.serving import make_server
 
 from services.conversion.job_lookup import job_lookup
 from services.conversion.tasks import TaskRunner
-from services.metadata.app import create_app as create_metadata
 from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
 from shared.broker import Settle
@@ -21,28 +16,10 @@ from shared.errors import JobStoreUnavailable
 from shared.job_records import job_record_key
 from shared.jobs import JobStatus, input_key, new_job_id, output_key
 from shared.messages import ConversionTask, JobEvent
-from shared.storage import LocalStorage
 from tests.support.net import free_port
 from tests.unit.fakes import FakeConverter, FakeStorage
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(redis_client, prefix, tmp_path) -> JobStore:
-    return JobStore(redis_client, prefix, LocalStorage(tmp_path / "storage"))
-
-
-@pytest.fixture
-def metadata_url(store, prefix) -> Iterator[str]:
-    """The metadata service's real app on ``store``, served on loopback."""
-    app = create_metadata(load_settings(redis_prefix=prefix), store=store, control=object())
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
 
 
 def nobody() -> str:

@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
-from werkzeug.serving import make_server
 
 from services.gateway.app import create_app as create_gateway
-from services.metadata.app import create_app as create_metadata
 from services.metadata.records import JobRecord
 from services.metadata.store import JobStore
 from shared.config import load_settings
 from shared.job_records import JobRecords, job_record_key
 from shared.jobs import JobStatus, new_job_id
 from shared.messages import JobEvent
-from shared.storage import LocalStorage
 from tests.support.keys import KeyFile
 from tests.support.net import free_port
 from tests.support.stack import REDIS_URL
@@ -30,23 +26,6 @@ from tests.unit.fakes import FakeStorage, FakeUpload
 pytestmark = pytest.mark.integration
 
 STATE_ORDER = {"queued": 0, "processing": 1, "completed": 2}
-
-
-@pytest.fixture
-def store(redis_client, prefix, tmp_path) -> JobStore:
-    return JobStore(redis_client, prefix, LocalStorage(tmp_path / "storage"))
-
-
-@pytest.fixture
-def metadata_url(store, prefix) -> Iterator[str]:
-    """The metadata service's real app on ``store``, served on loopback."""
-    app = create_metadata(load_settings(redis_prefix=prefix), store=store, control=object())
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
 
 
 def gateway(prefix: str, metadata_url: str, **settings):
